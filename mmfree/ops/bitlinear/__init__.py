@@ -1,0 +1,35 @@
+"""BitLinear op with one dispatch point (`MMFREE_BACKEND=auto|triton|torch`)."""
+
+from __future__ import annotations
+
+import torch
+
+from mmfree.ops.backend import use_triton
+from mmfree.ops.bitlinear.naive import bitlinear_naive
+
+
+def bitlinear(
+    x: torch.Tensor,
+    norm_weight: torch.Tensor | None,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    eps: float = 1e-6,
+    backend: str | None = None,
+) -> torch.Tensor:
+    """Ternary-weight, int8-activation linear layer with its input RMSNorm.
+
+    Args:
+        x: `[..., K]` input; norm_weight: `[K]`; weight: `[N, K]` master weight; bias: `[N]` or None.
+    Returns:
+        `[..., N]` in x's dtype.
+    """
+    if x.shape[-1] != weight.shape[-1]:
+        raise ValueError(f"bitlinear: input has {x.shape[-1]} features but the weight expects {weight.shape[-1]}")
+    if use_triton("bitlinear", x, weight, backend=backend):
+        from mmfree.ops.bitlinear.triton import bitlinear_triton
+
+        return bitlinear_triton(x, norm_weight, weight, bias, eps)
+    return bitlinear_naive(x, norm_weight, weight, bias, eps)
+
+
+__all__ = ["bitlinear", "bitlinear_naive"]
