@@ -63,12 +63,16 @@ def use_triton(op: str, *tensors: torch.Tensor, backend: str | None = None) -> b
     on_cuda = all(t.is_cuda for t in tensors)
     if not triton_available():
         if choice == "triton" or on_cuda:
-            _warn_once(op, "Triton is not installed; using the PyTorch reference (pip install 'mmfree[triton]')")
+            _warn_once(
+                op, "Triton is not installed; using the PyTorch reference (pip install 'mmfree[triton]')"
+            )
         return False
     if on_cuda:
         return True
     if choice == "triton":
         if interpret_mode():
             return True
-        _warn_once(op, "backend 'triton' needs CUDA tensors or TRITON_INTERPRET=1; using the PyTorch reference")
+        _warn_once(
+            op, "backend 'triton' needs CUDA tensors or TRITON_INTERPRET=1; using the PyTorch reference"
+        )
     return False

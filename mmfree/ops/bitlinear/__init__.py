@@ -24,7 +24,9 @@ def bitlinear(
         `[..., N]` in x's dtype.
     """
     if x.shape[-1] != weight.shape[-1]:
-        raise ValueError(f"bitlinear: input has {x.shape[-1]} features but the weight expects {weight.shape[-1]}")
+        raise ValueError(
+            f"bitlinear: input has {x.shape[-1]} features but the weight expects {weight.shape[-1]}"
+        )
     if use_triton("bitlinear", x, weight, backend=backend):
         from mmfree.ops.bitlinear.triton import bitlinear_triton
 

@@ -53,7 +53,9 @@ def mlgru(
         h `[B, T, D]` in c_raw's dtype, final state `[B, D]` fp32.
     """
     if f_raw.shape != c_raw.shape or f_raw.ndim != 3:
-        raise ValueError(f"mlgru: f_raw and c_raw must both be [B, T, D]; got {tuple(f_raw.shape)}, {tuple(c_raw.shape)}")
+        raise ValueError(
+            f"mlgru: f_raw and c_raw must both be [B, T, D]; got {tuple(f_raw.shape)}, {tuple(c_raw.shape)}"
+        )
     B, T, D = f_raw.shape
     if initial_state is not None and tuple(initial_state.shape) != (B, D):
         raise ValueError(f"mlgru: initial_state must be [{B}, {D}]; got {tuple(initial_state.shape)}")

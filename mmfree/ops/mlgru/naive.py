@@ -33,7 +33,11 @@ def mlgru_scan_sequential(
     """
     a = _carry(f, reset)
     b = i.float()
-    h = f.new_zeros(f.shape[0], f.shape[2], dtype=torch.float32) if initial_state is None else initial_state.float()
+    h = (
+        f.new_zeros(f.shape[0], f.shape[2], dtype=torch.float32)
+        if initial_state is None
+        else initial_state.float()
+    )
     out = []
     for t in range(f.shape[1]):
         h = a[:, t] * h + b[:, t]  # [B, D]
@@ -63,7 +67,11 @@ def mlgru_scan_parallel(
         b = a * b_prev + b
         a = a * a_prev
         shift *= 2
-    final = b[:, -1] if T > 0 else (initial_state.float() if initial_state is not None else b.new_zeros(b.shape[0], b.shape[2]))
+    final = (
+        b[:, -1]
+        if T > 0
+        else (initial_state.float() if initial_state is not None else b.new_zeros(b.shape[0], b.shape[2]))
+    )
     return b.to(i.dtype), final
 
 

@@ -1,0 +1,30 @@
+"""Ternary GLU channel mixer: `down_proj(SiLU(g) * u)` with `[g, u] = gate_proj(x)` (official layout)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmfree.layers.bitlinear import BitLinear
+
+
+def glu_intermediate_size(hidden_size: int, hidden_ratio: int = 4) -> int:
+    """The official GLU width: `256 * ceil(int(d * ratio * 2 / 3) / 256)` (2816 at d=1024)."""
+    inner = int(hidden_size * hidden_ratio * 2 / 3)
+    return 256 * ((inner + 255) // 256)
+
+
+class GLU(nn.Module):
+    """`[..., d] -> [..., d]` through a fused gate/up projection d -> 2I and a down projection I -> d."""
+
+    def __init__(self, hidden_size: int, intermediate_size: int, bitlinear_eps: float = 1e-6) -> None:
+        super().__init__()
+        self.hidden_size = hidden_size
+        self.intermediate_size = intermediate_size
+        self.gate_proj = BitLinear(hidden_size, 2 * intermediate_size, eps=bitlinear_eps)
+        self.down_proj = BitLinear(intermediate_size, hidden_size, eps=bitlinear_eps)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_proj(x).chunk(2, dim=-1)  # [..., I] each
+        return self.down_proj(F.silu(gate) * up)
