@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import make_dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,13 @@ from transformers.utils import generic as _generic
 
 from mmfree.layers import GLU, MLGRU, BitLinear, MMFreeBlock, RMSNorm
 from mmfree.models.cache import MMFreeCache
+from mmfree.models.checkpoint import (
+    CheckpointError,
+    checkpoint_tensors,
+    compare_state,
+    read_config,
+    weight_files,
+)
 from mmfree.models.configuration import MMFreeConfig
 from mmfree.ops.mlgru import reset_from_cu_seqlens
 
@@ -31,9 +39,9 @@ CACHE_FIELD = "cache" if hasattr(_generic, "_rename_kwargs_for_bc") else "past_k
 MMFreeModelOutput = make_dataclass(
     "MMFreeModelOutput",
     [
-        ("last_hidden_state", Optional[torch.Tensor], None),  # [B, T, d]
-        (CACHE_FIELD, Optional[MMFreeCache], None),
-        ("hidden_states", Optional[tuple], None),  # per layer [B, T, d]
+        ("last_hidden_state", torch.Tensor | None, None),  # [B, T, d]
+        (CACHE_FIELD, MMFreeCache | None, None),
+        ("hidden_states", tuple | None, None),  # per layer [B, T, d]
     ],
     bases=(ModelOutput,),
 )
@@ -44,10 +52,10 @@ MMFreeModelOutput.__doc__ = (
 MMFreeCausalLMOutput = make_dataclass(
     "MMFreeCausalLMOutput",
     [
-        ("loss", Optional[torch.Tensor], None),  # []
-        ("logits", Optional[torch.Tensor], None),  # [B, T, V]
-        (CACHE_FIELD, Optional[MMFreeCache], None),
-        ("hidden_states", Optional[tuple], None),
+        ("loss", torch.Tensor | None, None),  # []
+        ("logits", torch.Tensor | None, None),  # [B, T, V]
+        (CACHE_FIELD, MMFreeCache | None, None),
+        ("hidden_states", tuple | None, None),
     ],
     bases=(ModelOutput,),
 )
@@ -76,6 +84,16 @@ class MMFreePreTrainedModel(PreTrainedModel):
     def _supports_default_dynamic_cache(cls) -> bool:
         return False
 
+    @classmethod
+    def from_pretrained(
+        cls, pretrained_model_name_or_path: str | Path, *model_args: Any, **kwargs: Any
+    ) -> Any:
+        """transformers' loader, after checking a local checkpoint is complete (no silent partial loads)."""
+        path = Path(str(pretrained_model_name_or_path))
+        if path.is_dir():
+            _check_checkpoint(cls, path)
+        return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
+
     @torch.no_grad()
     def _init_weights(self, module: nn.Module) -> None:
         """Official init: token-mixer BitLinears xavier (gain 2^-2.5), the rest normal(0, std), the
@@ -99,6 +117,29 @@ class MMFreePreTrainedModel(PreTrainedModel):
                 init.zeros_(module.bias)
         elif isinstance(module, MMFreeModel) and module.lower_bounds is not None:
             init.zeros_(module.lower_bounds)
+
+
+def _check_checkpoint(cls: type[MMFreePreTrainedModel], path: Path) -> None:
+    """Refuse a checkpoint of another model type, an invalid config, or missing/extra/mis-shaped tensors."""
+    raw = read_config(path)
+    model_type = raw.get("model_type")
+    if model_type == "hgrn_bit":
+        raise CheckpointError(
+            f"{path} is an official MMfreeLM (hgrn_bit) checkpoint; convert it first: mmfree convert {path} DST"
+        )
+    if model_type != MMFreeConfig.model_type:
+        raise CheckpointError(
+            f"{path} holds a {model_type!r} model, not an mmfree one (config.json model_type)"
+        )
+    config = MMFreeConfig.from_dict(raw)
+    if not weight_files(path):
+        return  # a PyTorch .bin checkpoint: transformers checks it
+    found, _ = checkpoint_tensors(path)
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in cls(config).state_dict().items()}
+    if cls is MMFreeModel:
+        found = {k.removeprefix("model."): v for k, v in found.items() if not k.startswith("lm_head.")}
+    compare_state(expected, {k: shape for k, (_, shape) in found.items()}, str(path))
 
 
 def _inside_mixer(root: nn.Module, module: nn.Module) -> bool:
