@@ -168,3 +168,15 @@ def test_inconsistent_saved_config_is_refused(tmp_path) -> None:
     (tmp_path / "config.json").write_text(json.dumps({**cfg, "num_heads": 5}))
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MMFreeForCausalLM.from_pretrained(tmp_path)
+
+
+def test_activation_checkpointing_gives_identical_gradients() -> None:
+    model = MMFreeForCausalLM(tiny_config()).train()
+    ids = torch.randint(0, 61, (2, 16))
+    model(ids, labels=ids).loss.backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.gradient_checkpointing_enable()
+    model(ids, labels=ids).loss.backward()
+    for a, p in zip(plain, model.parameters()):
+        torch.testing.assert_close(a, p.grad)
