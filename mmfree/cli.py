@@ -8,13 +8,14 @@ and a function taking it. Fields without a default are positional arguments; `bo
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import importlib
 import inspect
 import io
 import logging
-import re
 import sys
+import textwrap
 import tokenize
 import types
 import typing
@@ -78,17 +79,20 @@ def register(name: str, module: str, settings: str, function: str, description: 
 
 
 def _field_comments(cls: type) -> dict[str, str]:
-    """Trailing `# comments` of a dataclass's field lines, by field name."""
+    """The `# comments` on each dataclass field's line(s), by field name (they are its --help text)."""
     try:
-        source = inspect.getsource(cls)
+        source = textwrap.dedent(inspect.getsource(cls))
     except (OSError, TypeError):
         return {}
-    comments: dict[str, str] = {}
+    by_line: dict[int, str] = {}
     for tok in tokenize.generate_tokens(io.StringIO(source).readline):
         if tok.type == tokenize.COMMENT:
-            m = re.match(r"\s*(\w+)\s*:", tok.line)
-            if m:
-                comments[m.group(1)] = tok.string.lstrip("# ").strip()
+            by_line[tok.start[0]] = tok.string.lstrip("# ").strip()
+    comments: dict[str, str] = {}
+    for node in ast.parse(source).body[0].body:  # type: ignore[attr-defined]
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+            lines = range(node.lineno, (node.end_lineno or node.lineno) + 1)
+            comments[node.target.id] = " ".join(by_line[i] for i in lines if i in by_line)
     return comments
 
 
