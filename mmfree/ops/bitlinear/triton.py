@@ -15,6 +15,8 @@ Saved: x, the int8 codes, the scales and rstd (no bf16/fp32 normalized copy).
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -166,6 +168,11 @@ def ternarize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return codes, g
 
 
+@functools.cache
+def _has_int8_tensor_cores(index: int) -> bool:
+    return torch.cuda.get_device_capability(index)[0] >= 8
+
+
 def _gemm_mode(device: torch.device) -> str:
     mode = INT8_GEMM
     if mode not in _MODES:
@@ -173,7 +180,7 @@ def _gemm_mode(device: torch.device) -> str:
     if mode != "auto":
         return mode
     if device.type == "cuda":
-        return "triton" if torch.cuda.get_device_capability(device)[0] >= 8 else "bf16"
+        return "triton" if _has_int8_tensor_cores(device.index or 0) else "bf16"
     return "triton"  # the CPU interpreter
 
 

@@ -8,6 +8,8 @@ fp32 temporary is written. The backward kernel is also the RMSNorm backward of t
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -103,6 +105,12 @@ def _rms_gate_bwd_kernel(
         tl.store(DW + pid * N + cols, dw, mask=m)
 
 
+@functools.cache
+def sm_count(index: int) -> int:
+    """Multiprocessors of CUDA device `index` (cached: the query is slow next to a kernel launch)."""
+    return torch.cuda.get_device_properties(index).multi_processor_count
+
+
 def _block_n(n: int) -> int:
     block = triton.next_power_of_2(n)
     if block > 65536:
@@ -155,7 +163,7 @@ def rms_gate_bwd(
     dx = torch.empty_like(x)  # [M, N]
     do = torch.empty_like(o) if o is not None else None  # [M, N]
     if x.is_cuda:
-        programs = min(M, torch.cuda.get_device_properties(x.device).multi_processor_count * 4)
+        programs = min(M, sm_count(x.device.index or 0) * 4)
     else:
         programs = min(M, 4)
     programs = max(programs, 1)

@@ -1,0 +1,194 @@
+"""Kernel microbenchmarks: fused BitLinear and the MLGRU scan against the GPU's own ceilings, one table.
+
+- BitLinear forward and forward+backward at the 370M / 1.3B projection shapes (M = 8 x 2048 tokens), for
+  each GEMM path of the fused op (Triton int8 with fused epilogue, torch._int_mm + scale pass, bf16), the
+  plain-PyTorch reference, and a bare bf16 `x @ W^T` (the peer: what an unquantized linear costs).
+- MLGRU forward and backward (B=8, T=2048, D=1024/2048, bf16) in GB/s of the minimum traffic
+  (forward: read f, c, write h; backward: read f, c, h, dh, write df, dc), against the device-to-device copy
+  bandwidth measured in the same run (peer), plus flash-linear-attention's HGRN ops when `fla` imports.
+- The bf16 matmul rate (8192^3) measured in the same run, for scale.
+
+Medians of `triton.testing.do_bench`. Every row names device, date and versions.
+
+    python benchmarks/kernels.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import importlib
+from collections.abc import Callable
+
+import torch
+import triton
+from triton.testing import do_bench
+
+ROWS: list[tuple[str, str, str, float, str, str]] = []  # (group, case, impl, ms, rate, ratio)
+
+
+def bench(fn: Callable[[], object], quick: bool) -> float:
+    """Median milliseconds of fn."""
+    return do_bench(fn, warmup=10 if quick else 25, rep=30 if quick else 100, return_mode="median")
+
+
+def add(group: str, case: str, impl: str, ms: float, rate: str, ratio: str = "-") -> None:
+    ROWS.append((group, case, impl, ms, rate, ratio))
+
+
+def ceilings(quick: bool) -> tuple[float, float]:
+    """(copy GB/s, bf16 matmul TFLOP/s) measured now."""
+    n = 1 << 28  # 512 MiB of bf16
+    src = torch.empty(n, dtype=torch.bfloat16, device="cuda")
+    dst = torch.empty_like(src)
+    ms = bench(lambda: dst.copy_(src), quick)
+    copy_gbs = 2 * src.numel() * 2 / ms / 1e6
+    add("ceiling", "copy 512MiB d2d", "torch copy_", ms, f"{copy_gbs:.0f} GB/s")
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    ms = bench(lambda: a @ a, quick)
+    tflops = 2 * 8192**3 / ms / 1e9
+    add("ceiling", "matmul 8192^3 bf16", "torch @", ms, f"{tflops:.0f} TFLOP/s")
+    return copy_gbs, tflops
+
+
+def bench_bitlinear(quick: bool) -> None:
+    from mmfree.ops.bitlinear import bitlinear_naive
+
+    mod = importlib.import_module("mmfree.ops.bitlinear.triton")
+    M = 8 * 2048
+    shapes = [
+        ("370m qkv/o", 1024, 1024),
+        ("370m gate", 1024, 5632),
+        ("370m down", 2816, 1024),
+        ("1.3b qkv/o", 2048, 2048),
+        ("1.3b gate", 2048, 11264),
+        ("1.3b down", 5632, 2048),
+    ]
+    if quick:
+        shapes = shapes[:3]
+    for name, K, N in shapes:
+        _bitlinear_case(mod, bitlinear_naive, name, M, K, N, quick)
+
+
+def _bitlinear_case(mod, bitlinear_naive, name: str, M: int, K: int, N: int, quick: bool) -> None:
+    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16, requires_grad=True)  # [M, K]
+    nw = torch.ones(K, device="cuda", dtype=torch.bfloat16, requires_grad=True)  # [K]
+    w = (torch.randn(N, K, device="cuda") * 0.02).to(torch.bfloat16).requires_grad_(True)  # [N, K]
+    dy = torch.randn(M, N, device="cuda", dtype=torch.bfloat16)  # [M, N]
+    flops = 2 * M * N * K
+    case = f"{name} M={M} K={K} N={N}"
+    peer_fwd = bench(lambda: x @ w.t(), quick)
+    peer_all = bench(lambda: torch.autograd.grad(x @ w.t(), (x, w), dy), quick)
+    add(
+        "bitlinear fwd",
+        case,
+        "bf16 x@W^T (peer)",
+        peer_fwd,
+        f"{flops / peer_fwd / 1e9:.0f} TFLOP/s",
+        "1.00x",
+    )
+    add(
+        "bitlinear fwd+bwd",
+        case,
+        "bf16 x@W^T (peer)",
+        peer_all,
+        f"{3 * flops / peer_all / 1e9:.0f} TFLOP/s",
+        "1.00x",
+    )
+    impls: list[tuple[str, Callable[..., torch.Tensor]]] = [("naive reference", bitlinear_naive)]
+    for mode in ("triton", "torch", "bf16"):
+        impls.append((f"fused int8={mode}", lambda a, b, c, _m=mode: _with_mode(mod, _m, a, b, c)))
+    for label, fn in impls:
+        fwd = bench(lambda fn=fn: fn(x, nw, w), quick)
+        both = bench(lambda fn=fn: torch.autograd.grad(fn(x, nw, w), (x, nw, w), dy), quick)
+        add(
+            "bitlinear fwd",
+            case,
+            label,
+            fwd,
+            f"{flops / fwd / 1e9:.0f} TFLOP/s",
+            f"{peer_fwd / fwd:.2f}x",
+        )
+        add(
+            "bitlinear fwd+bwd",
+            case,
+            label,
+            both,
+            f"{3 * flops / both / 1e9:.0f} TFLOP/s",
+            f"{peer_all / both:.2f}x",
+        )
+
+
+def _with_mode(mod, mode: str, x: torch.Tensor, nw: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    old = mod.INT8_GEMM
+    mod.INT8_GEMM = mode
+    try:
+        return mod.bitlinear_triton(x, nw, w)
+    finally:
+        mod.INT8_GEMM = old
+
+
+def bench_mlgru(quick: bool, copy_gbs: float) -> None:
+    from mmfree.ops.mlgru.triton import mlgru_triton
+
+    try:
+        from fla.ops.hgrn import chunk_hgrn, fused_recurrent_hgrn
+    except ImportError:
+        chunk_hgrn = fused_recurrent_hgrn = None
+    B, T = 8, 2048
+    for D in (1024,) if quick else (1024, 2048):
+        _mlgru_case(mlgru_triton, chunk_hgrn, fused_recurrent_hgrn, B, T, D, quick, copy_gbs)
+
+
+def _mlgru_case(
+    mlgru_triton, chunk_hgrn, fused_recurrent_hgrn, B: int, T: int, D: int, quick: bool, copy_gbs: float
+) -> None:
+    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)  # [B, T, D]
+    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16, requires_grad=True)  # [B, T, D]
+    lb = torch.rand(D, device="cuda", requires_grad=True)  # [D]
+    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    unit = B * T * D * 2  # bytes of one bf16 [B, T, D] tensor
+    case = f"B={B} T={T} D={D}"
+    impls: list[tuple[str, Callable[[], torch.Tensor]]] = [
+        ("mmfree chunked", lambda: mlgru_triton(f, c, lb)[0]),
+        ("mmfree recurrent", lambda: mlgru_triton(f, c, lb, chunk_size=T)[0]),
+    ]
+    if chunk_hgrn is not None:
+        g = torch.randn(B, T, D, device="cuda").sigmoid().log().to(torch.bfloat16).requires_grad_(True)
+        impls += [
+            ("fla chunk_hgrn", lambda: chunk_hgrn(f, g)[0]),
+            ("fla fused_recurrent_hgrn", lambda: fused_recurrent_hgrn(f, g)[0]),
+        ]
+    else:
+        add("mlgru fwd", case, "fla hgrn", float("nan"), "not installed")
+    for label, fn in impls:
+        fwd = bench(fn, quick)
+        out = fn()
+        bwd = bench(lambda out=out: torch.autograd.grad(out, (f,), dh, retain_graph=True), quick)
+        gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
+        add("mlgru fwd", case, label, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
+        add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
+    args = p.parse_args()
+    if not torch.cuda.is_available():
+        raise SystemExit("kernels.py needs a CUDA GPU")
+    copy_gbs, _ = ceilings(args.quick)
+    bench_mlgru(args.quick, copy_gbs)
+    bench_bitlinear(args.quick)
+    tag = (
+        f"{torch.cuda.get_device_name()[:22]} {datetime.date.today().isoformat()} "
+        f"torch {torch.__version__.split('+')[0]} triton {triton.__version__}"
+    )
+    head = f"{'run':<54} {'group':<18} {'case':<34} {'impl':<24} {'ms':>8} {'rate':>14} {'vs peer':>12}"
+    print(head)
+    print("-" * len(head))
+    for group, case, impl, ms, rate, ratio in ROWS:
+        print(f"{tag:<54} {group:<18} {case:<34} {impl:<24} {ms:>8.3f} {rate:>14} {ratio:>12}")
+
+
+if __name__ == "__main__":
+    main()

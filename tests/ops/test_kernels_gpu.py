@@ -1,0 +1,100 @@
+"""Real-shape bf16 checks of the Triton kernels on a CUDA GPU (`pytest -m gpu`, run on the H200).
+
+Each kernel against its reference upcast to fp32: MLGRU at B=8, T=2048, D=1024/2048 (chunked) and a
+short T (fused-recurrent), the fused BitLinear at the 370M/1.3B projection shapes on every GEMM path,
+the output gate, and the chunked LM-head loss at vocabulary 32000.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+from _ops_tol import assert_close_scaled
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+BF16 = 2e-2
+
+
+def _grads(fn, tensors, dy):
+    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in tensors]
+    out = fn(*leaves)
+    y = out[0] if isinstance(out, tuple) else out
+    (y.float() * dy).sum().backward()
+    return y, [t.grad if t is not None else None for t in leaves]
+
+
+@pytest.mark.parametrize(("T", "D"), [(2048, 1024), (2048, 2048), (100, 1024)])
+def test_mlgru_bf16(T, D):
+    from mmfree.ops.mlgru import mlgru_gated_naive
+    from mmfree.ops.mlgru.triton import mlgru_triton
+
+    B, dev = 8, "cuda"
+    f_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
+    c_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
+    lb = torch.rand(D, device=dev) * 0.9  # [D]
+    h0 = torch.randn(B, D, device=dev)  # [B, D]
+    reset = torch.rand(B, T, device=dev) < 0.002  # [B, T]
+    dy = torch.randn(B, T, D, device=dev)  # [B, T, D]
+    y, g = _grads(lambda f, c, l, h: mlgru_triton(f, c, l, h, reset), [f_raw, c_raw, lb, h0], dy)
+    y_ref, g_ref = _grads(
+        lambda f, c, l, h: mlgru_gated_naive(f.float(), c.float(), l, h, reset), [f_raw, c_raw, lb, h0], dy
+    )
+    assert_close_scaled(y, y_ref, BF16, "h")
+    for name, a, b in zip(("df", "dc", "dlb", "dh0"), g, g_ref):
+        assert_close_scaled(a, b, 3 * BF16, name)
+
+
+@pytest.mark.parametrize("mode", ["triton", "torch", "bf16"])
+@pytest.mark.parametrize(("K", "N"), [(1024, 1024), (1024, 5632), (2816, 1024), (2048, 11264), (5632, 2048)])
+def test_bitlinear_bf16(mode, K, N, monkeypatch):
+    from mmfree.ops.bitlinear import bitlinear_naive
+
+    mod = importlib.import_module("mmfree.ops.bitlinear.triton")
+    monkeypatch.setattr(mod, "INT8_GEMM", mode)
+    M, dev = 4096, "cuda"
+    x = torch.randn(M, K, device=dev, dtype=torch.bfloat16)  # [M, K]
+    nw = torch.rand(K, device=dev, dtype=torch.bfloat16) + 0.5  # [K]
+    w = (torch.randn(N, K, device=dev) * 0.02).to(torch.bfloat16)  # [N, K]
+    dy = torch.randn(M, N, device=dev) / N**0.5  # [M, N]
+    y, g = _grads(lambda a, b, c: mod.bitlinear_triton(a, b, c), [x, nw, w], dy)
+    y_ref, g_ref = _grads(lambda a, b, c: bitlinear_naive(a.float(), b.float(), c.float()), [x, nw, w], dy)
+    assert_close_scaled(y, y_ref, BF16, "y")
+    for name, a, b in zip(("dx", "dnorm_weight", "dweight"), g, g_ref):
+        assert_close_scaled(a, b, 2 * BF16, name)
+
+
+def test_swish_gate_bf16():
+    from mmfree.ops.norm.naive import rms_norm_swish_gate
+    from mmfree.ops.norm.triton import rms_norm_swish_gate_triton
+
+    x = torch.randn(8, 2048, 1024, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    o = torch.randn_like(x)  # [B, T, D]
+    w = torch.rand(1024, device="cuda") + 0.5  # [D]
+    dy = torch.randn(x.shape, device="cuda")  # [B, T, D]
+    y, g = _grads(rms_norm_swish_gate_triton, [x, o, w], dy)
+    y_ref, g_ref = _grads(lambda a, b, c: rms_norm_swish_gate(a.float(), b.float(), c), [x, o, w], dy)
+    assert_close_scaled(y, y_ref, BF16, "y")
+    for name, a, b in zip(("dx", "do", "dw"), g, g_ref):
+        assert_close_scaled(a, b, 2 * BF16, name)
+
+
+def test_lm_head_loss_bf16():
+    from mmfree.ops.loss import lm_head_loss_chunked, lm_head_loss_naive
+
+    N, D, V = 8192, 1024, 32000
+    hidden = torch.randn(N, D, device="cuda", dtype=torch.bfloat16)  # [N, D]
+    weight = (torch.randn(V, D, device="cuda") * 0.02).to(torch.bfloat16)  # [V, D]
+    nw = torch.ones(D, device="cuda", dtype=torch.bfloat16)  # [D]
+    labels = torch.randint(0, V, (N,), device="cuda")  # [N]
+    out = []
+    for fn in (lm_head_loss_chunked, lm_head_loss_naive):
+        leaves = [t.detach().clone().requires_grad_(True) for t in (hidden, weight, nw)]
+        loss = fn(leaves[0], leaves[1], labels, leaves[2], True, 1e-6)
+        loss.backward()
+        out.append((loss, [t.grad for t in leaves]))
+    (loss, g), (loss_ref, g_ref) = out
+    assert torch.allclose(loss, loss_ref, rtol=1e-2)
+    for name, a, b in zip(("dhidden", "dweight", "dnorm"), g, g_ref):
+        assert_close_scaled(a, b, 2 * BF16, name)
