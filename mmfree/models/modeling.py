@@ -91,6 +91,15 @@ class MMFreePreTrainedModel(PreTrainedModel):
         """transformers' loader, after checking a local checkpoint is complete (no silent partial loads)."""
         path = Path(str(pretrained_model_name_or_path))
         if path.is_dir():
+            from mmfree.infer.packed import is_packed_checkpoint, load_packed
+
+            if is_packed_checkpoint(path):  # BitLinears stay packed at 2 bits (mmfree pack)
+                if cls is not MMFreeForCausalLM:
+                    raise CheckpointError(f"{path} is a packed checkpoint; load it with MMFreeForCausalLM")
+                dtype = kwargs.get("dtype", kwargs.get("torch_dtype"))
+                return load_packed(
+                    path, kwargs.get("device_map") or "cpu", None if dtype == "auto" else dtype
+                )
             _check_checkpoint(cls, path)
         return super().from_pretrained(pretrained_model_name_or_path, *model_args, **kwargs)
 

@@ -1,0 +1,321 @@
+"""Decoding benchmark: packed ternary MatMul-free LM vs its fake-quantized form vs a Llama baseline.
+
+GPU (default; unattended, bounded by --budget seconds, one table printed at the end):
+  (a) packed: PackedBitLinear + Triton kernels, CUDA-graph decode step (random ternary codes, never fp);
+  (b) fake: this library's fake-quantized bf16 model (what the official code runs), eager;
+  (c) llama: transformers' Llama at matched size (`mmfree.baseline_config`), bf16, dynamic KV cache, eager.
+  Rows: per-token latency, tokens/s and peak memory at batch 1/16 x prompt 128/2048; latency and memory
+  against context length for (a) and (c); the floor = packed weight bytes / measured copy bandwidth.
+CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager and compiled GEMV) against fp32 dense
+  (the library's fp32 fake-quantized model, and an ideal fp32 dense model with pre-quantized weights).
+
+  python benchmarks/decode.py            # H200
+  python benchmarks/decode.py --cpu      # this machine
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from mmfree.infer.decode import Decoder
+from mmfree.infer.packed import random_packed_model, set_cpu_kernel, weight_bytes
+from mmfree.layers import BitLinear
+from mmfree.models import MMFreeConfig, MMFreeForCausalLM, baseline_config
+from mmfree.ops.norm import rms_norm
+from mmfree.ops.quant import act_quant
+
+GIB = 2**30
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _free() -> None:
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def copy_bandwidth(device: str) -> float:
+    """Bytes per second of a large device copy, counting the bytes read (what a GEMV streams)."""
+    n = (1 << 30) if device == "cuda" else (1 << 27)
+    src = torch.empty(n, dtype=torch.uint8, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(5):
+        _sync(device)
+        t = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n / best / 2  # read + write over the time; half of the traffic is the read stream
+
+
+def time_decode(
+    prefill: Callable[[torch.Tensor], Any],
+    step: Callable[[torch.Tensor, Any], torch.Tensor],
+    batch: int,
+    prompt: int,
+    steps: int,
+    vocab: int,
+    device: str,
+) -> dict[str, float]:
+    """Prefill a random prompt, then time `steps` greedy decode steps; peak memory included."""
+    ids = torch.randint(3, vocab, (batch, prompt), device=device)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    _sync(device)
+    t0 = time.perf_counter()
+    logits, state = prefill(ids)
+    _sync(device)
+    prefill_s = time.perf_counter() - t0
+    tok = logits.argmax(-1)
+    for _ in range(2):  # warm-up (graph capture, allocator)
+        tok = step(tok, state).argmax(-1)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t = time.perf_counter()
+        tok = step(tok, state).argmax(-1)
+        _sync(device)
+        times.append(time.perf_counter() - t)
+    # median on the GPU; best-of on a shared CPU, where other processes inflate the median
+    ms = (statistics.median(times) if device == "cuda" else min(times)) * 1e3
+    peak = torch.cuda.max_memory_allocated() / GIB if device == "cuda" else float("nan")
+    return {"prefill_ms": prefill_s * 1e3, "ms_tok": ms, "tok_s": batch * 1e3 / ms, "peak_gib": peak}
+
+
+def mmfree_runner(model: nn.Module, graph: bool) -> tuple[Callable, Callable]:
+    dec = Decoder(model, cuda_graph=graph, prefill_chunk=4096)
+    return (lambda ids: dec.prefill(ids)), (lambda tok, cache: dec.step(tok, cache))
+
+
+def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
+    @torch.no_grad()
+    def prefill(ids: torch.Tensor) -> tuple[torch.Tensor, Any]:
+        out = model(input_ids=ids, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1], out.past_key_values
+
+    @torch.no_grad()
+    def step(tok: torch.Tensor, cache: Any) -> torch.Tensor:
+        return model(input_ids=tok[:, None], past_key_values=cache, use_cache=True).logits[:, -1]
+
+    return prefill, step
+
+
+def build(kind: str, preset: str, device: str, dtype: torch.dtype, max_ctx: int = 2048) -> nn.Module:
+    if kind == "packed":
+        return random_packed_model(MMFreeConfig.from_preset(preset), device, dtype)
+    if kind == "fake":
+        with torch.device(device):
+            return MMFreeForCausalLM._from_config(MMFreeConfig.from_preset(preset), dtype=dtype).eval()
+    from transformers import LlamaForCausalLM
+
+    cfg = baseline_config(preset, max_position_embeddings=max(2048, max_ctx + 64))
+    with torch.device(device):
+        return LlamaForCausalLM._from_config(cfg, dtype=dtype).eval()
+
+
+def gpu_main(args: argparse.Namespace) -> None:
+    start = time.time()
+    bw = copy_bandwidth("cuda")
+    rows: list[dict[str, Any]] = []
+    ctx_rows: list[dict[str, Any]] = []
+    for preset in args.presets:
+        vocab = MMFreeConfig.from_preset(preset).vocab_size
+        for kind in ("packed", "fake", "llama"):
+            if time.time() - start > args.budget:
+                rows.append({"preset": preset, "model": kind, "note": "skipped (time budget)"})
+                continue
+            _free()
+            try:
+                model = build(kind, preset, "cuda", torch.bfloat16, max(args.contexts))
+            except Exception as err:  # e.g. out of memory
+                rows.append({"preset": preset, "model": kind, "note": f"build failed: {type(err).__name__}"})
+                continue
+            wb = (
+                weight_bytes(model)["total"]
+                if kind != "llama"
+                else sum(p.numel() * p.element_size() for p in model.parameters())
+            )
+            pre, step = llama_runner(model) if kind == "llama" else mmfree_runner(model, kind == "packed")
+            for batch in args.batches:
+                for prompt in args.prompts:
+                    row = {
+                        "preset": preset,
+                        "model": kind,
+                        "batch": batch,
+                        "prompt": prompt,
+                        "weights_gib": wb / GIB,
+                    }
+                    try:
+                        row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda"))
+                    except Exception as err:
+                        row["note"] = f"{type(err).__name__}: {str(err)[:60]}"
+                    if kind == "packed":
+                        row["floor_ms"] = weight_bytes(model)["ternary"] / bw * 1e3
+                    rows.append(row)
+                    _free()
+            if kind in ("packed", "llama"):
+                for ctx in args.contexts:
+                    if time.time() - start > args.budget:
+                        break
+                    r = {"preset": preset, "model": kind, "context": ctx}
+                    try:
+                        r.update(time_decode(pre, step, 1, ctx, max(4, args.steps // 4), vocab, "cuda"))
+                    except Exception as err:
+                        r["note"] = f"{type(err).__name__}: {str(err)[:60]}"
+                    ctx_rows.append(r)
+                    _free()
+            del model, pre, step
+            _free()
+    print_tables(rows, ctx_rows, bw, time.time() - start)
+
+
+class DenseTernaryLinear(nn.Module):
+    """Ideal fp32 dense BitLinear: weights pre-quantized once (codes * g in fp32), activations fake-quantized."""
+
+    def __init__(self, layer: BitLinear) -> None:
+        super().__init__()
+        codes, g = layer.ternary()
+        self.weight = nn.Parameter(codes.float() * g, requires_grad=False)
+        self.norm = layer.norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(act_quant(rms_norm(x, self.norm.weight, self.norm.eps)), self.weight)
+
+
+def _swap_dense(model: nn.Module) -> nn.Module:
+    for name, m in list(model.named_modules()):
+        if isinstance(m, BitLinear):
+            parent, _, child = name.rpartition(".")
+            setattr(model.get_submodule(parent) if parent else model, child, DenseTernaryLinear(m))
+    return model
+
+
+def cpu_main(args: argparse.Namespace) -> None:
+    torch.set_num_threads(args.threads)
+    start = time.time()
+    rows: list[dict[str, Any]] = []
+    for preset in args.presets:
+        cfg = MMFreeConfig.from_preset(preset)
+        for kind in ("fp32-fake (library)", "fp32-dense (ideal)", "packed eager", "packed compiled"):
+            _free()
+            torch.manual_seed(0)
+            if kind.startswith("fp32"):
+                model = MMFreeForCausalLM(cfg).eval()
+                if "ideal" in kind:
+                    _swap_dense(model)
+            else:
+                model = random_packed_model(cfg, "cpu", torch.float32)
+                set_cpu_kernel(model, "compiled" if "compiled" in kind else "eager")
+            pre, step = mmfree_runner(model, False)
+            wb = weight_bytes(model)
+            for _ in range(2 if "compiled" in kind else 1):  # the first run compiles
+                r = time_decode(pre, step, 1, args.cpu_prompt, args.steps, cfg.vocab_size, "cpu")
+            state = sum(int(cfg.hidden_size * cfg.expand_ratio) * 4 for _ in range(cfg.num_hidden_layers))
+            rows.append(
+                {
+                    "preset": preset,
+                    "model": kind,
+                    **r,
+                    "ternary_mib": wb["ternary"] / 2**20,
+                    "weights_mib": wb["total"] / 2**20,
+                    "state_kib": state / 1024,
+                }
+            )
+            del model, pre, step
+    print(
+        f"\nCPU decode, batch 1, prompt {args.cpu_prompt}, {args.threads} threads ({time.time() - start:.0f} s)"
+    )
+    hdr = (
+        f"{'preset':<7} {'model':<20} {'ms/tok':>8} {'tok/s':>7} {'x fp32-fake':>11} {'x fp32-ideal':>12} "
+        f"{'ternary MiB':>11} {'weights MiB':>11} {'state KiB':>9}"
+    )
+    print(hdr)
+    for r in rows:
+        base = {k["model"]: k for k in rows if k["preset"] == r["preset"]}
+        print(
+            f"{r['preset']:<7} {r['model']:<20} {r['ms_tok']:8.2f} {r['tok_s']:7.1f} "
+            f"{r['tok_s'] / base['fp32-fake (library)']['tok_s']:11.2f} {r['tok_s'] / base['fp32-dense (ideal)']['tok_s']:12.2f} "
+            f"{r['ternary_mib']:11.1f} {r['weights_mib']:11.1f} {r['state_kib']:9.1f}"
+        )
+
+
+def _fmt(v: Any, spec: str) -> str:
+    return format(v, spec) if isinstance(v, int | float) else str(v if v is not None else "-")
+
+
+def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float) -> None:
+    print(f"\nGPU decode ({torch.cuda.get_device_name()}; copy bandwidth {bw / 1e9:.0f} GB/s; {wall:.0f} s)")
+    print(
+        f"{'preset':<6} {'model':<7} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
+        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7}  note"
+    )
+    for r in rows:
+        peers = {
+            k["model"]: k
+            for k in rows
+            if k.get("preset") == r.get("preset")
+            and k.get("batch") == r.get("batch")
+            and k.get("prompt") == r.get("prompt")
+            and "tok_s" in k
+        }
+        ratio = {
+            p: (r["tok_s"] / peers[p]["tok_s"]) if "tok_s" in r and p in peers else None
+            for p in ("fake", "llama")
+        }
+        print(
+            f"{r['preset']:<6} {r['model']:<7} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
+            f"{_fmt(r.get('prefill_ms'), '10.1f'):>10} {_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('tok_s'), '9.1f'):>9} "
+            f"{_fmt(r.get('peak_gib'), '8.2f'):>8} {_fmt(r.get('weights_gib'), '7.2f'):>7} {_fmt(r.get('floor_ms'), '8.3f'):>8} "
+            f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7}  {r.get('note', '')}"
+        )
+    print("\nContext length, batch 1 (packed vs llama): per-token latency and peak memory")
+    print(f"{'preset':<6} {'model':<7} {'context':>7} {'prefill ms':>10} {'ms/tok':>8} {'peak GiB':>8}  note")
+    for r in ctx_rows:
+        print(
+            f"{r['preset']:<6} {r['model']:<7} {r['context']:7d} {_fmt(r.get('prefill_ms'), '10.1f'):>10} "
+            f"{_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('peak_gib'), '8.2f'):>8}  {r.get('note', '')}"
+        )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cpu", action="store_true", help="CPU mode: packed vs fp32 dense, batch 1")
+    p.add_argument("--presets", type=lambda s: s.split(","), default=None, help="comma-separated presets")
+    p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
+    p.add_argument("--prompts", type=lambda s: [int(x) for x in s.split(",")], default=[128, 2048])
+    p.add_argument(
+        "--contexts", type=lambda s: [int(x) for x in s.split(",")], default=[1024, 4096, 16384, 32768]
+    )
+    p.add_argument("--steps", type=int, default=None, help="timed decode steps per row")
+    p.add_argument("--budget", type=float, default=420.0, help="GPU: seconds after which rows are skipped")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--cpu-prompt", type=int, default=32)
+    args = p.parse_args()
+    if args.cpu:
+        args.presets = args.presets or ["debug", "370m"]
+        args.steps = args.steps or 10
+        cpu_main(args)
+    else:
+        if not torch.cuda.is_available():
+            raise SystemExit("no CUDA GPU: run with --cpu")
+        args.presets = args.presets or ["370m", "1.3b", "2.7b", "13b"]
+        args.steps = args.steps or 24
+        gpu_main(args)
+
+
+if __name__ == "__main__":
+    main()

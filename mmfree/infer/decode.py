@@ -1,0 +1,281 @@
+"""Batched decoding for MMFreeForCausalLM (packed or not): prefill, then a step loop on static buffers.
+
+The state is one fp32 `[B, d']` vector per layer, so memory is constant in the context length (no KV
+cache). On CUDA the whole single-token step (embedding, every layer, head) is captured once per batch
+size in a CUDA graph that reads a static token buffer and updates static state buffers in place; each
+step is then one graph replay. Sampling (`mmfree.infer.sampling`) runs outside the graph. Text streams
+out piece by piece through `stream()` (a generator) or an `on_text` callback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from mmfree.infer.sampling import SamplingParams, sample_next
+from mmfree.models.cache import MMFreeCache
+
+MAX_PROMPT_TOKENS = 1 << 20  # a prompt is prefilled in chunks; this bounds the time one call may take
+
+
+class TextCodec:
+    """`encode(text) -> ids` and `decode(ids) -> text` over a `tokenizers.Tokenizer` or a transformers one."""
+
+    def __init__(self, tokenizer: Any) -> None:
+        self.tok = tokenizer
+
+    def encode(self, text: str) -> list[int]:
+        out = self.tok.encode(text)
+        return list(out.ids) if hasattr(out, "ids") else list(out)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tok.decode(list(ids), skip_special_tokens=True)
+
+
+class _GraphStep:
+    """One captured decode step for a fixed batch size (CUDA only)."""
+
+    def __init__(self, model: nn.Module, batch: int, pool: Any) -> None:
+        self.model = model
+        num_layers = len(model.model.layers)
+        width = model.model.layers[0].attn.input_dim
+        dev = model.device
+        self.tokens = torch.zeros(batch, 1, dtype=torch.long, device=dev)  # [B, 1]
+        self.states = [torch.zeros(batch, width, dtype=torch.float32, device=dev) for _ in range(num_layers)]
+        side = torch.cuda.Stream(device=dev)
+        side.wait_stream(torch.cuda.current_stream(dev))
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self._run()
+        torch.cuda.current_stream(dev).wait_stream(side)
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph, pool=pool):
+            self.logits = self._run()  # [B, V]
+        self.pool = self.graph.pool()
+
+    def _run(self) -> torch.Tensor:
+        cache = MMFreeCache(len(self.states))
+        cache.states = list(self.states)
+        out = self.model(input_ids=self.tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        for buf, new in zip(self.states, cache.states):
+            buf.copy_(new)
+        return out.logits[:, -1].float()
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.tokens.copy_(tokens.view(-1, 1))
+        self.graph.replay()
+        return self.logits
+
+
+class Decoder:
+    """Prefill + step-loop generation.
+
+    Args:
+        model: an MMFreeForCausalLM (PackedBitLinear layers or fake-quantized BitLinear).
+        tokenizer: a `tokenizers.Tokenizer` or transformers tokenizer (needed for text in/out).
+        cuda_graph: capture the step in a CUDA graph (default: on when the model is on CUDA).
+        prefill_chunk: prompt tokens per prefill forward (bounds activation memory for long prompts).
+        max_prompt_tokens: longest prompt accepted.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        tokenizer: Any | None = None,
+        cuda_graph: bool | None = None,
+        prefill_chunk: int = 2048,
+        max_prompt_tokens: int = MAX_PROMPT_TOKENS,
+    ) -> None:
+        self.model = model.eval()
+        self.codec = TextCodec(tokenizer) if tokenizer is not None else None
+        on_cuda = next(model.parameters()).is_cuda
+        self.cuda_graph = on_cuda if cuda_graph is None else (cuda_graph and on_cuda)
+        if prefill_chunk < 1 or max_prompt_tokens < 1:
+            raise ValueError("prefill_chunk and max_prompt_tokens must be >= 1")
+        self.prefill_chunk = prefill_chunk
+        self.max_prompt_tokens = max_prompt_tokens
+        self._graphs: dict[int, _GraphStep] = {}
+        self._pool: Any = None
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @torch.no_grad()
+    def prefill(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, MMFreeCache]:
+        """Run the prompt `[B, T]` (left padding marked 0 in attention_mask) -> last logits `[B, V]`, cache."""
+        T = input_ids.shape[1]
+        if T == 0:
+            raise ValueError("the prompt is empty; give at least one token")
+        if self.max_prompt_tokens < T:
+            raise ValueError(
+                f"the prompt has {T} tokens, more than max_prompt_tokens={self.max_prompt_tokens}; shorten it "
+                "or raise the limit"
+            )
+        cache = MMFreeCache(len(self.model.model.layers))
+        logits = None
+        for start in range(0, T, self.prefill_chunk):
+            end = min(T, start + self.prefill_chunk)
+            mask = None if attention_mask is None else attention_mask[:, start:end]
+            out = self.model(
+                input_ids=input_ids[:, start:end],
+                attention_mask=mask,
+                past_key_values=cache,
+                use_cache=True,
+                logits_to_keep=1,
+            )
+            logits = out.logits[:, -1].float()  # [B, V]
+        return logits, cache
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor, cache: MMFreeCache) -> torch.Tensor:
+        """Feed one token per row `[B]`; updates `cache` in place; returns logits `[B, V]` fp32."""
+        B = tokens.shape[0]
+        if self.cuda_graph:
+            g = self._graphs.get(B)
+            if g is None:
+                g = self._graphs[B] = _GraphStep(self.model, B, self._pool)
+                self._pool = g.pool
+            for buf, s in zip(g.states, cache.states):
+                if s is not None and s.data_ptr() != buf.data_ptr():
+                    buf.copy_(s)
+            logits = g(tokens)
+            cache.states = list(g.states)
+            cache.seen_tokens += 1
+            return logits
+        out = self.model(input_ids=tokens.view(-1, 1), past_key_values=cache, use_cache=True)
+        return out.logits[:, -1].float()
+
+    def _encode_batch(
+        self, prompts: Sequence[str] | Sequence[Sequence[int]]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows: list[list[int]] = []
+        for p in prompts:
+            if isinstance(p, str):
+                if self.codec is None:
+                    raise ValueError("text prompts need a tokenizer; pass tokenizer= to Decoder")
+                ids = self.codec.encode(p)
+            else:
+                ids = [int(t) for t in p]
+            if not ids:
+                raise ValueError("a prompt encodes to zero tokens; give a non-empty prompt")
+            rows.append(ids)
+        width = max(len(r) for r in rows)
+        pad = 0
+        ids_t = torch.full((len(rows), width), pad, dtype=torch.long)  # [B, T]
+        mask = torch.zeros(len(rows), width, dtype=torch.long)  # [B, T]
+        for b, r in enumerate(rows):
+            ids_t[b, width - len(r) :] = torch.tensor(r)
+            mask[b, width - len(r) :] = 1
+        return ids_t.to(self.device), mask.to(self.device)
+
+    def _token_iter(
+        self, prompts: Sequence[str] | Sequence[Sequence[int]], params: SamplingParams
+    ) -> Iterator[list[int | None]]:
+        """Yield, after each decode step, the new token of every row (None for rows already finished)."""
+        if not prompts:
+            raise ValueError("no prompts given")
+        ids, mask = self._encode_batch(prompts)
+        B = ids.shape[0]
+        gen = None
+        if params.seed is not None:
+            gen = torch.Generator(device=self.device).manual_seed(params.seed)
+        with torch.no_grad():
+            logits, cache = self.prefill(ids, None if bool(mask.all()) else mask)
+        history = ids.masked_fill(mask == 0, -1)  # [B, T]
+        eos = set(params.eos_token_id)
+        done = [False] * B
+        texts: list[list[int]] = [[] for _ in range(B)]
+        for step in range(params.max_new_tokens):
+            nxt = sample_next(logits, params, history, gen)  # [B]
+            emitted: list[int | None] = []
+            for b, tok in enumerate(nxt.tolist()):
+                if done[b] or tok in eos:
+                    done[b] = True
+                    emitted.append(None)
+                    continue
+                texts[b].append(tok)
+                emitted.append(tok)
+                if params.stop and self.codec is not None:
+                    done[b] = _cut_at_stop(self.codec.decode(texts[b]), params.stop)[1]
+            yield emitted
+            if all(done) or step == params.max_new_tokens - 1:
+                break
+            history = torch.cat([history, nxt[:, None]], dim=1)  # [B, T + 1]
+            logits = self.step(nxt, cache)
+
+    def generate_ids(
+        self,
+        prompts: Sequence[str] | Sequence[Sequence[int]],
+        params: SamplingParams,
+        on_token: Callable[[int, int], None] | None = None,
+    ) -> list[list[int]]:
+        """Generate for a batch of prompts; `on_token(row, token_id)` is called for each new token.
+
+        Returns the new token ids per row (EOS excluded; text is cut at stop strings by `generate`).
+        """
+        out: list[list[int]] = [[] for _ in prompts]
+        for emitted in self._token_iter(prompts, params):
+            for b, tok in enumerate(emitted):
+                if tok is not None:
+                    out[b].append(tok)
+                    if on_token is not None:
+                        on_token(b, tok)
+        return out
+
+    def generate(self, prompts: Sequence[str], params: SamplingParams) -> list[str]:
+        """Text in, text out (cut before the first stop string), for a batch of prompts."""
+        if self.codec is None:
+            raise ValueError("generate() needs a tokenizer; pass tokenizer= to Decoder")
+        rows = self.generate_ids(prompts, params)
+        return [_cut_at_stop(self.codec.decode(r), params.stop)[0] for r in rows]
+
+    def stream(self, prompt: str, params: SamplingParams) -> Iterator[str]:
+        """Yield the generated text of one prompt in pieces as tokens arrive (cut before a stop string).
+
+        The pieces concatenate to `generate([prompt], params)[0]`; a trailing partial UTF-8 character or
+        a tail that may become a stop string is held back until it resolves.
+        """
+        if self.codec is None:
+            raise ValueError("stream() needs a tokenizer; pass tokenizer= to Decoder")
+        ids: list[int] = []
+        sent = 0
+        text = ""
+        for emitted in self._token_iter([prompt], params):
+            if emitted[0] is None:
+                break
+            ids.append(emitted[0])
+            text, stopped = _cut_at_stop(self.codec.decode(ids), params.stop)
+            safe = len(text) if stopped else _safe_prefix_len(text, params.stop)
+            if safe > sent:
+                yield text[sent:safe]
+                sent = safe
+            if stopped:
+                return
+        if len(text) > sent:
+            yield text[sent:]
+
+
+def _cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
+    """Text before the first stop string, and whether one occurred."""
+    cuts = [text.find(s) for s in stop if s in text]
+    return (text[: min(cuts)], True) if cuts else (text, False)
+
+
+def _safe_prefix_len(text: str, stop: Sequence[str]) -> int:
+    """How much of `text` can be emitted now: hold back a trailing partial UTF-8 character ('\ufffd') and
+    any tail that could still grow into a stop string."""
+    n = len(text)
+    while n and text[n - 1] == "\ufffd":
+        n -= 1
+    for s in stop:
+        for k in range(min(len(s) - 1, n), 0, -1):
+            if text[:n].endswith(s[:k]):
+                n -= k
+                break
+    return max(n, 0)

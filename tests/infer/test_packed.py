@@ -1,0 +1,155 @@
+"""Packing: bit-exact codes, format records, logits equal to the fake-quantized model, memory, errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
+
+from mmfree.infer.packed import (
+    PackedBitLinear,
+    is_packed_checkpoint,
+    load_packed,
+    pack_checkpoint,
+    random_packed_model,
+    swap_to_packed,
+    weight_bytes,
+)
+from mmfree.layers import BitLinear
+from mmfree.models import MMFreeForCausalLM
+from tests.infer.conftest import tiny_config
+
+
+@pytest.mark.parametrize("fmt", ["2", "1.6"])
+def test_pack_load_is_bit_exact(fmt: str, checkpoint, tmp_path) -> None:
+    src = MMFreeForCausalLM.from_pretrained(checkpoint, dtype=torch.float32)
+    dst = pack_checkpoint(checkpoint, tmp_path / "p", bits=fmt)
+    assert is_packed_checkpoint(dst) and not is_packed_checkpoint(checkpoint)
+    packing = "2bit" if fmt == "2" else "1.6bit"
+    with safe_open(str(dst / "model.safetensors"), framework="pt") as f:
+        meta = f.metadata()
+    assert meta == {"mmfree_format": "packed-ternary", "mmfree_format_version": "1", "packing": packing}
+    record = json.loads((dst / "config.json").read_text())["mmfree_quantization"]
+    assert (record["format"], record["version"], record["packing"]) == ("packed-ternary", 1, packing)
+    raw = load_file(str(dst / "model.safetensors"))
+    assert raw["model.embeddings.weight"].dtype == torch.bfloat16  # non-ternary tensors keep their dtype
+    model = load_packed(dst)
+    originals = {n: m for n, m in src.named_modules() if isinstance(m, BitLinear)}
+    packed = {n: m for n, m in model.named_modules() if isinstance(m, PackedBitLinear)}
+    assert set(originals) == set(packed) and not any(isinstance(m, BitLinear) for m in model.modules())
+    for name, layer in originals.items():
+        codes, g = layer.ternary()
+        assert torch.equal(packed[name].codes(), codes), name
+        assert packed[name].weight_scale.dtype == torch.float32 and float(packed[name].weight_scale) == float(
+            g
+        )
+        assert torch.equal(packed[name].norm.weight, layer.norm.weight)
+        width = 4 if fmt == "2" else 5
+        assert raw[f"{name}.weight_packed"].shape == (layer.out_features, -(-layer.in_features // width))
+
+
+def test_packed_logits_equal_fake_quantized(checkpoint, packed_dir) -> None:
+    ref = MMFreeForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = load_packed(packed_dir, dtype=torch.float32)
+    ids = torch.randint(0, 300, (3, 11))
+    with torch.no_grad():
+        a = ref(ids).logits
+        b = model(ids).logits
+    assert a.abs().max() > 0.1
+    torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_swap_to_packed_and_bf16_keeps_fp32_scales(tiny_model) -> None:
+    import copy
+
+    model = swap_to_packed(copy.deepcopy(tiny_model))
+    ids = torch.randint(0, 300, (2, 5))
+    with torch.no_grad():
+        torch.testing.assert_close(model(ids).logits, tiny_model(ids).logits, rtol=1e-4, atol=1e-5)
+    model.to(torch.bfloat16)
+    scales = [m.weight_scale for m in model.modules() if isinstance(m, PackedBitLinear)]
+    assert scales and all(s.dtype == torch.float32 for s in scales)
+    assert model.model.embeddings.weight.dtype == torch.bfloat16
+    with torch.no_grad():
+        assert model(ids).logits.dtype == torch.bfloat16
+
+
+def test_weight_bytes_at_two_bits(tiny_model, packed_dir) -> None:
+    model = load_packed(packed_dir, dtype=torch.float32)
+    packed, dense = weight_bytes(model), weight_bytes(tiny_model)
+    expected = sum(
+        m.out_features * -(-m.in_features // 4) + 4 for m in model.modules() if isinstance(m, PackedBitLinear)
+    )
+    assert packed["ternary"] == expected
+    assert dense["ternary"] >= 15 * packed["ternary"]  # fp32 -> 2 bits (plus one scale per layer)
+    assert packed["other"] == dense["other"]
+
+
+def test_unknown_version_and_bad_input_raise(packed_dir, checkpoint, tmp_path) -> None:
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for f in packed_dir.iterdir():
+        (bad / f.name).write_bytes(f.read_bytes())
+    tensors = load_file(str(bad / "model.safetensors"))
+    meta = {"mmfree_format": "packed-ternary", "mmfree_format_version": "99", "packing": "2bit"}
+    save_file(tensors, str(bad / "model.safetensors"), metadata=meta)
+    with pytest.raises(ValueError, match="format version '99'"):
+        load_packed(bad)
+    cfg = json.loads((bad / "config.json").read_text())
+    cfg["mmfree_quantization"]["version"] = 7
+    (bad / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"format version '7'.*re-pack"):
+        load_packed(bad)
+    with pytest.raises(ValueError, match="already a packed"):
+        pack_checkpoint(packed_dir, tmp_path / "again")
+    with pytest.raises(ValueError, match="unknown packing"):
+        pack_checkpoint(checkpoint, tmp_path / "x", bits="3")
+    with pytest.raises(FileNotFoundError, match=r"no config\.json"):
+        pack_checkpoint(tmp_path / "missing", tmp_path / "y")
+    with pytest.raises(ValueError, match="not a packed checkpoint"):
+        load_packed(checkpoint)
+
+
+def test_random_packed_model_runs_without_fp_weights() -> None:
+    model = random_packed_model(tiny_config(), "cpu", torch.float32)
+    assert not any(isinstance(m, BitLinear) for m in model.modules())
+    codes = [m.codes() for m in model.modules() if isinstance(m, PackedBitLinear)]
+    assert all(set(c.unique().tolist()) <= {-1, 0, 1} for c in codes)
+    with torch.no_grad():
+        logits = model(torch.randint(0, 300, (1, 4))).logits
+    assert torch.isfinite(logits).all()
+
+
+def test_model_generate_packed_equals_unpacked(checkpoint, packed_dir) -> None:
+    ref = MMFreeForCausalLM.from_pretrained(checkpoint, dtype=torch.float32).eval()
+    model = load_packed(packed_dir, dtype=torch.float32)
+    ids = torch.tensor([[5, 17, 33, 9]])
+    kw = dict(max_new_tokens=8, do_sample=False, eos_token_id=None, pad_token_id=0)
+    a = ref.generate(ids, **kw)
+    b = model.generate(ids, **kw)
+    assert a.shape == (1, 12)
+    assert torch.equal(a, b)
+
+
+def test_from_pretrained_dispatches_packed_checkpoints(tmp_path) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from mmfree import MMFreeConfig, MMFreeForCausalLM, MMFreeModel
+    from mmfree.infer.packed import PackedBitLinear, pack_checkpoint
+    from mmfree.models.checkpoint import CheckpointError
+
+    model = MMFreeForCausalLM(
+        MMFreeConfig.from_preset("debug", hidden_size=32, num_hidden_layers=2, vocab_size=50)
+    )
+    model.eval().save_pretrained(tmp_path / "src")
+    pack_checkpoint(tmp_path / "src", tmp_path / "packed")
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "packed")
+    assert isinstance(loaded.lm_head, PackedBitLinear)
+    ids = torch.randint(0, 50, (2, 9))
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(ids).logits, model(ids).logits, atol=1e-5, rtol=1e-5)
+    with pytest.raises(CheckpointError, match="packed checkpoint"):
+        MMFreeModel.from_pretrained(tmp_path / "packed")
