@@ -7,10 +7,11 @@
   (forward: read f, c, write h; backward: read f, c, h, dh, write df, dc), against the device-to-device copy
   bandwidth measured in the same run (peer), plus flash-linear-attention's HGRN ops when `fla` imports.
 - The bf16 matmul rate (8192^3) measured in the same run, for scale.
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, prefetch)` tile config.
 
 Medians of `triton.testing.do_bench`. Every row names device, date and versions.
 
-    python benchmarks/kernels.py [--quick]
+    python benchmarks/kernels.py [--quick] [--sweep] [--only mlgru|bitlinear]
 """
 
 from __future__ import annotations
@@ -150,7 +151,8 @@ def _mlgru_case(
     unit = B * T * D * 2  # bytes of one bf16 [B, T, D] tensor
     case = f"B={B} T={T} D={D}"
     impls: list[tuple[str, Callable[[], torch.Tensor]]] = [
-        ("mmfree chunked", lambda: mlgru_triton(f, c, lb)[0]),
+        ("mmfree auto (tiled)", lambda: mlgru_triton(f, c, lb)[0]),
+        ("mmfree chunked", lambda: mlgru_triton(f, c, lb, form="chunked")[0]),
         ("mmfree recurrent", lambda: mlgru_triton(f, c, lb, chunk_size=T)[0]),
     ]
     if chunk_hgrn is not None:
@@ -170,15 +172,92 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
+SWEEP: list[tuple[int, int, int, bool]] = [
+    (64, 64, 4, True),
+    (64, 64, 4, False),
+    (32, 64, 4, True),
+    (128, 64, 8, True),
+    (64, 32, 4, True),
+    (128, 32, 4, True),
+    (64, 128, 8, True),
+    (128, 128, 8, True),
+    (256, 64, 8, True),
+]
+
+
+def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
+    """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8, T=2048, D=1024.
+
+    Each config's h, df and dc are checked against the default config's (max error / max value < 1e-2);
+    the fastest matching forward and backward configs are then installed (and written to `save`).
+    """
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    B, T, D = 8, 2048, 1024
+    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    lb = torch.rand(D, device="cuda")  # [D]
+    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    unit = B * T * D * 2
+    h_ref, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None)
+    df_ref, dc_ref, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref)
+
+    def err(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+    best_f: tuple[float, tuple[int, int, int], bool] | None = None
+    best_b: tuple[float, tuple[int, int, int]] | None = None
+    for ct, bd, warps, pre in SWEEP:
+        cfg = (ct, bd, warps)
+        case = f"CT={ct} BD={bd} w={warps} pre={int(pre)}"
+        tt.PREFETCH = pre
+        try:
+            h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg)
+            df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg)
+            ok = max(err(h, h_ref), err(df, df_ref), err(dc, dc_ref)) < 1e-2
+            fwd = bench(lambda cfg=cfg: tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg), quick)
+            bwd = bench(
+                lambda cfg=cfg: tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg), quick
+            )
+        except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported, not fatal
+            add("mlgru sweep", case, "error", float("nan"), type(e).__name__[:14])
+            continue
+        gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
+        tag = "tiled kernel" if ok else "MISMATCH"
+        add("mlgru sweep fwd", case, tag, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
+        add("mlgru sweep bwd", case, tag, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
+        if ok and (best_f is None or fwd < best_f[0]):
+            best_f = (fwd, cfg, pre)
+        if ok and pre and (best_b is None or bwd < best_b[0]):
+            best_b = (bwd, cfg)
+    tt.PREFETCH = True
+    if best_f is not None and best_b is not None:
+        tt.FWD_CONFIG, tt.PREFETCH, tt.BWD_CONFIG = best_f[1], best_f[2], best_b[1]
+        line = f"{','.join(map(str, best_f[1]))},{int(best_f[2])};{','.join(map(str, best_b[1]))}"
+        print(f"best tiles fwd;bwd = {line}")
+        if save:
+            with open(save, "w") as fh:
+                fh.write(line)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
+    p.add_argument("--sweep", action="store_true", help="also time the tiled MLGRU kernels per tile config")
+    p.add_argument("--only", choices=("all", "mlgru", "bitlinear"), default="all")
+    p.add_argument(
+        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,PRE;CT,BD,W' here"
+    )
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.py needs a CUDA GPU")
     copy_gbs, _ = ceilings(args.quick)
-    bench_mlgru(args.quick, copy_gbs)
-    bench_bitlinear(args.quick)
+    if args.sweep:
+        sweep_mlgru(args.quick, copy_gbs, args.save_best)
+    if args.only in ("all", "mlgru"):
+        bench_mlgru(args.quick, copy_gbs)
+    if args.only in ("all", "bitlinear"):
+        bench_bitlinear(args.quick)
     tag = (
         f"{torch.cuda.get_device_name()[:22]} {datetime.date.today().isoformat()} "
         f"torch {torch.__version__.split('+')[0]} triton {triton.__version__}"

@@ -9,6 +9,7 @@ peak memory, OOM caught per row). Pure bf16 parameters for every model. Prints o
 
     python benchmarks/train_step.py            # full sweep
     python benchmarks/train_step.py --quick    # 370M at batch 8 only, fewer steps
+    python benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton   # chosen (preset, batch) rows
 """
 
 from __future__ import annotations
@@ -106,8 +107,22 @@ def build(impl: str, preset: str) -> nn.Module:
     return LlamaForCausalLM(baseline_config(preset))
 
 
-def run_row(impl: str, preset: str, batch: int, seq: int, warmup: int, steps: int) -> dict[str, Any]:
+def set_mlgru_tiles(spec: str) -> None:
+    """Install MLGRU tile configs 'CT,BD,W,PRE;CT,BD,W' (as written by `kernels.py --save-best`)."""
+    from mmfree.ops.mlgru import triton_tiled
+
+    fwd, bwd = spec.split(";")
+    ct, bd, w, pre = (int(v) for v in fwd.split(","))
+    triton_tiled.FWD_CONFIG, triton_tiled.PREFETCH = (ct, bd, w), bool(pre)
+    triton_tiled.BWD_CONFIG = tuple(int(v) for v in bwd.split(","))
+
+
+def run_row(
+    impl: str, preset: str, batch: int, seq: int, warmup: int, steps: int, tiles: str = ""
+) -> dict[str, Any]:
     """One (impl, preset, batch) measurement in this process."""
+    if tiles and impl == "mmfree-triton":
+        set_mlgru_tiles(tiles)
     if impl.startswith("mmfree"):
         os.environ["MMFREE_BACKEND"] = "triton" if impl == "mmfree-triton" else "torch"
     try:
@@ -174,12 +189,17 @@ def main() -> None:
     p.add_argument(
         "--timeout", type=int, default=900, help="seconds per row before it is reported as 'timeout'"
     )
+    p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
+    p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,PRE;CT,BD,W' for mmfree-triton")
     p.add_argument("--row", nargs=3, metavar=("IMPL", "PRESET", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.row:
         impl, preset, batch = args.row
         print(
-            "ROW " + json.dumps(run_row(impl, preset, int(batch), args.seq, args.warmup, args.steps)),
+            "ROW "
+            + json.dumps(
+                run_row(impl, preset, int(batch), args.seq, args.warmup, args.steps, args.mlgru_tiles)
+            ),
             flush=True,
         )
         return
@@ -190,6 +210,11 @@ def main() -> None:
     if unknown:
         raise SystemExit(f"unknown --impls {sorted(unknown)}; choose from {IMPLS}")
     grid = [("370m", [8])] if args.quick else [("370m", [8, 16, 32]), ("1.3b", [4, 8])]
+    if args.grid:
+        try:
+            grid = [(pb.split(":")[0], [int(pb.split(":")[1])]) for pb in args.grid.split(",")]
+        except (IndexError, ValueError):
+            raise SystemExit(f"--grid wants PRESET:BATCH pairs such as 370m:32; got {args.grid!r}") from None
     warmup, steps = (1, 3) if args.quick else (args.warmup, args.steps)
     results: dict[tuple[str, int, str], dict[str, Any]] = {}
     for preset, batches in grid:
@@ -208,6 +233,8 @@ def main() -> None:
                     str(warmup),
                     "--steps",
                     str(steps),
+                    "--mlgru-tiles",
+                    args.mlgru_tiles,
                 ]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

@@ -1,4 +1,9 @@
-"""Shared test fixtures: paths to ../shared and small helpers."""
+"""Shared test fixtures: paths to ../shared and small helpers.
+
+Without a GPU, TRITON_INTERPRET=1 is set here, before any test module can import Triton (it is read when
+a kernel is decorated), so the `interpret`-marked tests run the kernels on CPU through Triton's interpreter.
+It only changes explicit `backend="triton"` calls; `auto` on CPU stays on the PyTorch references.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("MMFREE_SHARED", REPO.parent / "shared"))

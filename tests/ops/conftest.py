@@ -1,9 +1,4 @@
-"""Ops tests: run the Triton kernels through the CPU interpreter when no GPU is present.
-
-TRITON_INTERPRET is read when a kernel is decorated (when `mmfree.ops.*.triton` is first imported), so it
-is set here, at collection time, before any test module imports a kernel file. It only affects explicit
-`backend="triton"` calls on CPU tensors; the torch backend and `auto` on CPU are unchanged.
-"""
+"""Ops tests: fixtures for the kernel tests (tests/conftest.py sets TRITON_INTERPRET=1 without a GPU)."""
 
 from __future__ import annotations
 
@@ -14,8 +9,6 @@ import time
 import pytest
 import torch
 
-if not torch.cuda.is_available():
-    os.environ.setdefault("TRITON_INTERPRET", "1")
 # the test modules import their shared helpers (`_ops_tol`) from this folder, whatever pytest's import mode
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 

@@ -108,3 +108,21 @@ def test_dispatch_and_bad_input(gen, device):
         _mod().bitlinear_triton(x, torch.ones(7, device=device), w)
     with pytest.raises(ValueError, match="bias"):
         _mod().bitlinear_triton(x, None, w, torch.ones(3, device=device))
+
+
+def test_dequantized_weight_cached_per_step(gen, device):
+    """The backward's `codes * g` is built once per weight version and reused by later micro-batches."""
+    mod = _mod()
+    w = torch.nn.Parameter((torch.randn(40, 48, generator=gen) * 0.05).to(device))  # [N, K]
+    x = torch.randn(5, 48, generator=gen).to(device).requires_grad_(True)  # [M, K]
+    mod.bitlinear_triton(x, None, w).sum().backward()
+    cache = w._mmfree_ternary[3]
+    wq = cache[torch.float32]
+    codes, g = mod.ternarize(w)
+    assert torch.equal(wq, codes.float() * g)
+    mod.bitlinear_triton(x, None, w).sum().backward()
+    assert w._mmfree_ternary[3][torch.float32] is wq  # a second micro-batch reuses it
+    with torch.no_grad():
+        w.mul_(-1.0)
+    mod.bitlinear_triton(x, None, w).sum().backward()
+    assert torch.equal(w._mmfree_ternary[3][torch.float32], -wq)  # rebuilt after the update

@@ -1,7 +1,7 @@
 """Real-shape bf16 checks of the Triton kernels on a CUDA GPU (`pytest -m gpu`, run on the H200).
 
-Each kernel against its reference upcast to fp32: MLGRU at B=8, T=2048, D=1024/2048 (chunked) and a
-short T (fused-recurrent), the fused BitLinear at the 370M/1.3B projection shapes on every GEMM path,
+Each kernel against its reference upcast to fp32: MLGRU at B=8, T=2048, D=1024/2048 and T=100 in the tiled
+single-pass form (with resets and left padding), and the chunked / fused-recurrent forms, the fused BitLinear at the 370M/1.3B projection shapes on every GEMM path,
 the output gate, and the chunked LM-head loss at vocabulary 32000.
 """
 
@@ -25,8 +25,17 @@ def _grads(fn, tensors, dy):
     return y, [t.grad if t is not None else None for t in leaves]
 
 
-@pytest.mark.parametrize(("T", "D"), [(2048, 1024), (2048, 2048), (100, 1024)])
-def test_mlgru_bf16(T, D):
+@pytest.mark.parametrize(
+    ("T", "D", "form"),
+    [
+        (2048, 1024, "auto"),
+        (2048, 2048, "auto"),
+        (100, 1024, "auto"),
+        (2048, 1024, "chunked"),
+        (100, 1024, "chunked"),
+    ],
+)
+def test_mlgru_bf16(T, D, form):
     from mmfree.ops.mlgru import mlgru_gated_naive
     from mmfree.ops.mlgru.triton import mlgru_triton
 
@@ -36,10 +45,16 @@ def test_mlgru_bf16(T, D):
     lb = torch.rand(D, device=dev) * 0.9  # [D]
     h0 = torch.randn(B, D, device=dev)  # [B, D]
     reset = torch.rand(B, T, device=dev) < 0.002  # [B, T]
+    mask = torch.ones(B, T, device=dev)  # [B, T]
+    mask[0, : T // 3] = 0.0  # left padding on one row
     dy = torch.randn(B, T, D, device=dev)  # [B, T, D]
-    y, g = _grads(lambda f, c, l, h: mlgru_triton(f, c, l, h, reset), [f_raw, c_raw, lb, h0], dy)
+    y, g = _grads(
+        lambda f, c, l, h: mlgru_triton(f, c, l, h, reset, mask, form=form), [f_raw, c_raw, lb, h0], dy
+    )
     y_ref, g_ref = _grads(
-        lambda f, c, l, h: mlgru_gated_naive(f.float(), c.float(), l, h, reset), [f_raw, c_raw, lb, h0], dy
+        lambda f, c, l, h: mlgru_gated_naive(f.float(), c.float(), l, h, reset, mask),
+        [f_raw, c_raw, lb, h0],
+        dy,
     )
     assert_close_scaled(y, y_ref, BF16, "h")
     for name, a, b in zip(("df", "dc", "dlb", "dh0"), g, g_ref):

@@ -1,7 +1,8 @@
-"""Triton MLGRU (fused-recurrent and chunked) against the plain-PyTorch reference, forward and backward.
+"""Triton MLGRU (tiled single-pass, fused-recurrent and chunked) against the plain-PyTorch reference, forward and backward.
 
 Runs under TRITON_INTERPRET=1 on CPU at small odd shapes (T=37, D=19/48): outputs, final state, and the
 gradients of f_raw, c_raw, lower_bound and initial_state, with resets, a padding mask, fp32 and bf16.
+The tiled form runs with 16-step tiles here, so T=37 spans three tiles (the last one partial).
 """
 
 from __future__ import annotations
@@ -42,10 +43,14 @@ def _run(fn, tensors, reset, mask, w_h, w_fin):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("chunk_size", [None, 8])
+@pytest.mark.parametrize(("chunk_size", "form"), [(None, "chunked"), (8, "chunked"), (None, "tiled")])
 @pytest.mark.parametrize("full", [True, False])
-def test_mlgru_matches_reference(gen, device, dtype, chunk_size, full):
+def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, monkeypatch):
+    from mmfree.ops.mlgru import triton_tiled
     from mmfree.ops.mlgru.triton import mlgru_triton
+
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4))
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
 
     B, T, D = 2, 37, 19 if full else 48
     f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, B, T, D, dtype, device, full)
@@ -53,7 +58,7 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, full):
     w_fin = torch.randn(B, D, generator=gen).to(device)  # [B, D]
 
     def kernel(*args):
-        return mlgru_triton(*args, chunk_size=chunk_size)
+        return mlgru_triton(*args, chunk_size=chunk_size, form=form)
 
     def reference(f, c, lb_, h0_, r, m):
         return mlgru_gated_naive(f.float(), c.float(), lb_, h0_, r, m, parallel=False)
@@ -72,15 +77,27 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, full):
             assert_close_scaled(g, g_ref, 3 * tol, name)
 
 
-def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device):
-    """The chunked form, the fused-recurrent form and step-by-step decoding with carried state agree."""
+def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
+    """The chunked, fused-recurrent and tiled forms and step-by-step decoding with carried state agree."""
+    from mmfree.ops.mlgru import triton_tiled
     from mmfree.ops.mlgru.triton import mlgru_triton
 
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4))
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4))
     f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, 2, 11, 19, torch.float32, device, True)
-    h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None)
+    h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None, form="chunked")
     h_chk, fin_chk = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=3)
     assert_close_scaled(h_chk, h_rec, 1e-5, "h chunked vs recurrent")
     assert_close_scaled(fin_chk, fin_rec, 1e-5, "final chunked vs recurrent")
+    for T in (11, 8):  # a partial last tile, and T a multiple of the tile
+        h_til, fin_til = mlgru_triton(
+            *(t[:, :T] for t in (f_raw, c_raw)), lb, h0, reset[:, :T], mask[:, :T], form="tiled"
+        )
+        h_r, fin_r = mlgru_triton(
+            *(t[:, :T] for t in (f_raw, c_raw)), lb, h0, reset[:, :T], mask[:, :T], chunk_size=T
+        )
+        assert_close_scaled(h_til, h_r, 1e-5, f"h tiled vs recurrent T={T}")
+        assert_close_scaled(fin_til, fin_r, 1e-5, f"final tiled vs recurrent T={T}")
     state, outs = h0, []
     for t in range(11):
         h_t, state = mlgru_triton(
@@ -130,3 +147,16 @@ def test_mlgru_bad_shapes_raise(device):
         mlgru_triton(x, x, torch.zeros(3, device=device))
     with pytest.raises(ValueError, match="chunk_size"):
         mlgru_triton(x, x, chunk_size=0)
+    with pytest.raises(ValueError, match="form"):
+        mlgru_triton(x, x, form="fast")
+
+
+def test_mlgru_auto_form_choice():
+    """Training shapes take the tiled form; decoding steps and explicit chunk sizes keep the others."""
+    from mmfree.ops.mlgru.triton import _tiled
+
+    assert _tiled(8, 2048, 1024, None, "auto")
+    assert not _tiled(8, 1, 1024, None, "auto")  # decoding
+    assert not _tiled(1, 2048, 256, None, "auto")  # too few strips: split T instead
+    assert not _tiled(8, 2048, 1024, 64, "auto")
+    assert _tiled(1, 3, 8, 64, "tiled") and not _tiled(8, 2048, 1024, None, "chunked")

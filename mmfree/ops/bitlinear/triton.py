@@ -8,8 +8,10 @@ applied in the epilogue. `INT8_GEMM` picks the product: "triton" (fused epilogue
 (`torch._int_mm` + a scale pass) or "bf16" (dequantized codes in the input dtype); "auto" uses "triton"
 on GPUs with int8 tensor cores (capability >= 8.0) and "bf16" elsewhere.
 
-Backward (straight-through both quantizers): `dXn = dY @ (codes_w * g)`, `dW = dY^T @ x_q` with `x_q`
-dequantized from the saved codes, then the RMSNorm backward recomputes the normalized input from `x`.
+Backward (straight-through both quantizers): `dXn = dY @ W_q` with the dequantized weight `W_q = codes_w * g`
+cached next to the codes (built once per optimizer step, in the gradient's dtype), `dW = dY^T @ x_q` with
+`x_q` dequantized from the saved codes, then the RMSNorm backward recomputes the normalized input from `x`.
+Five launches in all (two cuBLAS products, the dequantization, the norm backward and its dweight sum).
 Saved: x, the int8 codes, the scales and rstd (no bf16/fp32 normalized copy).
 """
 
@@ -150,22 +152,43 @@ def norm_quant(
     return q, s, rstd
 
 
+def _ternary_entry(
+    weight: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor, dict[torch.dtype, torch.Tensor]]:
+    """(codes, g, dequantized-weight cache by dtype) of a weight, rebuilt when the weight changes."""
+    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.device)
+    cached = getattr(weight, "_mmfree_ternary", None)
+    if cached is not None and cached[0] == key:
+        return cached[1], cached[2], cached[3]
+    with torch.no_grad():
+        w = weight.detach().float()  # [N, K]
+        g = w.abs().mean().clamp(min=1e-5)  # []
+        codes = (w * (1.0 / g)).round().clamp(-1, 1).to(torch.int8)  # [N, K]
+    entry = (key, codes, g, {})
+    weight._mmfree_ternary = entry
+    return entry[1], entry[2], entry[3]
+
+
 def ternarize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Ternary codes `[N, K]` int8 and the fp32 scale `g` (0-d) of a weight, cached per optimizer step.
 
     The cache lives on the tensor and is keyed on `(data_ptr, _version)`: an optimizer step (an in-place
     update) bumps the version and invalidates it; micro-batches of one step reuse it.
     """
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.device)
-    cached = getattr(weight, "_mmfree_ternary", None)
-    if cached is not None and cached[0] == key:
-        return cached[1], cached[2]
-    with torch.no_grad():
-        w = weight.detach().float()  # [N, K]
-        g = w.abs().mean().clamp(min=1e-5)  # []
-        codes = (w * (1.0 / g)).round().clamp(-1, 1).to(torch.int8)  # [N, K]
-    weight._mmfree_ternary = (key, codes, g)
+    codes, g, _ = _ternary_entry(weight)
     return codes, g
+
+
+def dequantized_weight(
+    codes: torch.Tensor, g: torch.Tensor, dtype: torch.dtype, cache: dict[torch.dtype, torch.Tensor]
+) -> torch.Tensor:
+    """`codes * g` `[N, K]` in `dtype`, built once per (weight version, dtype) and kept in `cache`."""
+    wq = cache.get(dtype)
+    if wq is None:
+        with torch.no_grad():
+            wq = (codes.to(torch.float32) * g).to(dtype)  # [N, K]
+        cache[dtype] = wq
+    return wq
 
 
 @functools.cache
@@ -263,9 +286,10 @@ class BitLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, norm_weight, weight, bias, eps):
         q, s, rstd = norm_quant(x, norm_weight, eps)  # [M, K] int8, [M], [M]
-        codes, g = ternarize(weight)  # [N, K] int8, []
+        codes, g, wq_cache = _ternary_entry(weight)  # [N, K] int8, [], {dtype: [N, K]}
         y = int8_linear(q, s, codes, g, bias, x.dtype)  # [M, N]
         ctx.save_for_backward(x, norm_weight, q, s, rstd, codes, g)
+        ctx.wq_cache = wq_cache
         ctx.weight_dtype = weight.dtype
         ctx.has_bias = bias is not None
         return y
@@ -277,11 +301,9 @@ class BitLinearFunction(torch.autograd.Function):
         dt = dy.dtype
         dx = dnw = dw = db = None
         if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            wq = codes.to(dt) * g.to(dt)  # [N, K]
-            dxn = dy @ wq  # [M, K]
-            dx, _, dnw = rms_gate_bwd(dxn, x, None, norm_weight, rstd)
-            if dnw is not None:
-                dnw = dnw.to(norm_weight.dtype)
+            dxn = dy @ dequantized_weight(codes, g, dt, ctx.wq_cache)  # [M, K]
+            nw_dtype = norm_weight.dtype if norm_weight is not None else torch.float32
+            dx, _, dnw = rms_gate_bwd(dxn, x, None, norm_weight, rstd, nw_dtype)
         if ctx.needs_input_grad[2]:
             dw = (dy.t() @ dequant(q, s, dt)).to(ctx.weight_dtype)  # [N, K]
         if ctx.has_bias and ctx.needs_input_grad[3]:

@@ -3,13 +3,14 @@
 Gates (as `mlgru_gated_naive`): `f = lb + (1 - lb) sigmoid(f_raw)`, `i = SiLU(c_raw) (1 - f) mask`,
 `a = f`, zeroed where `reset` starts a new document.
 
-Two forms share the same kernels. Fused-recurrent (short T, decoding): one program per (batch, D-block)
+Three forms. Tiled single-pass (training, the default when `B * D` fills the GPU): see `triton_tiled`,
+each input read once. Fused-recurrent (short T, decoding): one program per (batch, D-block)
 walks all T steps. Chunked (training): the time axis is cut into chunks of `CHUNK_SIZE` steps and
   1. every (batch, chunk, D-block) program scans its chunk from a zero state and keeps only the summary
      `(A = prod a, H = local h at the chunk end)`;
   2. one cheap pass per (batch, D-block) propagates the carries `h_in[c+1] = A_c h_in[c] + H_c`;
   3. every chunk re-scans from its true carry and writes h (inputs re-read instead of storing fp32 h).
-The backward pass mirrors this in reverse time: `dh_t = dout_t + a_{t+1} dh_{t+1}` with chunk summaries
+The chunked backward pass mirrors this in reverse time: `dh_t = dout_t + a_{t+1} dh_{t+1}` with chunk summaries
 `(M = prod a, N = a_start * local dh_start)` and right-carries `g_{c-1} = N_c + M_c g_c`, then the gate
 gradients use the saved output h for `h_{t-1}`; lower_bound's gradient is reduced from per-program partials.
 """
@@ -20,10 +21,15 @@ import torch
 import triton
 import triton.language as tl
 
+from mmfree.ops.mlgru import triton_tiled
+
 CHUNK_SIZE: int = 64
 RECURRENT_MAX_T: int = 256  # T up to this runs the fused-recurrent form (one chunk)
 BLOCK_D_CHUNKED: int = 64
 BLOCK_D_RECURRENT: int = 32
+TILED_MIN_T: int = 16  # shorter sequences (decoding) keep the fused-recurrent form
+TILED_MIN_PROGRAMS: int = 64  # fewer (batch, D-block) strips than this split T across programs instead
+_FORMS = ("auto", "tiled", "chunked")
 
 
 @triton.jit
@@ -402,14 +408,28 @@ def mlgru_bwd(dh, dfinal, f_raw, c_raw, lower_bound, initial_state, reset, mask,
     return df, dc, (dlb.sum((0, 1)) if dlb is not None else None), dh0
 
 
+def _tiled(B: int, T: int, D: int, chunk_size: int | None, form: str) -> bool:
+    """Whether the single-pass tiled form runs (else the chunked / fused-recurrent one)."""
+    if form not in _FORMS:
+        raise ValueError(f"mlgru (triton): form must be one of {_FORMS}; got {form!r}")
+    if form != "auto":
+        return form == "tiled"
+    strips = B * triton.cdiv(D, triton_tiled.FWD_CONFIG[1])
+    return chunk_size is None and T >= TILED_MIN_T and strips >= TILED_MIN_PROGRAMS
+
+
 class MLGRUFunction(torch.autograd.Function):
     """Autograd wrapper: (f_raw, c_raw, lower_bound, initial_state, reset, mask) -> (h, final_state)."""
 
     @staticmethod
-    def forward(ctx, f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size):
-        h, final = mlgru_fwd(f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size)
+    def forward(ctx, f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size, tiled):
+        if tiled:
+            h, final = triton_tiled.mlgru_fwd_tiled(f_raw, c_raw, lower_bound, initial_state, reset, mask)
+        else:
+            h, final = mlgru_fwd(f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size)
         ctx.save_for_backward(f_raw, c_raw, lower_bound, initial_state, reset, mask, h)
         ctx.chunk_size = chunk_size
+        ctx.tiled = tiled
         return h, final
 
     @staticmethod
@@ -417,12 +437,14 @@ class MLGRUFunction(torch.autograd.Function):
         f_raw, c_raw, lower_bound, initial_state, reset, mask, h = ctx.saved_tensors
         dh = torch.zeros_like(h) if dh is None else dh.contiguous()
         dfinal = dfinal.contiguous() if dfinal is not None else None
-        df, dc, dlb, dh0 = mlgru_bwd(
-            dh, dfinal, f_raw, c_raw, lower_bound, initial_state, reset, mask, h, ctx.chunk_size
-        )
+        args = (dh, dfinal, f_raw, c_raw, lower_bound, initial_state, reset, mask, h)
+        if ctx.tiled:
+            df, dc, dlb, dh0 = triton_tiled.mlgru_bwd_tiled(*args)
+        else:
+            df, dc, dlb, dh0 = mlgru_bwd(*args, ctx.chunk_size)
         dlb = dlb.to(lower_bound.dtype) if dlb is not None and ctx.needs_input_grad[2] else None
         dh0 = dh0.to(initial_state.dtype) if initial_state is not None and ctx.needs_input_grad[3] else None
-        return df, dc, dlb, dh0, None, None, None
+        return df, dc, dlb, dh0, None, None, None, None
 
 
 def mlgru_triton(
@@ -433,6 +455,7 @@ def mlgru_triton(
     reset: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    form: str = "auto",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Fused MLGRU gates + recurrence (forward and backward in Triton).
 
@@ -440,7 +463,9 @@ def mlgru_triton(
         f_raw, c_raw: `[B, T, D]` forget / candidate pre-activations; lower_bound: `[D]` or None;
         initial_state: `[B, D]` or None; reset: `[B, T]` bool (True where a document starts);
         mask: `[B, T]` (1 real token, 0 padding); chunk_size: steps per chunk, None to choose by T
-        (fused-recurrent up to `RECURRENT_MAX_T`, chunks of `CHUNK_SIZE` beyond).
+        (fused-recurrent up to `RECURRENT_MAX_T`, chunks of `CHUNK_SIZE` beyond); form: "tiled" (single
+        pass), "chunked" (the chunked / fused-recurrent forms, by chunk_size) or "auto" (tiled when no
+        chunk_size is given, T >= `TILED_MIN_T` and there are >= `TILED_MIN_PROGRAMS` (batch, D-block) strips).
     Returns:
         h `[B, T, D]` in c_raw's dtype and the final state `[B, D]` fp32.
     """
@@ -456,6 +481,7 @@ def mlgru_triton(
     for name, m in (("reset", reset), ("mask", mask)):
         if m is not None and tuple(m.shape) != (B, T):
             raise ValueError(f"mlgru: {name} must be [{B}, {T}]; got {tuple(m.shape)}")
+    tiled = _tiled(B, T, D, chunk_size, form)
     reset = reset.to(torch.int8).contiguous() if reset is not None else None
     mask = mask.to(torch.float32).contiguous() if mask is not None else None
     return MLGRUFunction.apply(
@@ -466,4 +492,5 @@ def mlgru_triton(
         reset,
         mask,
         chunk_size,
+        tiled,
     )

@@ -1,8 +1,8 @@
 """Triton RMSNorm and the fused MLGRU output gate `RMSNorm(x) * o * sigmoid(o)`, forward and backward.
 
 One program normalizes one row in the forward pass; in the backward pass each program walks a block of
-rows and accumulates its partial `dweight` in registers (summed over programs afterwards), so no [M, D]
-fp32 temporary is written. The backward kernel is also the RMSNorm backward of the fused BitLinear
+rows and accumulates its partial `dweight` in registers, so no [M, D] fp32 temporary is written; a second
+small kernel sums the per-program partials and casts to the weight's dtype (two launches in all). The backward kernel is also the RMSNorm backward of the fused BitLinear
 (`HAS_GATE=False`). All math is fp32; outputs are in the input dtype.
 """
 
@@ -105,6 +105,17 @@ def _rms_gate_bwd_kernel(
         tl.store(DW + pid * N + cols, dw, mask=m)
 
 
+@triton.jit
+def _sum_partials_kernel(P, OUT, programs, N, BLOCK: tl.constexpr):
+    # OUT[n] = sum_p P[p, n], stored in OUT's dtype
+    cols = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    m = cols < N
+    acc = tl.zeros([BLOCK], dtype=tl.float32)
+    for p in range(0, programs):
+        acc += tl.load(P + p * N + cols, mask=m, other=0.0)
+    tl.store(OUT + cols, acc.to(OUT.dtype.element_ty), mask=m)
+
+
 @functools.cache
 def sm_count(index: int) -> int:
     """Multiprocessors of CUDA device `index` (cached: the query is slow next to a kernel launch)."""
@@ -157,8 +168,9 @@ def rms_gate_bwd(
     o: torch.Tensor | None,
     weight: torch.Tensor | None,
     rstd: torch.Tensor,
+    dw_dtype: torch.dtype = torch.float32,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
-    """Backward of `rms_gate_fwd`: returns dx `[M, N]` (x's dtype), do `[M, N]` or None, dweight `[N]` fp32 or None."""
+    """Backward of `rms_gate_fwd`: dx `[M, N]` (x's dtype), do `[M, N]` or None, dweight `[N]` (dw_dtype) or None."""
     M, N = x.shape
     dx = torch.empty_like(x)  # [M, N]
     do = torch.empty_like(o) if o is not None else None  # [M, N]
@@ -168,7 +180,9 @@ def rms_gate_bwd(
         programs = min(M, 4)
     programs = max(programs, 1)
     rows = triton.cdiv(max(M, 1), programs)
-    dw_part = torch.zeros(programs, N, dtype=torch.float32, device=x.device)  # [P, N]
+    has_w = weight is not None
+    # every program stores its full partial row, so no zero fill is needed
+    dw_part = torch.empty(programs if has_w else 0, N, dtype=torch.float32, device=x.device)  # [P, N]
     if M > 0:
         block = _block_n(N)
         _rms_gate_bwd_kernel[(programs,)](
@@ -179,7 +193,7 @@ def rms_gate_bwd(
             rstd,
             dx,
             do if do is not None else dx,
-            dw_part,
+            dw_part if has_w else dx,
             x.stride(0),
             o.stride(0) if o is not None else 0,
             dy.stride(0),
@@ -193,7 +207,13 @@ def rms_gate_bwd(
             BLOCK_N=block,
             num_warps=_num_warps(block),
         )
-    dw = dw_part.sum(0) if weight is not None else None  # [N]
+    if not has_w:
+        return dx, do, None
+    dw = torch.empty(N, dtype=dw_dtype, device=x.device)  # [N]
+    if M > 0:
+        _sum_partials_kernel[(triton.cdiv(N, 256),)](dw_part, dw, programs, N, BLOCK=256)
+    else:
+        dw.zero_()
     return dx, do, dw
 
 
@@ -209,8 +229,9 @@ class RMSNormGateFunction(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy: torch.Tensor):
         x, o, weight, rstd = ctx.saved_tensors
-        dx, do, dw = rms_gate_bwd(dy.contiguous(), x, o, weight, rstd)
-        return dx, do, dw.to(weight.dtype) if dw is not None else None, None
+        dw_dtype = weight.dtype if weight is not None else torch.float32
+        dx, do, dw = rms_gate_bwd(dy.contiguous(), x, o, weight, rstd, dw_dtype)
+        return dx, do, dw, None
 
 
 def _rows(t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,299 @@
+"""Single-pass tiled MLGRU kernels (training form): one program per (batch row, D-block) strip.
+
+Each program walks the time axis in tiles of `[CT, BD]` (D contiguous, so the tile loads are coalesced
+16-byte accesses), computes the gates of the whole tile, solves the affine recurrence inside the tile with
+`tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
+applies the carry from the previous tile and stores the tile; the carry is the tile's last row. The next
+tile's loads are issued before the current tile is computed (`PREFETCH`), so two tiles are in flight.
+Inputs are read once: forward reads f_raw, c_raw and writes h; backward reads f_raw, c_raw, dh and the saved
+h (the rows shifted by one step, `a_{t+1}` and `h_{t-1}`, come from the same lines, mostly from cache) and
+writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse scan of
+`dh_t = dout_t + a_{t+1} dh_{t+1}`. Gate math matches `mmfree.ops.mlgru.triton._gates`.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+# (CT steps, BD columns, num_warps): the fastest of `benchmarks/kernels.py --sweep` on an H200 (B=8, T=2048,
+# D=1024, 2026-11-28): narrow 32-column strips (more programs in flight) beat 64 and 128 columns
+FWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
+BWD_CONFIG: tuple[int, int, int] = (128, 32, 4)
+PREFETCH: bool = True
+
+
+@triton.jit
+def _compose(a1, b1, a2, b2):
+    return a1 * a2, a2 * b1 + b2
+
+
+@triton.jit
+def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr):
+    # fp32 [CT, BD] pre-activations -> (a, i, sig_f, f, silu_c, sig_c); keep, m broadcast [CT, 1] or scalars
+    sig = 1.0 / (1.0 + tl.exp(-fr))
+    if HAS_LB:
+        f = lb + (1.0 - lb) * sig
+    else:
+        f = sig
+    sig_c = 1.0 / (1.0 + tl.exp(-c))
+    silu = c * sig_c
+    i = silu * (1.0 - f) * m
+    return f * keep, i, sig, f, silu, sig_c
+
+
+@triton.jit
+def _fwd_tiled_kernel(
+    F,
+    C,
+    LB,
+    H0,
+    RESET,
+    MASK,
+    H,
+    FINAL,
+    T,
+    D,
+    CT: tl.constexpr,
+    BD: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_LB: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+    PREFETCH: tl.constexpr,
+):
+    pid_d, b = tl.program_id(0), tl.program_id(1)
+    cols = pid_d * BD + tl.arange(0, BD)
+    dmask = cols < D
+    rows = tl.arange(0, CT)
+    base = b.to(tl.int64) * T * D
+    lb = 0.0
+    if HAS_LB:
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+    if HAS_H0:
+        h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        h = tl.zeros([BD], dtype=tl.float32)
+    ptr = base + rows[:, None] * D + cols[None, :]  # [CT, BD] offsets of the first tile
+    lmask = (rows < T)[:, None] & dmask[None, :]
+    f_nx = tl.load(F + ptr, mask=lmask, other=0.0)
+    c_nx = tl.load(C + ptr, mask=lmask, other=0.0)
+    for t0 in range(0, T, CT):
+        t = t0 + rows
+        tmask = t < T
+        if PREFETCH:
+            f_cur, c_cur = f_nx, c_nx
+            nmask = (t + CT < T)[:, None] & dmask[None, :]
+            f_nx = tl.load(F + ptr + CT * D, mask=nmask, other=0.0)
+            c_nx = tl.load(C + ptr + CT * D, mask=nmask, other=0.0)
+        else:
+            lmask = tmask[:, None] & dmask[None, :]
+            f_cur = tl.load(F + ptr, mask=lmask, other=0.0)
+            c_cur = tl.load(C + ptr, mask=lmask, other=0.0)
+        keep = 1.0
+        if HAS_RESET:
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
+        m = 1.0
+        if HAS_MASK:
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
+        a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB)
+        # steps past T are identity maps, so the last row carries the state at T - 1
+        a = tl.where(tmask[:, None], a, 1.0)
+        i = tl.where(tmask[:, None], i, 0.0)
+        pa, pb = tl.associative_scan((a, i), 0, _compose)
+        hh = pa * h[None, :] + pb  # [CT, BD]
+        tl.store(H + ptr, hh.to(H.dtype.element_ty), mask=tmask[:, None] & dmask[None, :])
+        h = tl.sum(tl.where(rows[:, None] == CT - 1, hh, 0.0), axis=0)
+        ptr += CT * D
+    tl.store(FINAL + b * D + cols, h, mask=dmask)
+
+
+@triton.jit
+def _bwd_tiled_kernel(
+    F,
+    C,
+    LB,
+    H0,
+    RESET,
+    MASK,
+    H,
+    DO,
+    DFINAL,
+    DF,
+    DC,
+    DH0,
+    DLB,
+    T,
+    D,
+    CT: tl.constexpr,
+    BD: tl.constexpr,
+    HAS_DFINAL: tl.constexpr,
+    HAS_H0: tl.constexpr,
+    HAS_LB: tl.constexpr,
+    HAS_RESET: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+):
+    pid_d, b = tl.program_id(0), tl.program_id(1)
+    cols = pid_d * BD + tl.arange(0, BD)
+    dmask = cols < D
+    rows = tl.arange(0, CT)
+    base = b.to(tl.int64) * T * D
+    lb = 0.0
+    lb_row = 0.0
+    if HAS_LB:
+        lb_row = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
+        lb = lb_row[None, :]
+    h0 = 0.0
+    if HAS_H0:
+        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+    # carry = dh at the first step after the tile ("dh_T" is dfinal, entering through a_T := 1)
+    if HAS_DFINAL:
+        carry = tl.load(DFINAL + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
+    else:
+        carry = tl.zeros([BD], dtype=tl.float32)
+    dlb = tl.zeros([CT, BD], dtype=tl.float32)
+    n_tiles = tl.cdiv(T, CT)
+    for k in range(0, n_tiles):
+        t0 = (n_tiles - 1 - k) * CT
+        t = t0 + rows
+        tmask = t < T
+        nmask = (t + 1) < T
+        pmask = (t >= 1) & tmask
+        lmask = tmask[:, None] & dmask[None, :]
+        ptr = base + t[:, None] * D + cols[None, :]  # [CT, BD]
+        fr = tl.load(F + ptr, mask=lmask, other=0.0).to(tl.float32)
+        c = tl.load(C + ptr, mask=lmask, other=0.0).to(tl.float32)
+        do = tl.load(DO + ptr, mask=lmask, other=0.0).to(tl.float32)
+        fr_next = tl.load(F + ptr + D, mask=nmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+        h_prev = tl.load(H + ptr - D, mask=pmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+        if HAS_H0:
+            h_prev = tl.where((t == 0)[:, None], h0, h_prev)
+        keep = 1.0
+        keep_next = 1.0
+        if HAS_RESET:
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
+            keep_next = 1.0 - tl.load(RESET + b * T + t + 1, mask=nmask, other=0).to(tl.float32)[:, None]
+        m = 1.0
+        if HAS_MASK:
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
+        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+        sig_n = 1.0 / (1.0 + tl.exp(-fr_next))
+        if HAS_LB:
+            a_next = (lb + (1.0 - lb) * sig_n) * keep_next
+        else:
+            a_next = sig_n * keep_next
+        # x_t = a_{t+1} (1 past the end: the carry is dfinal), y_t = dout_t; rows past T pass the carry on
+        x = tl.where(nmask[:, None], a_next, 1.0)
+        y = tl.where(tmask[:, None], do, 0.0)
+        px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)
+        dh = px * carry[None, :] + py  # [CT, BD]
+        df = dh * (h_prev * keep - silu * m)
+        dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
+        ds = sig * (1.0 - sig)
+        if HAS_LB:
+            dfr = df * (1.0 - lb) * ds
+            dlb += tl.where(tmask[:, None], df * (1.0 - sig), 0.0)
+        else:
+            dfr = df * ds
+        tl.store(DF + ptr, dfr.to(DF.dtype.element_ty), mask=lmask)
+        tl.store(DC + ptr, dc.to(DC.dtype.element_ty), mask=lmask)
+        carry = tl.sum(tl.where(rows[:, None] == 0, dh, 0.0), axis=0)
+    # dh0 = a_0 dh_0
+    fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
+    sig0 = 1.0 / (1.0 + tl.exp(-fr0))
+    a0 = sig0
+    if HAS_LB:
+        a0 = lb_row + (1.0 - lb_row) * sig0
+    if HAS_RESET:
+        a0 = a0 * (1.0 - tl.load(RESET + b * T).to(tl.float32))
+    tl.store(DH0 + b * D + cols, a0 * carry, mask=dmask)
+    if HAS_LB:
+        tl.store(DLB + b * D + cols, tl.sum(dlb, axis=0), mask=dmask)
+
+
+def _flags(lower_bound, reset, mask) -> dict[str, bool]:
+    return dict(HAS_LB=lower_bound is not None, HAS_RESET=reset is not None, HAS_MASK=mask is not None)
+
+
+def mlgru_fwd_tiled(
+    f_raw: torch.Tensor,
+    c_raw: torch.Tensor,
+    lower_bound: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+    reset: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    config: tuple[int, int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
+
+    config: (CT, BD, num_warps), default `FWD_CONFIG`.
+    """
+    B, T, D = f_raw.shape
+    ct, bd, warps = config or FWD_CONFIG
+    h = torch.empty_like(c_raw)  # [B, T, D]
+    final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
+    _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
+        f_raw,
+        c_raw,
+        lower_bound if lower_bound is not None else f_raw,
+        initial_state if initial_state is not None else final,
+        reset if reset is not None else f_raw,
+        mask if mask is not None else f_raw,
+        h,
+        final,
+        T,
+        D,
+        CT=ct,
+        BD=bd,
+        HAS_H0=initial_state is not None,
+        PREFETCH=PREFETCH,
+        num_warps=warps,
+        **_flags(lower_bound, reset, mask),
+    )
+    return h, final
+
+
+def mlgru_bwd_tiled(
+    dh: torch.Tensor,
+    dfinal: torch.Tensor | None,
+    f_raw: torch.Tensor,
+    c_raw: torch.Tensor,
+    lower_bound: torch.Tensor | None,
+    initial_state: torch.Tensor | None,
+    reset: torch.Tensor | None,
+    mask: torch.Tensor | None,
+    h: torch.Tensor,
+    config: tuple[int, int, int] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
+    B, T, D = f_raw.shape
+    ct, bd, warps = config or BWD_CONFIG
+    df = torch.empty_like(f_raw)  # [B, T, D]
+    dc = torch.empty_like(c_raw)  # [B, T, D]
+    dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
+    dlb = torch.empty(B, D, dtype=torch.float32, device=f_raw.device) if lower_bound is not None else None
+    _bwd_tiled_kernel[(triton.cdiv(D, bd), B)](
+        f_raw,
+        c_raw,
+        lower_bound if lower_bound is not None else f_raw,
+        initial_state if initial_state is not None else dh0,
+        reset if reset is not None else f_raw,
+        mask if mask is not None else f_raw,
+        h,
+        dh,
+        dfinal if dfinal is not None else dh0,
+        df,
+        dc,
+        dh0,
+        dlb if dlb is not None else dh0,
+        T,
+        D,
+        CT=ct,
+        BD=bd,
+        HAS_DFINAL=dfinal is not None,
+        HAS_H0=initial_state is not None,
+        num_warps=warps,
+        **_flags(lower_bound, reset, mask),
+    )
+    return df, dc, (dlb.sum(0) if dlb is not None else None), dh0
