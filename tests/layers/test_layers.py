@@ -27,7 +27,7 @@ def test_bitlinear_equals_definition() -> None:
 
 def test_bitlinear_ternary_codes_and_grads() -> None:
     layer = BitLinear(16, 8)
-    codes, g = layer.ternary()
+    codes, _ = layer.ternary()
     assert codes.shape == (8, 16) and codes.dtype == torch.int8
     x = torch.randn(4, 16, requires_grad=True)
     layer(x).sum().backward()

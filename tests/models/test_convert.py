@@ -71,7 +71,7 @@ def test_convert_refuses_bad_sources(shared_dir: Path, tmp_path: Path) -> None:
     state = load_file(src / "model.safetensors")
     state.pop("model.layers.0.mlp.down_proj.weight")
     save_file(state, src / "model.safetensors")
-    with pytest.raises(CheckpointError, match="missing tensors: model.layers.0.mlp.down_proj.weight"):
+    with pytest.raises(CheckpointError, match=r"missing tensors: model\.layers\.0\.mlp\.down_proj\.weight"):
         convert_official(src, tmp_path / "a")
     assert not (tmp_path / "a").exists()
     cfg = json.loads((src / "config.json").read_text())

@@ -31,7 +31,7 @@ def test_preset_parameter_counts_match_paper(preset: str, paper: float) -> None:
 
 
 def test_unknown_preset_and_inconsistent_config() -> None:
-    with pytest.raises(ValueError, match="unknown preset 'tiny'.*debug"):
+    with pytest.raises(ValueError, match=r"unknown preset 'tiny'.*debug"):
         MMFreeConfig.from_preset("tiny")
     with pytest.raises(ValueError, match="divisible by num_heads"):
         MMFreeConfig(hidden_size=30, num_heads=4)
@@ -139,7 +139,7 @@ def test_config_inconsistent_with_weights_is_refused(tmp_path) -> None:
     cfg = json.loads((tmp_path / "config.json").read_text())
     cfg["gate_form"] = "paper"
     (tmp_path / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match="unexpected tensors: .*g_norm"):
+    with pytest.raises(CheckpointError, match=r"unexpected tensors: .*g_norm"):
         MMFreeForCausalLM.from_pretrained(tmp_path)
 
 

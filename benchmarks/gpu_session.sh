@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# One batched GPU session (device time is scarce): GPU tests, training throughput vs the peers, decode
+# speed at 370M, and 1 -> 2 GPU scaling of the trainer. Each part has its own time limit; logs go to
+# $OUT (or ./gpu-out). Needs flash-linear-attention 0.6.0 wheels in .whl/ for the official-code peer.
+set -uo pipefail
+OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
+export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=$PYTHONPATH:/tmp/site
+fi
+{ date -u; nvidia-smi -L; python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"; } | tee "$OUT/env.txt"
+part() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
+
+part gpu_tests 150 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/ops/test_kernels_gpu.py \
+  tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py
+part train_370m_b32 200 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5
+part train_13b_b8 120 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
+part decode_370m 100 python3 benchmarks/decode.py --presets 370m --budget 80
+
+if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+  part data_prepare 90 python3 -m mmfree data prepare stdlib /tmp/mmdata --vocab-size 32000 --stdlib-bytes 8000000 --no-progress
+  common=(train --preset 370m --data /tmp/mmdata --device cuda --seq-len 2048 --max-steps 30 --log-every 5
+          --eval-every 0 --save-every 0 --eval-tokens 16384 --sample-prompt "" --no-progress --no-tensorboard)
+  CUDA_VISIBLE_DEVICES=0 part scale_1gpu 120 torchrun --standalone --nproc_per_node 1 -m mmfree "${common[@]}" --batch-size 16 --out /tmp/r1
+  part scale_2gpu 120 torchrun --standalone --nproc_per_node 2 -m mmfree "${common[@]}" --batch-size 32 --out /tmp/r2
+  cp /tmp/r1/log.jsonl "$OUT/scale_1gpu.jsonl" 2>/dev/null; cp /tmp/r2/log.jsonl "$OUT/scale_2gpu.jsonl" 2>/dev/null
+  python3 - "$OUT" <<'PY'
+import json, statistics, sys
+out = sys.argv[1]
+def tps(name):
+    try:
+        rows = [json.loads(l) for l in open(f"{out}/{name}.jsonl")]
+    except OSError:
+        return float("nan")
+    vals = [r["tokens_per_s"] for r in rows if "tokens_per_s" in r and r.get("step", 0) > 10]
+    return statistics.median(vals) if vals else float("nan")
+one, two = tps("scale_1gpu"), tps("scale_2gpu")
+print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32 {two:,.0f} tok/s | efficiency {two / (2 * one):.2f}")
+PY
+fi
+echo "== tables"
+for f in train_370m_b32 train_13b_b8 decode_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
