@@ -126,3 +126,21 @@ def test_dequantized_weight_cached_per_step(gen, device):
         w.mul_(-1.0)
     mod.bitlinear_triton(x, None, w).sum().backward()
     assert torch.equal(w._mmfree_ternary[3][torch.float32], -wq)  # rebuilt after the update
+
+
+@pytest.mark.interpret
+def test_autocast_runs_the_kernel_in_the_autocast_dtype(device: str) -> None:
+    """Under autocast the fused path computes in bf16 like F.linear; grads reach fp32 master weights."""
+    if not triton_ready():
+        pytest.skip("triton kernels unavailable here")
+    x = torch.randn(7, 48, device=device, requires_grad=True)
+    weight = torch.randn(40, 48, device=device, requires_grad=True)
+    norm_weight = torch.rand(48, device=device) + 0.5
+    with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16):
+        y = bitlinear(x, norm_weight, weight, backend="triton")
+        ref = bitlinear(x.detach().bfloat16(), norm_weight, weight.detach(), backend="torch")
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref.float(), atol=0.1, rtol=0.05)
+    y.float().sum().backward()
+    assert x.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
+    assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0

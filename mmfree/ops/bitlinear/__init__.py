@@ -21,7 +21,7 @@ def bitlinear(
     Args:
         x: `[..., K]` input; norm_weight: `[K]`; weight: `[N, K]` master weight; bias: `[N]` or None.
     Returns:
-        `[..., N]` in x's dtype.
+        `[..., N]` in x's dtype, or in the autocast dtype inside an autocast region (as `F.linear`).
     """
     if x.shape[-1] != weight.shape[-1]:
         raise ValueError(
@@ -30,6 +30,10 @@ def bitlinear(
     if use_triton("bitlinear", x, weight, backend=backend):
         from mmfree.ops.bitlinear.triton import bitlinear_triton
 
+        # A custom kernel is invisible to autocast: cast like F.linear would, so mixed-precision training
+        # (fp32 master weights, bf16 autocast) runs the kernel and its backward GEMMs in bf16, not fp32.
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
         return bitlinear_triton(x, norm_weight, weight, bias, eps)
     return bitlinear_naive(x, norm_weight, weight, bias, eps)
 
