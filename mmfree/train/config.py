@@ -21,7 +21,7 @@ STDLIB = "stdlib"
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (the CLI's `TrainArgs` maps onto this one to one)."""
+    """Settings of one training run (also the settings of `mmfree train`: each comment is its --help)."""
 
     preset: str = "debug"  # model size: debug, 370m, 1.3b, 2.7b
     arch: Literal["mmfree", "transformer"] = "mmfree"  # mmfree, or transformer (Llama baseline)
@@ -54,6 +54,12 @@ class TrainConfig:
     activation_checkpointing: bool = False  # recompute block activations in backward (less memory)
     hidden_size: int = 0  # override the preset's width (0 = the preset's)
     num_layers: int = 0  # override the preset's depth (0 = the preset's)
+    gate_form: Literal["official", "paper"] = (
+        "official"  # MLGRU output gate: official (released models) or paper
+    )
+    use_lower_bound: bool = True  # learned forget-gate lower bounds (MatMul-free only)
+    ternary_lm_head: bool = True  # ternary BitLinear LM head (MatMul-free only); else full precision
+    lr_halving: bool = True  # halve the LR at mid-training (MatMul-free schedule, as in the paper)
     threads: int = 0  # torch CPU threads (0 = torch's default)
     deterministic: bool = False  # torch.use_deterministic_algorithms (bitwise reproducible, slower)
     sample_prompt: str = "def "  # prompt of the sample generated at the end ("" = no sample)
@@ -143,4 +149,8 @@ IDENTITY_FIELDS: tuple[str, ...] = (
     "seed",
     "hidden_size",
     "num_layers",
+    "gate_form",
+    "use_lower_bound",
+    "ternary_lm_head",
+    "lr_halving",
 )

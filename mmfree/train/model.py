@@ -27,8 +27,15 @@ def model_config(cfg: TrainConfig, vocab_size: int, eos_token_id: int, bos_token
         overrides["hidden_size"] = cfg.hidden_size
     if cfg.num_layers:
         overrides["num_hidden_layers"] = cfg.num_layers
-    mcfg = MMFreeConfig.from_preset(cfg.preset, **overrides)
-    return mcfg if cfg.arch == "mmfree" else baseline_config(mcfg)
+    if cfg.arch == "transformer":
+        return baseline_config(MMFreeConfig.from_preset(cfg.preset, **overrides))
+    return MMFreeConfig.from_preset(
+        cfg.preset,
+        gate_form=cfg.gate_form,
+        use_lower_bound=cfg.use_lower_bound,
+        ternary_lm_head=cfg.ternary_lm_head,
+        **overrides,
+    )
 
 
 def build_model(cfg: TrainConfig, vocab_size: int, eos_token_id: int, bos_token_id: int | None) -> nn.Module:

@@ -34,11 +34,13 @@ def lr_factor(step: int, max_steps: int, warmup: int, *, halve: bool, floor: flo
 
 
 def make_scheduler(
-    optimizer: torch.optim.Optimizer, max_steps: int, warmup: int, arch: str
+    optimizer: torch.optim.Optimizer, max_steps: int, warmup: int, arch: str, halving: bool = True
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """A LambdaLR over `lr_factor`: MatMul-free halving schedule for arch 'mmfree', cosine-to-10% otherwise."""
-    halve = arch == "mmfree"
-    floor = MMFREE_FLOOR if halve else TRANSFORMER_FLOOR
+    """A LambdaLR over `lr_factor`: for arch 'mmfree' cosine to 0 with the mid-training halving (unless
+    `halving` is False: the ablation), for the Transformer++ cosine to 10% of the peak."""
+    mmfree = arch == "mmfree"
+    halve = mmfree and halving
+    floor = MMFREE_FLOOR if mmfree else TRANSFORMER_FLOOR
 
     def factor(step: int) -> float:
         return lr_factor(step, max_steps, warmup, halve=halve, floor=floor)

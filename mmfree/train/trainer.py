@@ -249,7 +249,7 @@ class _Run:
         wrapped = parallel.wrap_model(model, env, cfg.parallel, block_types())
         params = [p for p in wrapped.parameters() if p.requires_grad]
         optimizer = make_optimizer(parallel.unwrap(wrapped), cfg, fused=env.device.type == "cuda")
-        scheduler = make_scheduler(optimizer, cfg.max_steps, cfg.warmup_steps, cfg.arch)
+        scheduler = make_scheduler(optimizer, cfg.max_steps, cfg.warmup_steps, cfg.arch, cfg.lr_halving)
         forward_model = torch.compile(wrapped) if cfg.compile else wrapped
         loader = TokenBatches(
             data.train,
