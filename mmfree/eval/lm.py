@@ -25,7 +25,6 @@ With a `limit`, at most that many tokens are scored; bytes then count the decode
 
 from __future__ import annotations
 
-import gzip
 import inspect
 import json
 import math
@@ -40,6 +39,7 @@ import torch
 from tqdm import tqdm
 
 from mmfree.eval.scoring import forward_logits, model_device, resolve_max_length
+from mmfree.eval.tasks import open_text, read_jsonl
 
 
 @dataclass
@@ -67,32 +67,17 @@ class NLLStats:
         self.total_sq += float((values * values).sum())
 
 
-def _open_text(path: Path) -> Any:
-    if path.suffix == ".gz":
-        return gzip.open(path, "rt", encoding="utf-8")
-    return open(path, encoding="utf-8")
-
-
 def _iter_texts(path: Path) -> Iterator[str]:
     """Documents of a text or jsonl file."""
     stem_suffix = Path(path.stem).suffix if path.suffix == ".gz" else path.suffix
     if stem_suffix in (".jsonl", ".json"):
-        with _open_text(path) as fh:
-            for lineno, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise ValueError(
-                        f"{path}:{lineno}: malformed JSON ({exc.msg}); fix or remove this line"
-                    ) from None
-                if not isinstance(record, dict) or not isinstance(record.get("text"), str):
-                    raise ValueError(f"{path}:{lineno}: expected an object with a string 'text' field")
-                yield record["text"]
+        for lineno, record in read_jsonl(path):
+            if not isinstance(record.get("text"), str):
+                raise ValueError(f"{path}:{lineno}: expected an object with a string 'text' field")
+            yield record["text"]
     else:
         try:
-            with _open_text(path) as fh:
+            with open_text(path) as fh:
                 yield fh.read()
         except UnicodeDecodeError as exc:
             raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}); convert it to UTF-8") from None

@@ -154,7 +154,7 @@ def find_task_file(task: str, data_dir: str | os.PathLike[str] | None = None) ->
     )
 
 
-def _open_text(path: Path) -> IO[str]:
+def open_text(path: Path) -> IO[str]:
     """Open a text file, transparently decompressing .bz2 and .gz."""
     if path.suffix == ".bz2":
         return bz2.open(path, "rt", encoding="utf-8")
@@ -165,7 +165,7 @@ def _open_text(path: Path) -> IO[str]:
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (1-based line number, record) for each non-blank line; malformed lines raise ValueError."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         for lineno, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
@@ -182,7 +182,7 @@ def read_jsonl(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def read_labels(path: Path) -> list[tuple[int, str]]:
     """Read a labels .lst file: (line number, label string) for each non-blank line."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         return [(n, line.strip()) for n, line in enumerate(fh, start=1) if line.strip()]
 
 
@@ -278,7 +278,7 @@ _TSV_CHOICE = re.compile(r"\(([A-Z])\)\s")
 
 def load_openbookqa_tsv(path: Path) -> list[MultipleChoiceDoc]:
     """OpenBookQA's release TSV (ID, Question Stem, Choices "(A) .. (B) ..", ..., Answer Key)."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         rows = list(csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
     if not rows:
         raise ValueError(f"{path}: empty file; expected a header row with 'Question Stem'")
@@ -335,7 +335,7 @@ def parse_hellaswag(record: dict[str, Any], where: str) -> MultipleChoiceDoc:
 
 def load_hellaswag_text(path: Path) -> list[MultipleChoiceDoc]:
     """The 6-lines-per-item layout: "label: ctx", gold (0-3), then four endings."""
-    with _open_text(path) as fh:
+    with open_text(path) as fh:
         lines = fh.read().split("\n")
     if lines and lines[-1] == "":
         lines.pop()
