@@ -22,6 +22,10 @@ class BitLinear(nn.Linear):
         eps: the input RMSNorm's epsilon (1e-6 is what the released checkpoints were trained with).
     """
 
+    # How a model initializes this layer's weight: "normal" (std = initializer_range), "xavier" (gain 2^-2.5,
+    # the official token-mixer init); a "_residual" suffix scales it by 1/sqrt(2 * layers) (residual outputs).
+    init_scheme: str = "normal"
+
     def __init__(self, in_features: int, out_features: int, bias: bool = False, eps: float = 1e-6) -> None:
         super().__init__(in_features, out_features, bias=bias)
         self.norm = RMSNorm(in_features, eps=eps)

@@ -24,6 +24,7 @@ class GLU(nn.Module):
         self.intermediate_size = intermediate_size
         self.gate_proj = BitLinear(hidden_size, 2 * intermediate_size, eps=bitlinear_eps)
         self.down_proj = BitLinear(intermediate_size, hidden_size, eps=bitlinear_eps)
+        self.down_proj.init_scheme = "normal_residual"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         gate, up = self.gate_proj(x).chunk(2, dim=-1)  # [..., I] each

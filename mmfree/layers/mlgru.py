@@ -57,6 +57,9 @@ class MLGRU(nn.Module):
         if gate_form == "official":
             self.g_norm = RMSNorm(self.input_dim, eps=norm_eps)
         self.o_proj = BitLinear(self.input_dim, hidden_size, eps=bitlinear_eps)
+        for proj in (self.i_proj, self.f_proj, self.g_proj):
+            proj.init_scheme = "xavier"
+        self.o_proj.init_scheme = "xavier_residual"
 
     def forward(
         self,

@@ -20,7 +20,7 @@ from transformers import initialization as init
 from transformers.utils import ModelOutput
 from transformers.utils import generic as _generic
 
-from mmfree.layers import GLU, MLGRU, BitLinear, MMFreeBlock, RMSNorm
+from mmfree.layers import BitLinear, MMFreeBlock, RMSNorm
 from mmfree.models.cache import MMFreeCache
 from mmfree.models.checkpoint import (
     CheckpointError,
@@ -109,21 +109,19 @@ class MMFreePreTrainedModel(PreTrainedModel):
         residual output projections (o_proj, down_proj) scaled by 1/sqrt(2 * layers)."""
         std = self.config.initializer_range
         rescale = 1.0 / math.sqrt(2 * self.config.num_hidden_layers)
-        if isinstance(module, MLGRU):
-            for proj in (module.i_proj, module.f_proj, module.g_proj):
-                init.xavier_uniform_(proj.weight, gain=2**-2.5)
-            init.xavier_uniform_(module.o_proj.weight, gain=2**-2.5 * rescale)
-        elif isinstance(module, GLU):
-            init.normal_(module.gate_proj.weight, mean=0.0, std=std)
-            init.normal_(module.down_proj.weight, mean=0.0, std=std * rescale)
+        if isinstance(module, nn.Linear):  # BitLinear too; its parent chose the scheme (layers/bitlinear.py)
+            scheme = getattr(module, "init_scheme", "normal")
+            scale = rescale if scheme.endswith("_residual") else 1.0
+            if scheme.startswith("xavier"):
+                init.xavier_uniform_(module.weight, gain=2**-2.5 * scale)
+            else:
+                init.normal_(module.weight, mean=0.0, std=std * scale)
+            if module.bias is not None:
+                init.zeros_(module.bias)
         elif isinstance(module, nn.Embedding):
             init.normal_(module.weight, mean=0.0, std=std)
         elif isinstance(module, RMSNorm):
             init.ones_(module.weight)
-        elif isinstance(module, nn.Linear) and not _inside_mixer(self, module):
-            init.normal_(module.weight, mean=0.0, std=std)
-            if module.bias is not None:
-                init.zeros_(module.bias)
         elif isinstance(module, MMFreeModel) and module.lower_bounds is not None:
             init.zeros_(module.lower_bounds)
 
@@ -149,14 +147,6 @@ def _check_checkpoint(cls: type[MMFreePreTrainedModel], path: Path) -> None:
     if cls is MMFreeModel:
         found = {k.removeprefix("model."): v for k, v in found.items() if not k.startswith("lm_head.")}
     compare_state(expected, {k: shape for k, (_, shape) in found.items()}, str(path))
-
-
-def _inside_mixer(root: nn.Module, module: nn.Module) -> bool:
-    """True for the BitLinears that MLGRU / GLU initialize themselves."""
-    for name, m in root.named_modules():
-        if m is module:
-            return ".attn." in f".{name}" or ".mlp." in f".{name}"
-    return False
 
 
 class MMFreeModel(MMFreePreTrainedModel):

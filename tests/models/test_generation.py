@@ -65,7 +65,9 @@ def test_generate_left_padded_batch_equals_single_rows(tiny_model: MMFreeForCaus
     batch = torch.cat([torch.cat([torch.zeros(1, 3, dtype=torch.long), a], 1), b], 0)
     mask = torch.ones_like(batch)
     mask[0, :3] = 0
-    out = tiny_model.generate(batch, attention_mask=mask, max_new_tokens=5, do_sample=False, eos_token_id=None)
+    out = tiny_model.generate(
+        batch, attention_mask=mask, max_new_tokens=5, do_sample=False, eos_token_id=None
+    )
     for row, single in zip(out, (a, b)):
         ref = tiny_model.generate(single, max_new_tokens=5, do_sample=False, eos_token_id=None)
         assert torch.equal(row[-5:], ref[0, -5:])

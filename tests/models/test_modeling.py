@@ -180,3 +180,22 @@ def test_activation_checkpointing_gives_identical_gradients() -> None:
     model(ids, labels=ids).loss.backward()
     for a, p in zip(plain, model.parameters()):
         torch.testing.assert_close(a, p.grad)
+
+
+def test_initialization_follows_the_official_scheme() -> None:
+    cfg = MMFreeConfig.from_preset("debug")  # d=128, 4 layers
+    params = dict(MMFreeForCausalLM(cfg).named_parameters())
+    xavier = 2**-2.5 * math.sqrt(2 / (2 * cfg.hidden_size))
+    rescale = 1 / math.sqrt(2 * cfg.num_hidden_layers)
+    expected = {
+        "model.embeddings.weight": 0.02,
+        "lm_head.weight": 0.02,
+        "model.layers.1.attn.f_proj.weight": xavier,
+        "model.layers.1.attn.o_proj.weight": xavier * rescale,
+        "model.layers.1.mlp.gate_proj.weight": 0.02,
+        "model.layers.1.mlp.down_proj.weight": 0.02 * rescale,
+    }
+    for name, std in expected.items():
+        assert abs(params[name].std().item() / std - 1) < 0.05, name
+    assert torch.equal(params["model.layers.2.mlp_norm.weight"], torch.ones(cfg.hidden_size))
+    assert torch.equal(params["model.lower_bounds"], torch.zeros(cfg.num_hidden_layers, cfg.hidden_size))
