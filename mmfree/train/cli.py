@@ -8,6 +8,7 @@ every process (`--parallel ddp|fsdp`); see docs/training.md.
 from __future__ import annotations
 
 import logging
+import os
 
 from mmfree.train.config import TrainConfig
 
@@ -23,7 +24,7 @@ def train(args: TrainArgs) -> int:
     from mmfree.train.trainer import run_training
 
     result = run_training(args)
-    if result.final_dir.is_dir():
+    if result.final_dir.is_dir() and int(os.environ.get("RANK", "0")) == 0:  # one summary under torchrun
         lines = [
             f"done: {result.steps} steps in {result.elapsed_s:.0f} s ({result.tokens_per_s:,.0f} tokens/s)"
         ]
