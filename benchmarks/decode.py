@@ -6,8 +6,9 @@ GPU (default; unattended, bounded by --budget seconds, one table printed at the 
   (c) llama: transformers' Llama at matched size (`mmfree.baseline_config`), bf16, dynamic KV cache, eager.
   Rows: per-token latency, tokens/s and peak memory at batch 1/16 x prompt 128/2048; latency and memory
   against context length for (a) and (c); the floor = packed weight bytes / measured copy bandwidth.
-CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager and compiled GEMV) against fp32 dense
-  (the library's fp32 fake-quantized model, and an ideal fp32 dense model with pre-quantized weights).
+CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, and the C++ SIMD kernel)
+  against fp32 dense (the library's fp32 fake-quantized model, and an ideal fp32 dense model with
+  pre-quantized weights). The C++ kernel is built at its first use (once per machine).
 
   python benchmarks/decode.py            # H200
   python benchmarks/decode.py --cpu      # this machine
@@ -210,7 +211,13 @@ def cpu_main(args: argparse.Namespace) -> None:
     rows: list[dict[str, Any]] = []
     for preset in args.presets:
         cfg = MMFreeConfig.from_preset(preset)
-        for kind in ("fp32-fake (library)", "fp32-dense (ideal)", "packed eager", "packed compiled"):
+        for kind in (
+            "fp32-fake (library)",
+            "fp32-dense (ideal)",
+            "packed eager",
+            "packed compiled",
+            "packed cpp",
+        ):
             _free()
             torch.manual_seed(0)
             if kind.startswith("fp32"):
@@ -219,10 +226,10 @@ def cpu_main(args: argparse.Namespace) -> None:
                     _swap_dense(model)
             else:
                 model = random_packed_model(cfg, "cpu", torch.float32)
-                set_cpu_kernel(model, "compiled" if "compiled" in kind else "eager")
+                set_cpu_kernel(model, kind.split()[-1])
             pre, step = mmfree_runner(model, False)
             wb = weight_bytes(model)
-            for _ in range(2 if "compiled" in kind else 1):  # the first run compiles
+            for _ in range(1 if kind.startswith("fp32") or "eager" in kind else 2):  # the first run compiles
                 r = time_decode(pre, step, 1, args.cpu_prompt, args.steps, cfg.vocab_size, "cpu")
             state = sum(int(cfg.hidden_size * cfg.expand_ratio) * 4 for _ in range(cfg.num_hidden_layers))
             rows.append(

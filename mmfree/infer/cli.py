@@ -52,7 +52,7 @@ class GenerateArgs:
         "auto"  # activations dtype (auto: bf16 on CUDA)
     )
     stream: bool = True  # print text as it is produced
-    cpu_compile: bool = False  # on CPU, compile the packed GEMV with torch.compile (faster, first call slow)
+    cpu_kernel: Literal["auto", "cpp", "compiled", "eager"] = "auto"  # CPU ternary kernel (auto: $MMFREE_TERNARY_CPU, else cpp)
 
 
 def _read_prompt(args: GenerateArgs) -> str:
@@ -112,8 +112,8 @@ def generate(args: GenerateArgs) -> int:
     if not tok_file.is_file():
         raise FileNotFoundError(f"{args.path} has no tokenizer.json; copy the tokenizer into the checkpoint")
     model = load_model(args.path, device, dtype)
-    if args.cpu_compile:
-        set_cpu_kernel(model, "compiled")
+    if args.cpu_kernel != "auto":
+        set_cpu_kernel(model, args.cpu_kernel)
     eos = model.generation_config.eos_token_id if model.generation_config is not None else None
     eos = eos if eos is not None else model.config.eos_token_id
     params.eos_token_id = tuple(eos) if isinstance(eos, list | tuple) else ((eos,) if eos is not None else ())

@@ -42,7 +42,7 @@ class PackedBitLinear(nn.Module):
 
     Buffers: `weight_packed` `[out, ceil(in/4)]` uint8 and `weight_scale` fp32 0-d (kept fp32 by `.to`);
     `norm` is the input RMSNorm. Computes `(int8 codes . ternary codes) * g / s` in integers.
-    `cpu_kernel` ("eager" or "compiled") picks the CPU path (None: $MMFREE_TERNARY_CPU, else eager).
+    `cpu_kernel` ("cpp", "compiled" or "eager") picks the CPU path (None: $MMFREE_TERNARY_CPU, else cpp).
     """
 
     def __init__(
@@ -143,7 +143,7 @@ def swap_to_packed(model: nn.Module) -> nn.Module:
 
 
 def set_cpu_kernel(model: nn.Module, cpu_kernel: str | None) -> None:
-    """Choose the CPU ternary kernel ("eager" or "compiled") of every PackedBitLinear in `model`."""
+    """Choose the CPU ternary kernel ("cpp", "compiled" or "eager") of every PackedBitLinear in `model`."""
     for m in model.modules():
         if isinstance(m, PackedBitLinear):
             m.cpu_kernel = cpu_kernel

@@ -2,8 +2,10 @@
 
 `ternary_matmul(xq, packed, K, scale)` computes `(xq @ W^T) * scale[:, None]` for int8 activation codes
 `xq [M, K]` and a ternary weight `W [N, K]` held at 2 bits (`naive.pack_2bit`). Backends: Triton on CUDA
-(GEMV for decoding, int8 tensor-core GEMM for prefill), and on CPU either the exact fp32 unpack path or,
-with `cpu_kernel="compiled"` (or MMFREE_TERNARY_CPU=compiled), a compiled byte-streaming GEMV for M <= 4.
+(GEMV for decoding, int8 tensor-core GEMM for prefill). On CPU, `cpu_kernel` (else $MMFREE_TERNARY_CPU)
+picks the kernel: `cpp` (default) a C++ SIMD kernel built at first use, falling back to `eager` with one
+logged warning when it cannot be built; `compiled` a torch.compile'd byte-streaming GEMV for M <= 4;
+`eager` the exact fp32 unpack path. All are exact (int32 dot products, then one fp32 scale multiply).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import os
 import torch
 
 from mmfree.ops.backend import use_triton
+from mmfree.ops.ternary.cpu import ternary_gemv_compiled, ternary_matmul_cpp, ternary_matmul_cpu
 from mmfree.ops.ternary.naive import (
     pack_2bit,
     pack_base3,
@@ -22,15 +25,18 @@ from mmfree.ops.ternary.naive import (
     unpack_base3,
 )
 
-CPU_KERNELS = ("eager", "compiled")
+CPU_KERNELS = ("cpp", "compiled", "eager")
 CPU_ENV_VAR = "MMFREE_TERNARY_CPU"
 
 
 def cpu_kernel_choice(cpu_kernel: str | None = None) -> str:
-    """The CPU kernel asked for: the argument, else $MMFREE_TERNARY_CPU, else `eager`."""
-    choice = (cpu_kernel or os.environ.get(CPU_ENV_VAR) or "eager").lower()
+    """The CPU kernel asked for: the argument, else $MMFREE_TERNARY_CPU, else `cpp`."""
+    choice = (cpu_kernel or os.environ.get(CPU_ENV_VAR) or "cpp").lower()
     if choice not in CPU_KERNELS:
-        raise ValueError(f"unknown ternary CPU kernel {choice!r}; choose one of {', '.join(CPU_KERNELS)}")
+        where = "cpu_kernel" if cpu_kernel else f"${CPU_ENV_VAR}"
+        raise ValueError(
+            f"unknown ternary CPU kernel {choice!r} (from {where}); choose one of {', '.join(CPU_KERNELS)}"
+        )
     return choice
 
 
@@ -62,15 +68,17 @@ def ternary_matmul(
 
         return ternary_matmul_triton(xq, packed, K, scale, out_dtype)
     if xq.device.type == "cpu":
-        from mmfree.ops.ternary.cpu import ternary_gemv_compiled, ternary_matmul_cpu
-
-        if xq.shape[0] <= 4 and cpu_kernel_choice(cpu_kernel) == "compiled":
+        choice = cpu_kernel_choice(cpu_kernel)
+        if choice == "cpp":
+            return ternary_matmul_cpp(xq, packed, K, scale, out_dtype)
+        if xq.shape[0] <= 4 and choice == "compiled":
             return ternary_gemv_compiled(xq, packed, K, scale, out_dtype)
         return ternary_matmul_cpu(xq, packed, K, scale, out_dtype)
     return ternary_matmul_naive(xq, packed, K, scale, out_dtype)
 
 
 __all__ = [
+    "CPU_ENV_VAR",
     "CPU_KERNELS",
     "cpu_kernel_choice",
     "pack_2bit",
