@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One batched GPU session (device time is scarce): GPU tests, training throughput vs the peers, decode
-# speed at 370M, and 1 -> 2 GPU scaling of the trainer. Each part has its own time limit; logs go to
-# $OUT (or ./gpu-out). Needs flash-linear-attention 0.6.0 wheels in .whl/ for the official-code peer.
+# speed at 370M, evaluation speed at 370M, and (with 2 GPUs) the trainer's own throughput and its 1 -> 2
+# GPU scaling. Each part has its own time limit; logs go to
+# $OUT (or ./gpu-out). Carry .whl (flash-linear-attention 0.6.0 wheels, for the official-code peer) and
+# .carry/eval (a copy of shared/data/eval; `python -m study.prepare` or `cp -r ../shared/data/eval .carry/`).
 set -uo pipefail
 OUT=${OUT:-gpu-out}; mkdir -p "$OUT"
 export PYTHONPATH=.:${PYTHONPATH:-} PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1
@@ -16,9 +18,12 @@ part gpu_tests 150 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/ops/
 part train_370m_b32 200 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5
 part train_13b_b8 120 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --budget 80
+part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
+  --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
 if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
-  part data_prepare 90 python3 -m mmfree data prepare stdlib /tmp/mmdata --vocab-size 32000 --stdlib-bytes 8000000 --no-progress
+  part data_prepare 90 python3 -m mmfree data prepare stdlib /tmp/mmdata --vocab-size 32000 --stdlib-bytes 8000000 \
+    --val-fraction 0.05 --no-progress
   common=(train --preset 370m --data /tmp/mmdata --device cuda --seq-len 2048 --max-steps 30 --log-every 5
           --eval-every 0 --save-every 0 --eval-tokens 16384 --sample-prompt "" --no-progress --no-tensorboard)
   CUDA_VISIBLE_DEVICES=0 part scale_1gpu 120 torchrun --standalone --nproc_per_node 1 -m mmfree "${common[@]}" --batch-size 16 --out /tmp/r1
@@ -39,4 +44,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
+for f in train_370m_b32 train_13b_b8 decode_370m eval_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
