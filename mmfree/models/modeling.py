@@ -227,9 +227,7 @@ class MMFreeModel(MMFreePreTrainedModel):
                     f"attention_mask must be [batch, length >= {T}] (1 = token, 0 = left padding); "
                     f"got {tuple(attention_mask.shape)}"
                 )
-            mask = attention_mask[:, -T:]
-            if bool(mask.all()):
-                mask = None
+            mask = attention_mask[:, -T:]  # [B, T]; applied even when all ones (no host sync to check)
         if use_cache and past_key_values is None:
             past_key_values = MMFreeCache(len(self.layers))
         if past_key_values is not None and len(past_key_values) != len(self.layers):
