@@ -32,14 +32,16 @@ def test_cache_memory_is_constant_in_length(tiny_model: MMFreeForCausalLM) -> No
         with torch.no_grad():
             out = tiny_model(torch.randint(0, 61, (2, T)), use_cache=True)
         sizes.append(output_cache(out).memory_bytes())
-    assert sizes[0] == sizes[1] == 2 * 2 * 32 * 4
+    assert sizes[0] == sizes[1] == 2 * 2 * 32 * 4  # fp32 state whatever the model dtype
 
 
 def _greedy_reference(model: MMFreeForCausalLM, ids: torch.Tensor, n: int) -> torch.Tensor:
     seq = ids
     for _ in range(n):
         with torch.no_grad():
-            nxt = model(seq, use_cache=False).logits[:, -1].argmax(-1, keepdim=True)
+            # fp32 as generate() does: a ternary head's logits are integer dot products times one scale,
+            # so exact ties are common, and both sides must break them the same way (first index)
+            nxt = model(seq, use_cache=False).logits[:, -1].float().argmax(-1, keepdim=True)
         seq = torch.cat([seq, nxt], 1)
     return seq
 
@@ -55,7 +57,11 @@ def test_generate_sampling_is_seeded_and_in_vocab(tiny_model: MMFreeForCausalLM)
     runs = []
     for _ in range(2):
         torch.manual_seed(123)
-        runs.append(tiny_model.generate(ids, max_new_tokens=8, do_sample=True, top_k=10, temperature=0.9))
+        runs.append(
+            tiny_model.generate(
+                ids, max_new_tokens=8, do_sample=True, top_k=10, temperature=0.9, eos_token_id=None
+            )
+        )
     assert torch.equal(runs[0], runs[1])
     assert runs[0].shape == (2, 13) and int(runs[0].max()) < 61
 
@@ -75,7 +81,7 @@ def test_generate_left_padded_batch_equals_single_rows(tiny_model: MMFreeForCaus
 
 @pytest.mark.parametrize("gate_form", ["official", "paper"])
 def test_generate_beam_search_runs(gate_form: str) -> None:
-    model = MMFreeForCausalLM(tiny_config(gate_form=gate_form)).eval()
+    model = MMFreeForCausalLM(tiny_config(gate_form=gate_form)).double().eval()
     ids = torch.randint(3, 61, (1, 5))
     out = model.generate(ids, max_new_tokens=4, num_beams=3, do_sample=False, eos_token_id=None)
     assert out.shape == (1, 9)
