@@ -70,3 +70,15 @@ def packed_dir(tmp_path_factory, checkpoint) -> Path:
     from mmfree.infer.packed import pack_checkpoint
 
     return pack_checkpoint(checkpoint, tmp_path_factory.mktemp("packed") / "p2")
+
+
+def assert_mostly_equal(a: torch.Tensor, b: torch.Tensor, min_fraction: float = 0.8) -> None:
+    """Logits of two computation orders of the same model, `[S, T, V]`: equal to fp32 rounding on at
+    least `min_fraction` of the S sequences. Int8 activation quantization rounds to the nearest code, so a
+    last-bit difference can flip one code at a tie, and in a recurrent model the flip carries on along
+    that sequence; a real error shows in every sequence."""
+    close = torch.isclose(a, b, rtol=1e-4, atol=1e-5).flatten(1).all(dim=1)  # [S]
+    assert close.float().mean().item() >= min_fraction, (
+        f"{int((~close).sum())} of {close.numel()} sequences differ"
+    )
+    assert a.abs().max() > 0.1
