@@ -140,7 +140,8 @@ def test_autocast_runs_the_kernel_in_the_autocast_dtype(device: str) -> None:
         y = bitlinear(x, norm_weight, weight, backend="triton")
         ref = bitlinear(x.detach().bfloat16(), norm_weight, weight.detach(), backend="torch")
     assert y.dtype == torch.bfloat16
-    torch.testing.assert_close(y.float(), ref.float(), atol=0.1, rtol=0.05)
+    # bf16 rounding of the normalized input can move an int8 code by one: compare norms, not elements
+    assert ((y.float() - ref.float()).norm() / ref.float().norm()).item() < 2e-2
     y.float().sum().backward()
     assert x.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
     assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
