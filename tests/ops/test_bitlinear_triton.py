@@ -65,10 +65,12 @@ def test_bitlinear_fp32_matches_reference(gen, device, monkeypatch, mode, shape,
     y, grads = _grads(_mod().bitlinear_triton, x, nw, w, b, dy)
     y_ref, grads_ref = _grads(bitlinear_naive, x, nw, w, b, dy)
     assert y.shape == (*shape, N) and y.dtype == torch.float32
-    assert_close_scaled(y, y_ref, 2e-3, "y")  # a rare tie may move one code by one step
+    # the bf16 mode rounds the dequantized operands to bf16 (8 mantissa bits): relative error up to 2^-8
+    tol = 1e-2 if mode == "bf16" else 2e-3
+    assert_close_scaled(y, y_ref, tol, "y")  # a rare tie may move one code by one step
     for name, g, g_ref in zip(("dx", "dnorm_weight", "dweight", "dbias"), grads, grads_ref):
         if g_ref is not None:
-            assert_close_scaled(g, g_ref, 2e-3, name)
+            assert_close_scaled(g, g_ref, tol, name)
 
 
 def test_bitlinear_bf16_matches_fp32_reference(gen, device):
