@@ -2,6 +2,7 @@
 
     python -m study.run --batch sweep|sizes|ablations|all [--only NAME ...] [--max-minutes 9]
     python -m study.run --batch all --plan          # print the runs, token budgets and time estimates
+    python -m study.run --batch all --gpus 4        # one run per GPU at once (study.parallel)
 
 Each run goes through `mmfree.train.run_training` in this process, then `mmfree.eval.evaluate` on its saved
 final model (LAMBADA and the zero-shot tasks, `--limit` examples each), and is written to
@@ -430,6 +431,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rerun runs whose results exist")
     p.add_argument("--keep-checkpoints", action="store_true", help="keep the checkpoints of finished runs")
     p.add_argument("--progress", action="store_true", help="show progress bars")
+    p.add_argument(
+        "--gpus", default=None, help="run the batch on these GPUs at once: a count (4) or ids (0,1)"
+    )
     p.add_argument("--bundle", default=None, help="also pack the results folder into this .tgz")
     p.add_argument("--plan", action="store_true", help="print the planned runs and estimates; train nothing")
     p.add_argument("--train-tokens", type=int, default=None, help="with --plan and no data: training tokens")
@@ -467,13 +471,68 @@ def main(argv: list[str] | None = None) -> int:
         if args.plan:
             print(format_plan(_plan_rows(study, args, opts)))
             return 0
-        run_batch(study, args.batch, opts, args.only or None)
+        if args.gpus:
+            _run_on_gpus(study, args, opts)
+        else:
+            run_batch(study, args.batch, opts, args.only or None)
     except (ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         code = 2
     if args.bundle and results_dir is not None and results_dir.is_dir():
         print(f"[study] results packed into {bundle(results_dir, Path(args.bundle))}", flush=True)
     return code
+
+
+def _child_args(args: argparse.Namespace, opts: Options) -> list[str]:
+    """The options each child process of `--gpus` gets: this call's settings, resolved."""
+    out = [
+        "--data-dir", str(opts.data_dir), "--eval-dir", str(opts.eval_dir), "--runs-dir", str(opts.runs_dir),
+        "--results-dir", str(opts.results_dir), "--tasks", ",".join(opts.tasks),
+        "--eval-batch-size", str(opts.eval_batch_size), "--eval-dtype", opts.eval_dtype,
+        "--device", opts.device, "--threads", str(opts.threads),
+    ]  # fmt: skip
+    if args.config:
+        out += ["--config", args.config]
+    if opts.eval_limit is not None:
+        out += ["--limit", str(opts.eval_limit)]
+    for arch, lr in opts.lr.items():
+        out += ["--lr", f"{arch}={lr}"]
+    for flag, on in (
+        ("--compile", opts.compile),
+        ("--force", opts.force),
+        ("--keep-checkpoints", opts.keep_checkpoints),
+    ):
+        if on:
+            out.append(flag)
+    return out
+
+
+def _run_on_gpus(study: dict[str, Any], args: argparse.Namespace, opts: Options) -> None:
+    """`--gpus`: the batch's runs spread over several GPUs, one child process per run (study.parallel)."""
+    from mmfree.eval.runner import resolve_tasks
+    from study.parallel import parse_gpus, run_parallel
+
+    gpus = parse_gpus(args.gpus)
+    specs = plan_runs(study, args.batch)
+    unknown = sorted(set(args.only) - {s.name for s in specs})
+    if unknown:
+        raise ValueError(f"--only {', '.join(unknown)}: not in batch {args.batch!r}")
+    resolve_tasks(opts.tasks, opts.eval_dir)
+    left = run_parallel(
+        study,
+        args.batch,
+        gpus,
+        _child_args(args, opts),
+        opts.results_dir,
+        opts.runs_dir,
+        _data_info(opts.data_dir),
+        opts.lr,
+        only=args.only or None,
+        max_minutes=opts.max_minutes,
+        force=opts.force,
+    )
+    if left:
+        print(f"[study] left for the next call: {', '.join(left)}", flush=True)
 
 
 def _plan_rows(study: dict[str, Any], args: argparse.Namespace, opts: Options) -> list[dict[str, Any]]:

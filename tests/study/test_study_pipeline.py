@@ -137,3 +137,38 @@ def test_rerun_skips_finished_runs_and_report_is_written(
     assert "train shards `AA/wiki_00`" in text
     assert "- sweep: 2 of 2 runs done." in text
     assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_gpus_runs_children_in_parallel_after_their_sweep(
+    study_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--gpus 2`: child processes, one run per slot; a run needing the sweep LR starts after the sweep."""
+    args = json.loads((study_run / "args.json").read_text(encoding="utf-8"))
+    results = tmp_path / "results"
+    args[args.index("--results-dir") + 1] = str(results)
+    args[args.index("--runs-dir") + 1] = str(tmp_path / "runs")
+    only = ["--only", "sweep-mmfree-xs-lr1e-2", "--only", "mmfree-ys", "--only", "sweep-transformer-xs-lr1e-3"]
+    assert run_main(["--batch", "all", "--gpus", "2", *only, *args]) == 0
+    out = capsys.readouterr().out
+    sweep_done = out.index("[study] sweep-mmfree-xs-lr1e-2 (GPU")
+    assert out.index("[study] mmfree-ys: started") > sweep_done
+    started = [line.split(":")[0] for line in out.splitlines() if ": started on GPU" in line]
+    assert started[:2] == ["[study] sweep-mmfree-xs-lr1e-2", "[study] sweep-transformer-xs-lr1e-3"]
+    for name in ("sweep-mmfree-xs-lr1e-2", "sweep-transformer-xs-lr1e-3", "mmfree-ys"):
+        res = json.loads((results / f"{name}.json").read_text(encoding="utf-8"))
+        assert res["status"] == "ok", res.get("error")
+        assert (tmp_path / "runs" / f"{name}.log").stat().st_size > 0
+    ref = _result(study_run, "mmfree-ys")
+    res = json.loads((results / "mmfree-ys.json").read_text(encoding="utf-8"))
+    assert res["lr"] == ref["lr"] == 1e-2
+    assert res["val"]["loss"] == pytest.approx(ref["val"]["loss"], rel=1e-4)
+    assert "transformer-ys" not in out
+
+
+def test_gpus_rejects_bad_lists(capsys: pytest.CaptureFixture[str]) -> None:
+    from study.parallel import parse_gpus
+
+    assert parse_gpus("3") == ["0", "1", "2"] and parse_gpus("0,2") == ["0", "2"]
+    for bad in ("0", "a,b", "1,1", ""):
+        with pytest.raises(ValueError, match="--gpus"):
+            parse_gpus(bad)
