@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -100,23 +101,20 @@ def run_parallel(
     runs_dir: Path,
     data: dict[str, Any],
     lr_overrides: dict[str, float],
+    finished: Callable[[RunSpec, list[dict[str, Any]]], bool],
     only: list[str] | None = None,
     max_minutes: float | None = None,
-    force: bool = False,
 ) -> list[str]:
     """Run the batch's unfinished runs over `gpus`; return the names of the runs left for a later call.
 
     `child_args` are the `python -m study.run` options every child gets (paths, eval settings, --lr ...);
-    the scheduler adds `--batch`, `--only` and the GPU.
+    the scheduler adds `--batch`, `--only` and the GPU. `finished(spec, results)` says whether a run's
+    result exists at the LR it would run at (checked once the run is ready, i.e. its LR is known).
     """
     specs = plan_runs(study, batch)
     if only:
         specs = [s for s in specs if s.name in only]
-    done = {r["name"] for r in load_results(results_dir) if r.get("status") in ("ok", "diverged")}
-    waiting = [s for s in specs if force or s.name not in done]
-    for s in specs:
-        if s not in waiting:
-            print(f"[study] {s.name}: result exists, skipped", flush=True)
+    waiting = list(specs)
     runs_dir.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     running: list[_Child] = []
@@ -141,6 +139,10 @@ def run_parallel(
                 break
             pending = waiting + [c.spec for c in running]
             if not _ready(spec, lr_overrides, [s for s in pending if s is not spec], results):
+                continue
+            if finished(spec, results):
+                print(f"[study] {spec.name}: result exists, skipped", flush=True)
+                waiting.remove(spec)
                 continue
             need = _estimate(spec, study, data, results)
             if left_s is not None and need > left_s:

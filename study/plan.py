@@ -4,7 +4,9 @@ Batches (run in this order; each later one reads the results of the earlier ones
 * `sweep`: every architecture at the sweep size (the smallest) at each of its peak LRs;
 * `sizes`: every architecture at the other sizes, each at its best sweep LR (the sweep size's point of the
   scaling law is the best sweep run itself, so it is not trained twice);
-* `ablations`: MatMul-free variants at the ablation size (the middle one), each against `mmfree-<size>`.
+* `ablations`: MatMul-free variants at the ablation size (the middle one), each against `mmfree-<size>`;
+* `lrcheck` (optional config section `lr_check`): every architecture at one size (the largest) at multiples
+  of its best sweep LR, to show whether the sweep's choice still holds at that size.
 
 Token budget of a run: `min(per_param * non-embedding params, max_epochs * training tokens)`, rounded down to
 whole optimizer steps, so no run sees its data more than `max_epochs` times. The parameter count is the
@@ -21,6 +23,7 @@ given size, so "equal compute" means equal parameter FLOPs.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -30,7 +33,7 @@ from typing import Any
 
 ARCHS = ("mmfree", "transformer")
 ARCH_NAMES = {"mmfree": "MatMul-free", "transformer": "Transformer++"}
-BATCHES = ("sweep", "sizes", "ablations")
+BATCHES = ("sweep", "sizes", "ablations", "lrcheck")
 # Throughputs assumed before anything was measured (parameter FLOP/s on one H200, deliberately low).
 DEFAULT_RATES = {"mmfree": 40e12, "transformer": 80e12}
 DEFAULT_EVAL_S = 90.0
@@ -41,7 +44,7 @@ SCHEDULE_OVERRIDES = ("lr_halving",)
 
 @dataclass(frozen=True)
 class RunSpec:
-    """One training run of the study (lr None: the architecture's best sweep LR, resolved later)."""
+    """One training run of the study (lr None: the architecture's best sweep LR times lr_factor, resolved later)."""
 
     name: str
     batch: str
@@ -52,19 +55,11 @@ class RunSpec:
     lr: float | None
     overrides: dict[str, Any] = field(default_factory=dict)
     reference: str | None = None
+    lr_factor: float = 1.0
 
     def with_lr(self, lr: float) -> RunSpec:
-        return RunSpec(
-            self.name,
-            self.batch,
-            self.arch,
-            self.size,
-            self.hidden_size,
-            self.num_layers,
-            lr,
-            self.overrides,
-            self.reference,
-        )
+        """This run at peak LR `lr` (already multiplied by lr_factor)."""
+        return dataclasses.replace(self, lr=lr)
 
 
 def load_study(path: str | os.PathLike[str] | None = None) -> dict[str, Any]:
@@ -110,6 +105,12 @@ def check_study(study: dict[str, Any], where: str = "study config") -> None:
             raise ValueError(
                 f"{where}: ablation {variant!r} changes {sorted(unknown)}; allowed: {sorted(allowed)}"
             )
+    check = study.get("lr_check")
+    if check is not None:
+        if check.get("size") not in sizes or not check.get("factors"):
+            raise ValueError(f"{where}: lr_check needs a size from {list(sizes)} and a list of factors")
+        if any(not isinstance(f, (int, float)) or f <= 0 for f in check["factors"]):
+            raise ValueError(f"{where}: lr_check.factors must be positive numbers, got {check['factors']}")
     tokens = study["tokens"]
     if tokens.get("per_param", 0) <= 0 or tokens.get("max_epochs", 0) <= 0:
         raise ValueError(f"{where}: tokens.per_param and tokens.max_epochs must be > 0")
@@ -146,6 +147,26 @@ def plan_runs(study: dict[str, Any], batch: str) -> list[RunSpec]:
                 runs.append(
                     RunSpec(
                         f"{arch}-{size}", batch, arch, size, shape["hidden_size"], shape["num_layers"], None
+                    )
+                )
+    elif batch == "lrcheck":
+        check = study.get("lr_check")
+        if check is None:
+            return runs
+        shape = sizes[check["size"]]
+        for arch in archs:
+            for factor in check["factors"]:
+                runs.append(
+                    RunSpec(
+                        f"lrcheck-{arch}-{check['size']}-x{float(factor):g}",
+                        batch,
+                        arch,
+                        check["size"],
+                        shape["hidden_size"],
+                        shape["num_layers"],
+                        None,
+                        reference=f"{arch}-{check['size']}",
+                        lr_factor=float(factor),
                     )
                 )
     else:

@@ -157,7 +157,7 @@ def run_table(results: list[dict[str, Any]], data_ids: dict[tuple[str, str], str
         *[c for _, _, c in TASK_COLUMNS], "avg acc", "data", "status",
     ]  # fmt: skip
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    order = {"sweep": 0, "sizes": 1, "ablations": 2}
+    order = {"sweep": 0, "sizes": 1, "ablations": 2, "lrcheck": 3}
     for r in sorted(results, key=lambda r: (order.get(r.get("batch", ""), 3), r.get("arch", ""), r["name"])):
         train = r.get("train") or {}
         val = r.get("val") or {}
@@ -292,6 +292,45 @@ def ablation_section(results: list[dict[str, Any]]) -> list[str]:
     return [*lines, ""]
 
 
+def lr_check_section(results: list[dict[str, Any]]) -> list[str]:
+    """The LR check at the largest size: each architecture at multiples of its sweep LR against its run there."""
+    runs = [r for r in results if r.get("batch") == "lrcheck"]
+    if not runs:
+        return []
+    by_name = {r["name"]: r for r in results}
+    lines = [
+        "## LR check at the largest size",
+        "",
+        "Each architecture trained again at the largest size with its peak LR scaled; a lower loss than the "
+        "size run's means the sweep's LR (chosen at the smallest size) does not carry over to this size.",
+        "",
+        "| run | architecture | peak LR | val loss | vs size run | size run (its LR, val loss) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in sorted(runs, key=lambda r: (r.get("arch", ""), r.get("lr") or 0.0)):
+        ref = by_name.get(r.get("reference") or "")
+        rl, fl = val_loss(r), val_loss(ref) if ref else None
+        ref_text = (
+            f"{ref['name']} ({ref.get('lr'):g}, {_f(fl)})" if ref else f"{r.get('reference')} (not run yet)"
+        )
+        lines.append(
+            f"| {r['name']} | {ARCH_NAMES.get(r.get('arch', ''), '?')} | {r.get('lr') or 0:g} | {_f(rl)} | "
+            f"{_delta(rl, fl)} | {ref_text} |"
+        )
+    for arch in sorted({r.get("arch", "") for r in runs}):
+        group = [r for r in runs if r.get("arch") == arch and val_loss(r) is not None]
+        ref = by_name.get(next((r.get("reference") for r in group), "") or "")
+        if ref is not None and val_loss(ref) is not None:
+            group.append(ref)
+        if group:
+            best = min(group, key=lambda r: val_loss(r))
+            lines.append(
+                f"- {ARCH_NAMES.get(arch, arch)}: best at the largest size is peak LR {best.get('lr'):g} "
+                f"({best['name']}, val loss {_f(val_loss(best))})."
+            )
+    return [*lines, ""]
+
+
 def data_section(results: list[dict[str, Any]], data_ids: dict[tuple[str, str], str]) -> list[str]:
     """Which corpus shards each run read (one line per distinct data set, naming its runs)."""
     lines = ["## Data used by each run", ""]
@@ -418,7 +457,9 @@ def build_report(results_dir: Path, out: Path, png: Path, config: str | None = N
     if study is not None:
         from study.plan import plan_runs
 
-        planned = {b: [s.name for s in plan_runs(study, b)] for b in ("sweep", "sizes", "ablations")}
+        planned = {
+            b: [s.name for s in plan_runs(study, b)] for b in ("sweep", "sizes", "ablations", "lrcheck")
+        }
     names = {r["name"]: r.get("status") for r in results}
     lines = [
         "# Quality study: MatMul-free against Transformer++ at equal compute",
@@ -430,6 +471,8 @@ def build_report(results_dir: Path, out: Path, png: Path, config: str | None = N
         "",
     ]
     for batch, runs in planned.items():
+        if not runs:
+            continue
         ok = sum(names.get(n) == "ok" for n in runs)
         other = [f"{n} ({names[n]})" for n in runs if n in names and names[n] != "ok"]
         lines.append(
@@ -461,6 +504,7 @@ def build_report(results_dir: Path, out: Path, png: Path, config: str | None = N
         lines += sweep_section(results, study)
         lines += scaling_section(points, fits)
         lines += ablation_section(results)
+        lines += lr_check_section(results)
     drew = plot(results, points, fits, png) if results else False
     if drew:
         rel = png.relative_to(out.parent) if png.is_relative_to(out.parent) else png

@@ -74,18 +74,32 @@ class Options:
 
 
 def resolve_lr(spec: RunSpec, opts: Options, results: list[dict[str, Any]]) -> RunSpec:
-    """The run with its peak LR: its own, else --lr ARCH=VALUE, else its architecture's best sweep LR."""
+    """The run with its peak LR: its own, else --lr ARCH=VALUE, else its architecture's best sweep LR
+    (times the run's lr_factor in both cases)."""
     if spec.lr is not None:
         return spec
     if spec.arch in opts.lr:
-        return spec.with_lr(opts.lr[spec.arch])
+        return spec.with_lr(opts.lr[spec.arch] * spec.lr_factor)
     best = best_sweep_lrs(results).get(spec.arch)
     if best is None:
         raise ValueError(
             f"run {spec.name} takes the best sweep LR of {spec.arch}, but no finished sweep run of {spec.arch} "
             f"is in the results; run `--batch sweep` first, or pass --lr {spec.arch}=VALUE"
         )
-    return spec.with_lr(float(best["lr"]))
+    return spec.with_lr(float(best["lr"]) * spec.lr_factor)
+
+
+def has_result(spec: RunSpec, opts: Options, results: list[dict[str, Any]]) -> bool:
+    """True when the run has a finished result made at the LR it would run at now (a run that takes the
+    best sweep LR is stale once an extended sweep picks another)."""
+    existing = next((r for r in results if r["name"] == spec.name), None)
+    if existing is None or existing.get("status") not in DONE or opts.force:
+        return False
+    try:
+        lr = resolve_lr(spec, opts, results).lr
+    except ValueError:
+        return True
+    return lr is None or math.isclose(float(existing.get("lr") or 0.0), lr, rel_tol=1e-9)
 
 
 def train_config(spec: RunSpec, study: dict[str, Any], opts: Options, steps: int) -> Any:
@@ -332,9 +346,8 @@ def run_batch(
     done: list[dict[str, Any]] = []
     for spec in specs:
         results = load_results(opts.results_dir)
-        existing = next((r for r in results if r["name"] == spec.name), None)
-        if existing is not None and existing.get("status") in DONE and not opts.force:
-            print(f"[study] {spec.name}: result exists ({existing['status']}), skipped", flush=True)
+        if has_result(spec, opts, results):
+            print(f"[study] {spec.name}: result exists, skipped", flush=True)
             continue
         spec = resolve_lr(spec, opts, results)
         params = count_params(
@@ -412,7 +425,7 @@ def _parse_lr(items: list[str]) -> dict[str, float]:
 def build_parser() -> argparse.ArgumentParser:
     """The command-line options (defaults for paths and eval come from the study config)."""
     p = argparse.ArgumentParser(prog="python -m study.run", description=__doc__.splitlines()[0])
-    p.add_argument("--batch", required=True, choices=["sweep", "sizes", "ablations", "all"])
+    p.add_argument("--batch", required=True, choices=["sweep", "sizes", "ablations", "lrcheck", "all"])
     p.add_argument("--only", action="append", default=[], help="run only this run of the batch (repeatable)")
     p.add_argument("--config", default=None, help="study config (default study/configs/study.json)")
     p.add_argument("--data-dir", default=None, help="prepared study data (from python -m study.prepare)")
@@ -527,9 +540,9 @@ def _run_on_gpus(study: dict[str, Any], args: argparse.Namespace, opts: Options)
         opts.runs_dir,
         _data_info(opts.data_dir),
         opts.lr,
+        lambda spec, results: has_result(spec, opts, results),
         only=args.only or None,
         max_minutes=opts.max_minutes,
-        force=opts.force,
     )
     if left:
         print(f"[study] left for the next call: {', '.join(left)}", flush=True)

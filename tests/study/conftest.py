@@ -35,7 +35,7 @@ def tiny_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def tiny_study() -> dict[str, Any]:
-    """The real study config shrunk to two tiny sizes, one LR each, two ablations and 5 eval examples."""
+    """The real study config shrunk to two tiny sizes, one LR each, two ablations, an x2 LR check, 5 eval examples."""
     from study.plan import DEFAULT_CONFIG
 
     study = json.loads(DEFAULT_CONFIG.read_text(encoding="utf-8"))
@@ -47,5 +47,6 @@ def tiny_study() -> dict[str, Any]:
     study["ablations"].update(
         size="ys", variants={"gate-paper": {"gate_form": "paper"}, "no-halving": {"lr_halving": False}}
     )
+    study["lr_check"] = {"size": "ys", "factors": [2.0]}
     study["eval"].update(limit=5, batch_size=8)
     return study

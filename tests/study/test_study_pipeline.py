@@ -53,6 +53,8 @@ def test_every_run_has_a_complete_result(study_run: Path) -> None:
         "transformer-ys",
         "abl-gate-paper",
         "abl-no-halving",
+        "lrcheck-mmfree-ys-x2",
+        "lrcheck-transformer-ys-x2",
     ]
     for name in names:
         res = _result(study_run, name)
@@ -73,6 +75,8 @@ def test_every_run_has_a_complete_result(study_run: Path) -> None:
         v, d = res["data"]["vocab_size"], res["hidden_size"]
         assert res["flops"]["param_flops"] == 6 * (res["params"]["non_embedding"] + d * v) * res["tokens"]
     assert _result(study_run, "mmfree-ys")["lr"] == 1e-2  # the best (only) sweep LR of MatMul-free
+    assert _result(study_run, "lrcheck-mmfree-ys-x2")["lr"] == pytest.approx(2e-2)  # twice the sweep's LR
+    assert _result(study_run, "lrcheck-transformer-ys-x2")["lr"] == pytest.approx(2e-3)
     same_size = {_result(study_run, n)["tokens"] for n in ("mmfree-ys", "transformer-ys", "abl-gate-paper")}
     assert len(same_size) == 1  # both architectures and the ablations train on the same tokens
     assert _result(study_run, "transformer-ys")["flops"]["attention_flops"] > 0
@@ -147,7 +151,14 @@ def test_gpus_runs_children_in_parallel_after_their_sweep(
     results = tmp_path / "results"
     args[args.index("--results-dir") + 1] = str(results)
     args[args.index("--runs-dir") + 1] = str(tmp_path / "runs")
-    only = ["--only", "sweep-mmfree-xs-lr1e-2", "--only", "mmfree-ys", "--only", "sweep-transformer-xs-lr1e-3"]
+    only = [
+        "--only",
+        "sweep-mmfree-xs-lr1e-2",
+        "--only",
+        "mmfree-ys",
+        "--only",
+        "sweep-transformer-xs-lr1e-3",
+    ]
     assert run_main(["--batch", "all", "--gpus", "2", *only, *args]) == 0
     out = capsys.readouterr().out
     sweep_done = out.index("[study] sweep-mmfree-xs-lr1e-2 (GPU")
@@ -172,3 +183,26 @@ def test_gpus_rejects_bad_lists(capsys: pytest.CaptureFixture[str]) -> None:
     for bad in ("0", "a,b", "1,1", ""):
         with pytest.raises(ValueError, match="--gpus"):
             parse_gpus(bad)
+
+
+def test_a_result_at_another_lr_than_the_best_sweep_lr_is_stale(study_run: Path) -> None:
+    """Once an extended sweep picks another LR, the runs that took the old one are run again."""
+    from study.plan import load_study, plan_runs
+    from study.run import Options, has_result
+
+    study = load_study(study_run / "study.json")
+    opts = Options(
+        data_dir=study_run / "data", eval_dir=study_run, runs_dir=study_run / "runs",
+        results_dir=study_run / "results", tasks=[], eval_limit=None, eval_batch_size=1, eval_dtype="float32",
+    )  # fmt: skip
+    results = json.loads((study_run / "results" / "summary.json").read_text(encoding="utf-8"))["runs"]
+    results = [_result(study_run, row["name"]) for row in results]
+    spec = next(s for s in plan_runs(study, "sizes") if s.name == "mmfree-ys")
+    assert has_result(spec, opts, results)
+    better = dict(_result(study_run, "sweep-mmfree-xs-lr1e-2"), name="sweep-mmfree-xs-lr5e-3", lr=5e-3)
+    better["val"] = dict(better["val"], loss=better["val"]["loss"] - 1.0)
+    assert not has_result(spec, opts, [*results, better])
+    fixed = next(s for s in plan_runs(study, "sweep") if s.arch == "mmfree")
+    assert has_result(fixed, opts, [*results, better])  # a sweep run's own LR never goes stale
+    opts.force = True
+    assert not has_result(spec, opts, results)

@@ -37,10 +37,16 @@ def test_study_config_plans_every_batch() -> None:
     names = [r.name for r in plan_runs(study, "all")]
     n_sweep = sum(len(v) for v in study["sweep"]["lr"].values())
     n_sizes = len(study["scaling"]["archs"]) * (len(study["scaling"]["sizes"]) - 1)
-    assert len(names) == n_sweep + n_sizes + len(study["ablations"]["variants"])
+    n_check = len(study["scaling"]["archs"]) * len(study["lr_check"]["factors"])
+    assert len(names) == n_sweep + n_sizes + len(study["ablations"]["variants"]) + n_check
     assert len(set(names)) == len(names)
     assert "sweep-mmfree-s-lr1.5e-3" in names and "transformer-l" in names and "abl-no-halving" in names
     assert all(r.reference == "mmfree-m" for r in plan_runs(study, "ablations"))
+    check = plan_runs(study, "lrcheck")
+    assert {(r.reference, r.lr_factor, r.lr) for r in check if r.arch == "mmfree"} == {
+        ("mmfree-l", 0.5, None),
+        ("mmfree-l", 2.0, None),
+    }
     assert lr_tag(0.0003) == "3e-4"
     with pytest.raises(ValueError, match="unknown batch"):
         plan_runs(study, "everything")
