@@ -1,7 +1,9 @@
 """Decoding benchmark: packed ternary MatMul-free LM vs its fake-quantized form vs a Llama baseline.
 
 GPU (default; unattended, bounded by --budget seconds, one table printed at the end):
-  (a) packed: PackedBitLinear + Triton kernels, CUDA-graph decode step (random ternary codes, never fp);
+  (a) packed: PackedBitLinear, CUDA-graph decode step through the fused kernels of `mmfree.infer.fused`
+      (4 launches per layer; random ternary codes, never fp); with --unfused also `unfused`: the same model
+      and graph with the module-by-module step (~10-12 launches per layer), for comparison;
   (b) fake: this library's fake-quantized bf16 model (what the official code runs), eager;
   (c) llama: transformers' Llama at matched size (`mmfree.baseline_config`), bf16, dynamic KV cache, eager.
   Rows: per-token latency, tokens/s and peak memory at batch 1/16 x prompt 128/2048; latency and memory
@@ -11,6 +13,7 @@ CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, a
   pre-quantized weights). The C++ kernel is built at its first use (once per machine).
 
   python benchmarks/decode.py            # H200
+  python benchmarks/decode.py --presets 370m --models packed --unfused --prompts 128   # fused vs unfused
   python benchmarks/decode.py --cpu      # this machine
 """
 
@@ -97,8 +100,8 @@ def time_decode(
     return {"prefill_ms": prefill_s * 1e3, "ms_tok": ms, "tok_s": batch * 1e3 / ms, "peak_gib": peak}
 
 
-def mmfree_runner(model: nn.Module, graph: bool) -> tuple[Callable, Callable]:
-    dec = Decoder(model, cuda_graph=graph, prefill_chunk=4096)
+def mmfree_runner(model: nn.Module, graph: bool, fused: bool | None = None) -> tuple[Callable, Callable]:
+    dec = Decoder(model, cuda_graph=graph, prefill_chunk=4096, fused=fused)
     return (lambda ids: dec.prefill(ids)), (lambda tok, cache: dec.step(tok, cache))
 
 
@@ -116,7 +119,7 @@ def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
 
 
 def build(kind: str, preset: str, device: str, dtype: torch.dtype, max_ctx: int = 2048) -> nn.Module:
-    if kind == "packed":
+    if kind in ("packed", "unfused"):
         return random_packed_model(MMFreeConfig.from_preset(preset), device, dtype)
     if kind == "fake":
         with torch.device(device):
@@ -135,7 +138,7 @@ def gpu_main(args: argparse.Namespace) -> None:
     ctx_rows: list[dict[str, Any]] = []
     for preset in args.presets:
         vocab = MMFreeConfig.from_preset(preset).vocab_size
-        for kind in ("packed", "fake", "llama"):
+        for kind in args.models:
             if time.time() - start > args.budget:
                 rows.append({"preset": preset, "model": kind, "note": "skipped (time budget)"})
                 continue
@@ -150,7 +153,10 @@ def gpu_main(args: argparse.Namespace) -> None:
                 if kind != "llama"
                 else sum(p.numel() * p.element_size() for p in model.parameters())
             )
-            pre, step = llama_runner(model) if kind == "llama" else mmfree_runner(model, kind == "packed")
+            if kind == "llama":
+                pre, step = llama_runner(model)
+            else:  # packed: fused step (auto on CUDA); unfused: the module-by-module step, same graph
+                pre, step = mmfree_runner(model, kind != "fake", None if kind == "packed" else False)
             for batch in args.batches:
                 for prompt in args.prompts:
                     row = {
@@ -164,7 +170,7 @@ def gpu_main(args: argparse.Namespace) -> None:
                         row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda"))
                     except Exception as err:
                         row["note"] = f"{type(err).__name__}: {str(err)[:60]}"
-                    if kind == "packed":
+                    if kind in ("packed", "unfused"):
                         row["floor_ms"] = weight_bytes(model)["ternary"] / bw * 1e3
                     rows.append(row)
                     _free()
@@ -268,7 +274,7 @@ def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float)
     print(f"\nGPU decode ({torch.cuda.get_device_name()}; copy bandwidth {bw / 1e9:.0f} GB/s; {wall:.0f} s)")
     print(
         f"{'preset':<6} {'model':<7} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
-        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7}  note"
+        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7}  note"
     )
     for r in rows:
         peers = {
@@ -281,13 +287,14 @@ def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float)
         }
         ratio = {
             p: (r["tok_s"] / peers[p]["tok_s"]) if "tok_s" in r and p in peers else None
-            for p in ("fake", "llama")
+            for p in ("fake", "llama", "unfused")
         }
         print(
             f"{r['preset']:<6} {r['model']:<7} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
             f"{_fmt(r.get('prefill_ms'), '10.1f'):>10} {_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('tok_s'), '9.1f'):>9} "
             f"{_fmt(r.get('peak_gib'), '8.2f'):>8} {_fmt(r.get('weights_gib'), '7.2f'):>7} {_fmt(r.get('floor_ms'), '8.3f'):>8} "
-            f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7}  {r.get('note', '')}"
+            f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7} {_fmt(ratio['unfused'], '7.2f'):>7}"
+            f"  {r.get('note', '')}"
         )
     print("\nContext length, batch 1 (packed vs llama): per-token latency and peak memory")
     print(f"{'preset':<6} {'model':<7} {'context':>7} {'prefill ms':>10} {'ms/tok':>8} {'peak GiB':>8}  note")
@@ -310,6 +317,13 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=None, help="timed decode steps per row")
     p.add_argument("--budget", type=float, default=420.0, help="GPU: seconds after which rows are skipped")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=["packed", "fake", "llama"],
+        help="GPU: comma-separated models among packed (fused step), unfused, fake, llama",
+    )
+    p.add_argument("--unfused", action="store_true", help="GPU: also time the unfused packed step")
     p.add_argument("--cpu-prompt", type=int, default=32)
     args = p.parse_args()
     if args.cpu:
@@ -321,6 +335,11 @@ def main() -> None:
             raise SystemExit("no CUDA GPU: run with --cpu")
         args.presets = args.presets or ["370m", "1.3b", "2.7b", "13b"]
         args.steps = args.steps or 24
+        bad = [m for m in args.models if m not in ("packed", "unfused", "fake", "llama")]
+        if bad:
+            raise SystemExit(f"unknown --models {bad}; choose among packed, unfused, fake, llama")
+        if args.unfused and "unfused" not in args.models:
+            args.models.insert(args.models.index("packed") + 1 if "packed" in args.models else 0, "unfused")
         gpu_main(args)
 
 

@@ -3,11 +3,13 @@
 - BitLinear forward and forward+backward at the 370M / 1.3B projection shapes (M = 8 x 2048 tokens), for
   each GEMM path of the fused op (Triton int8 with fused epilogue, torch._int_mm + scale pass, bf16), the
   plain-PyTorch reference, and a bare bf16 `x @ W^T` (the peer: what an unquantized linear costs).
-- MLGRU forward and backward (B=8, T=2048, D=1024/2048, bf16) in GB/s of the minimum traffic
+- MLGRU forward and backward (B=8 and B=32 at T=2048, D=1024; B=8, D=2048; bf16), each form (tiled, look-back,
+  chunked, fused-recurrent), in GB/s of the minimum traffic
   (forward: read f, c, write h; backward: read f, c, h, dh, write df, dc), against the device-to-device copy
   bandwidth measured in the same run (peer), plus flash-linear-attention's HGRN ops when `fla` imports.
 - The bf16 matmul rate (8192^3) measured in the same run, for scale.
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, prefetch)` tile config.
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, prefetch)` tile config, then the
+  look-back kernels at each `(CT, BD, num_warps, rowwise)` config at B=8 and B=32 (the best installed).
 
 Medians of `triton.testing.do_bench`. Every row names device, date and versions.
 
@@ -136,8 +138,8 @@ def bench_mlgru(quick: bool, copy_gbs: float) -> None:
         from fla.ops.hgrn import chunk_hgrn, fused_recurrent_hgrn
     except ImportError:
         chunk_hgrn = fused_recurrent_hgrn = None
-    B, T = 8, 2048
-    for D in (1024,) if quick else (1024, 2048):
+    T = 2048
+    for B, D in ((8, 1024), (32, 1024)) if quick else ((8, 1024), (32, 1024), (8, 2048)):
         _mlgru_case(mlgru_triton, chunk_hgrn, fused_recurrent_hgrn, B, T, D, quick, copy_gbs)
 
 
@@ -152,6 +154,7 @@ def _mlgru_case(
     case = f"B={B} T={T} D={D}"
     impls: list[tuple[str, Callable[[], torch.Tensor]]] = [
         ("mmfree auto (tiled)", lambda: mlgru_triton(f, c, lb)[0]),
+        ("mmfree lookback", lambda: mlgru_triton(f, c, lb, form="lookback")[0]),
         ("mmfree chunked", lambda: mlgru_triton(f, c, lb, form="chunked")[0]),
         ("mmfree recurrent", lambda: mlgru_triton(f, c, lb, chunk_size=T)[0]),
     ]
@@ -240,6 +243,90 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
                 fh.write(line)
 
 
+# (CT, BD, num_warps, rowwise) of the look-back kernels: BD = 32 * num_warps * (columns per thread) keeps the
+# time scan inside each thread; rowwise walks CT rows of [BD] (two passes, tiny registers)
+LOOKBACK_SWEEP: list[tuple[int, int, int, bool]] = [
+    (8, 256, 1, False),
+    (4, 256, 1, False),
+    (16, 128, 1, False),
+    (32, 64, 1, False),
+    (8, 512, 2, False),
+    (16, 256, 2, False),
+    (64, 32, 1, False),
+    (64, 64, 2, False),
+    (32, 64, 4, False),
+    (128, 64, 4, False),
+    (16, 256, 1, True),
+    (32, 256, 1, True),
+    (32, 128, 1, True),
+    (32, 512, 2, True),
+]
+
+
+def sweep_lookback(quick: bool, copy_gbs: float) -> None:
+    """Look-back MLGRU kernels alone (no autograd) per config at B=8 and B=32 (T=2048, D=1024).
+
+    h, df and dc are checked against the tiled kernels (max error / max value < 1e-2); the config with the
+    lowest summed time over both batch sizes is installed for forward and for backward, and printed.
+    """
+    from mmfree.ops.mlgru import triton_lookback as lk
+
+    totals: dict[tuple[int, int, int, bool], list[float]] = {cfg: [0.0, 0.0] for cfg in LOOKBACK_SWEEP}
+    for B in (8, 32):
+        _lookback_batch(B, 2048, 1024, quick, copy_gbs, totals)
+    best_f = min(totals, key=lambda cfg: totals[cfg][0])
+    best_b = min(totals, key=lambda cfg: totals[cfg][1])
+    if totals[best_f][0] < float("inf") and totals[best_b][1] < float("inf"):
+        lk.FWD_CONFIG, lk.BWD_CONFIG = best_f, best_b
+        print(f"best lookback fwd={best_f} bwd={best_b}")
+
+
+def _lookback_batch(
+    B: int,
+    T: int,
+    D: int,
+    quick: bool,
+    copy_gbs: float,
+    totals: dict[tuple[int, int, int, bool], list[float]],
+) -> None:
+    """One batch size of `sweep_lookback`: rows per config, times added to `totals` (inf on a mismatch)."""
+    from mmfree.ops.mlgru import triton_lookback as lk
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    lb = torch.rand(D, device="cuda")  # [D]
+    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    unit = B * T * D * 2
+    h_ref, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None)
+    df_ref, dc_ref, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref)
+
+    def err(a: torch.Tensor, b: torch.Tensor) -> float:
+        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+    for cfg in LOOKBACK_SWEEP:
+        case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]} row={int(cfg[3])}"
+        try:
+            h, _ = lk.mlgru_fwd_lookback(f, c, lb, None, None, None, cfg)
+            df, dc, _, _ = lk.mlgru_bwd_lookback(dh, None, f, c, lb, None, None, None, h_ref, cfg)
+            ok_f = err(h, h_ref) < 1e-2
+            ok_b = max(err(df, df_ref), err(dc, dc_ref)) < 1e-2
+            fwd = bench(lambda cfg=cfg: lk.mlgru_fwd_lookback(f, c, lb, None, None, None, cfg), quick)
+            bwd = bench(
+                lambda cfg=cfg: lk.mlgru_bwd_lookback(dh, None, f, c, lb, None, None, None, h_ref, cfg), quick
+            )
+        except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
+            add("mlgru lookback", case, "error", float("nan"), type(e).__name__[:14])
+            totals[cfg] = [float("inf"), float("inf")]
+            continue
+        gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
+        tag_f, tag_b = ("lookback" if ok else "MISMATCH" for ok in (ok_f, ok_b))
+        add("lookback sweep fwd", case, tag_f, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
+        add("lookback sweep bwd", case, tag_b, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
+        totals[cfg][0] += fwd if ok_f else float("inf")
+        totals[cfg][1] += bwd if ok_b else float("inf")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
@@ -254,6 +341,7 @@ def main() -> None:
     copy_gbs, _ = ceilings(args.quick)
     if args.sweep:
         sweep_mlgru(args.quick, copy_gbs, args.save_best)
+        sweep_lookback(args.quick, copy_gbs)
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)
     if args.only in ("all", "bitlinear"):

@@ -37,5 +37,7 @@ def test_unknown_flag_exits_with_usage() -> None:
 
 
 def test_console_script_runs() -> None:
-    proc = subprocess.run([sys.executable, "-m", "mmfree.cli", "info", "debug"], capture_output=True, text=True)
+    proc = subprocess.run(
+        [sys.executable, "-m", "mmfree.cli", "info", "debug"], capture_output=True, text=True
+    )
     assert proc.returncode == 0 and "128 x 4" in proc.stdout

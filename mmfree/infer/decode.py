@@ -3,12 +3,14 @@
 The state is one fp32 `[B, d']` vector per layer, so memory is constant in the context length (no KV
 cache). On CUDA the whole single-token step (embedding, every layer, head) is captured once per batch
 size in a CUDA graph that reads a static token buffer and updates static state buffers in place; each
-step is then one graph replay. Sampling (`mmfree.infer.sampling`) runs outside the graph. Text streams
+step is then one graph replay. For a packed model (PackedBitLinear layers) the step is the fused one of
+`mmfree.infer.fused` (four Triton launches per layer) unless `fused=False`. Sampling (`mmfree.infer.sampling`) runs outside the graph. Text streams
 out piece by piece through `stream()` (a generator) or an `on_text` callback.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -19,6 +21,15 @@ from mmfree.infer.sampling import SamplingParams, sample_next
 from mmfree.models.cache import MMFreeCache
 
 MAX_PROMPT_TOKENS = 1 << 20  # a prompt is prefilled in chunks; this bounds the time one call may take
+
+logger = logging.getLogger("mmfree")
+_logged: set[str] = set()
+
+
+def _log_once(level: int, message: str) -> None:
+    if message not in _logged:
+        _logged.add(message)
+        logger.log(level, "mmfree decode: %s", message)
 
 
 class TextCodec:
@@ -36,10 +47,11 @@ class TextCodec:
 
 
 class _GraphStep:
-    """One captured decode step for a fixed batch size (CUDA only)."""
+    """One captured decode step for a fixed batch size (CUDA only), fused when `fused` is given."""
 
-    def __init__(self, model: nn.Module, batch: int, pool: Any) -> None:
+    def __init__(self, model: nn.Module, batch: int, pool: Any, fused: Any = None) -> None:
         self.model = model
+        self.fused = fused
         num_layers = len(model.model.layers)
         width = model.model.layers[0].attn.input_dim
         dev = model.device
@@ -57,6 +69,8 @@ class _GraphStep:
         self.pool = self.graph.pool()
 
     def _run(self) -> torch.Tensor:
+        if self.fused is not None:
+            return self.fused(self.tokens.view(-1), self.states)  # [B, V] fp32, a static buffer
         cache = MMFreeCache(len(self.states))
         cache.states = list(self.states)
         out = self.model(input_ids=self.tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
@@ -79,6 +93,9 @@ class Decoder:
         cuda_graph: capture the step in a CUDA graph (default: on when the model is on CUDA).
         prefill_chunk: prompt tokens per prefill forward (bounds activation memory for long prompts).
         max_prompt_tokens: longest prompt accepted.
+        fused: run the step through the fused Triton kernels (`mmfree.infer.fused`); None (default) does
+            so on CUDA when the model is packed; an unsupported model falls back to the unfused step with
+            one logged message (a warning when fused=True was asked for).
     """
 
     def __init__(
@@ -88,6 +105,7 @@ class Decoder:
         cuda_graph: bool | None = None,
         prefill_chunk: int = 2048,
         max_prompt_tokens: int = MAX_PROMPT_TOKENS,
+        fused: bool | None = None,
     ) -> None:
         self.model = model.eval()
         self.codec = TextCodec(tokenizer) if tokenizer is not None else None
@@ -99,6 +117,20 @@ class Decoder:
         self.max_prompt_tokens = max_prompt_tokens
         self._graphs: dict[int, _GraphStep] = {}
         self._pool: Any = None
+        self.fused_step = self._make_fused(fused, on_cuda)
+
+    def _make_fused(self, fused: bool | None, on_cuda: bool) -> Any:
+        """The FusedDecodeStep to use, or None (unfused), logging once why a fused step was not built."""
+        if fused is False or (fused is None and not on_cuda):
+            return None
+        from mmfree.infer.fused import FusedDecodeStep, fused_unsupported_reason
+
+        reason = fused_unsupported_reason(self.model)
+        if reason is not None:
+            level = logging.WARNING if fused else logging.INFO
+            _log_once(level, f"fused decode step unavailable ({reason}); using the unfused step")
+            return None
+        return FusedDecodeStep(self.model)
 
     @property
     def device(self) -> torch.device:
@@ -139,13 +171,25 @@ class Decoder:
         if self.cuda_graph:
             g = self._graphs.get(B)
             if g is None:
-                g = self._graphs[B] = _GraphStep(self.model, B, self._pool)
+                g = self._graphs[B] = _GraphStep(self.model, B, self._pool, self.fused_step)
                 self._pool = g.pool
             for buf, s in zip(g.states, cache.states):
                 if s is not None and s.data_ptr() != buf.data_ptr():
                     buf.copy_(s)
             logits = g(tokens)
             cache.states = list(g.states)
+            cache.seen_tokens += 1
+            return logits
+        if self.fused_step is not None:
+            width = self.fused_step.width
+            states = [
+                torch.zeros(B, width, dtype=torch.float32, device=self.device)
+                if s is None
+                else s.to(torch.float32, copy=True).contiguous()
+                for s in cache.states
+            ]  # L x [B, d']
+            logits = self.fused_step(tokens.view(-1), states).clone()  # [B, V]
+            cache.states = states
             cache.seen_tokens += 1
             return logits
         out = self.model(input_ids=tokens.view(-1, 1), past_key_values=cache, use_cache=True)

@@ -21,7 +21,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mmfree.ops.mlgru import triton_tiled
+from mmfree.ops.mlgru import triton_lookback, triton_tiled
 
 CHUNK_SIZE: int = 64
 RECURRENT_MAX_T: int = 256  # T up to this runs the fused-recurrent form (one chunk)
@@ -29,7 +29,7 @@ BLOCK_D_CHUNKED: int = 64
 BLOCK_D_RECURRENT: int = 32
 TILED_MIN_T: int = 16  # shorter sequences (decoding) keep the fused-recurrent form
 TILED_MIN_PROGRAMS: int = 64  # fewer (batch, D-block) strips than this split T across programs instead
-_FORMS = ("auto", "tiled", "chunked")
+_FORMS = ("auto", "tiled", "chunked", "lookback")
 
 
 @triton.jit
@@ -408,28 +408,38 @@ def mlgru_bwd(dh, dfinal, f_raw, c_raw, lower_bound, initial_state, reset, mask,
     return df, dc, (dlb.sum((0, 1)) if dlb is not None else None), dh0
 
 
-def _tiled(B: int, T: int, D: int, chunk_size: int | None, form: str) -> bool:
-    """Whether the single-pass tiled form runs (else the chunked / fused-recurrent one)."""
+def _pick_form(B: int, T: int, D: int, chunk_size: int | None, form: str) -> str:
+    """The kernel family that runs: "tiled", "lookback" or "chunked" (chunked / fused-recurrent by T)."""
     if form not in _FORMS:
         raise ValueError(f"mlgru (triton): form must be one of {_FORMS}; got {form!r}")
     if form != "auto":
-        return form == "tiled"
+        return form
     strips = B * triton.cdiv(D, triton_tiled.FWD_CONFIG[1])
-    return chunk_size is None and T >= TILED_MIN_T and strips >= TILED_MIN_PROGRAMS
+    tiled = chunk_size is None and T >= TILED_MIN_T and strips >= TILED_MIN_PROGRAMS
+    return "tiled" if tiled else "chunked"
+
+
+def _tiled(B: int, T: int, D: int, chunk_size: int | None, form: str) -> bool:
+    """Whether the single-pass tiled form runs (else the look-back, chunked or fused-recurrent one)."""
+    return _pick_form(B, T, D, chunk_size, form) == "tiled"
 
 
 class MLGRUFunction(torch.autograd.Function):
     """Autograd wrapper: (f_raw, c_raw, lower_bound, initial_state, reset, mask) -> (h, final_state)."""
 
     @staticmethod
-    def forward(ctx, f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size, tiled):
-        if tiled:
+    def forward(ctx, f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size, form):
+        if form == "tiled":
             h, final = triton_tiled.mlgru_fwd_tiled(f_raw, c_raw, lower_bound, initial_state, reset, mask)
+        elif form == "lookback":
+            h, final = triton_lookback.mlgru_fwd_lookback(
+                f_raw, c_raw, lower_bound, initial_state, reset, mask
+            )
         else:
             h, final = mlgru_fwd(f_raw, c_raw, lower_bound, initial_state, reset, mask, chunk_size)
         ctx.save_for_backward(f_raw, c_raw, lower_bound, initial_state, reset, mask, h)
         ctx.chunk_size = chunk_size
-        ctx.tiled = tiled
+        ctx.form = form
         return h, final
 
     @staticmethod
@@ -438,8 +448,10 @@ class MLGRUFunction(torch.autograd.Function):
         dh = torch.zeros_like(h) if dh is None else dh.contiguous()
         dfinal = dfinal.contiguous() if dfinal is not None else None
         args = (dh, dfinal, f_raw, c_raw, lower_bound, initial_state, reset, mask, h)
-        if ctx.tiled:
+        if ctx.form == "tiled":
             df, dc, dlb, dh0 = triton_tiled.mlgru_bwd_tiled(*args)
+        elif ctx.form == "lookback":
+            df, dc, dlb, dh0 = triton_lookback.mlgru_bwd_lookback(*args)
         else:
             df, dc, dlb, dh0 = mlgru_bwd(*args, ctx.chunk_size)
         dlb = dlb.to(lower_bound.dtype) if dlb is not None and ctx.needs_input_grad[2] else None
@@ -464,8 +476,8 @@ def mlgru_triton(
         initial_state: `[B, D]` or None; reset: `[B, T]` bool (True where a document starts);
         mask: `[B, T]` (1 real token, 0 padding); chunk_size: steps per chunk, None to choose by T
         (fused-recurrent up to `RECURRENT_MAX_T`, chunks of `CHUNK_SIZE` beyond); form: "tiled" (single
-        pass), "chunked" (the chunked / fused-recurrent forms, by chunk_size) or "auto" (tiled when no
-        chunk_size is given, T >= `TILED_MIN_T` and there are >= `TILED_MIN_PROGRAMS` (batch, D-block) strips).
+        pass), "lookback" (single pass over time chunks with a decoupled look-back, `triton_lookback`),
+        "chunked" (the chunked / fused-recurrent forms, by chunk_size) or "auto" (tiled when no chunk_size is given, T >= `TILED_MIN_T` and there are >= `TILED_MIN_PROGRAMS` (batch, D-block) strips).
     Returns:
         h `[B, T, D]` in c_raw's dtype and the final state `[B, D]` fp32.
     """
@@ -481,7 +493,7 @@ def mlgru_triton(
     for name, m in (("reset", reset), ("mask", mask)):
         if m is not None and tuple(m.shape) != (B, T):
             raise ValueError(f"mlgru: {name} must be [{B}, {T}]; got {tuple(m.shape)}")
-    tiled = _tiled(B, T, D, chunk_size, form)
+    picked = _pick_form(B, T, D, chunk_size, form)
     reset = reset.to(torch.int8).contiguous() if reset is not None else None
     mask = mask.to(torch.float32).contiguous() if mask is not None else None
     return MLGRUFunction.apply(
@@ -492,5 +504,5 @@ def mlgru_triton(
         reset,
         mask,
         chunk_size,
-        tiled,
+        picked,
     )

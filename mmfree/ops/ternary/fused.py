@@ -1,0 +1,456 @@
+"""Fused single-token decode kernels: RMSNorm + int8 quant prologue, packed ternary GEMV, layer epilogue.
+
+Every kernel takes the raw `[B, K]` input of a BitLinear (or of the norm in front of it) and recomputes
+the whole-row reductions in each program (the vectors are small; a redundant pass is cheaper than a
+launch): mean square -> rstd, the normalized value rounded to the model dtype, its absmax -> the int8
+scale `s = 127 / max|xn|`. The GEMV loop then streams a `[BLOCK_N, BLOCK_Q]` tile of the 2-bit layout
+(`naive.py`), re-derives the int8 codes of each quarter of the input on the fly (round half to even,
+as `torch.round`) and accumulates in int32 for a block of `ROWS` batch rows at once. The epilogue is the
+layer's element-wise math; every value the unfused path stores in the model dtype is rounded to it here.
+
+- `_mlgru_in_kernel`: `attn_norm`, then the i/f/g projections (each its own norm weight and scale) on the
+  same columns, then the recurrence `h = f h_prev + SiLU(i)(1 - f)` in place in the fp32 state; writes
+  `g` ("official") or `sigmoid(g) * h` ("paper").
+- `_bitlinear_kernel`: one BitLinear whose input is the raw vector (MODE 0), a pre-normed one (MODE 1:
+  final norm before the head) or the official output gate `RMSNorm(g) * SiLU(h)` (MODE 2); epilogue
+  stores or adds to a residual stream in place.
+- `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import triton
+import triton.language as tl
+
+_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: (y + c) - c rounds fp32 |y| < 2**22 half to even
+
+
+@triton.jit
+def _rnd(v, REF):
+    # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; bf16 is
+    # rounded half to even on the bits (the interpreter's fp32 -> bf16 cast truncates instead)
+    if REF.dtype.element_ty == tl.float32:
+        return v
+    elif REF.dtype.element_ty == tl.bfloat16:
+        b = v.to(tl.uint32, bitcast=True)
+        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        return b.to(tl.float32, bitcast=True)
+    else:
+        return v.to(REF.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
+def _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE: tl.constexpr):
+    # the BitLinear input at columns k for rows: raw (0), RMSNorm(x) * w1 (1), RMSNorm(g) * w1 * SiLU(h) (2)
+    m2 = rmask[:, None] & kmask[None, :]
+    v = tl.load(X + rows[:, None] * stride_x + k[None, :], mask=m2, other=0.0).to(tl.float32)
+    if MODE >= 1:
+        w = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)
+        v = _rnd(v * r1[:, None] * w[None, :], X)
+    if MODE == 2:
+        h = tl.load(H + rows[:, None] * stride_h + k[None, :], mask=m2, other=0.0)
+        h = _rnd(h, X)
+        v = _rnd(v * (h * tl.sigmoid(h)), X)
+    return v
+
+
+@triton.jit
+def _mean_sq(
+    X,
+    H,
+    W1,
+    r1,
+    rows,
+    rmask,
+    K,
+    stride_x,
+    stride_h,
+    MODE: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # [ROWS] mean of the squared input (of `_src` in MODE) over its K columns
+    acc = tl.zeros([ROWS], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        v = _src(X, H, W1, r1, rows, rmask, k, k < K, stride_x, stride_h, MODE)
+        acc += tl.sum(v * v, axis=1)
+    return acc / K
+
+
+@triton.jit
+def _act_scale(
+    X,
+    H,
+    W1,
+    r1,
+    W2,
+    r2,
+    rows,
+    rmask,
+    K,
+    stride_x,
+    stride_h,
+    MODE: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # [ROWS] int8 scale 127 / max|xn| of xn = RMSNorm(src) * w2 rounded to the model dtype
+    amax = tl.zeros([ROWS], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        kmask = k < K
+        v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
+        w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
+        xn = _rnd(v * r2[:, None] * w[None, :], X)
+        amax = tl.maximum(amax, tl.max(tl.abs(xn), axis=1))
+    # 127 * (1 / amax), as torch evaluates `127.0 / tensor` (a reciprocal, then a product)
+    return tl.math.div_rn(tl.zeros([ROWS], dtype=tl.float32) + 1.0, tl.maximum(amax, 1e-5)) * 127.0
+
+
+@triton.jit
+def _out_scale(G, s):
+    # [ROWS] fp32 output scale g / s (weight scale over activation scale), as the unfused path divides
+    return tl.math.div_rn(tl.load(G) + tl.zeros_like(s), s)
+
+
+@triton.jit
+def _codes(v, W2, r2, s, k, kmask, X):
+    # [ROWS, BQ] int32 codes clamp(round_half_even(xn * s), -128, 127) of xn = v * r2 * w2 (model dtype)
+    w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
+    xn = _rnd(v * r2[:, None] * w[None, :], X)
+    q = (xn * s[:, None] + 12582912.0) - 12582912.0
+    q = tl.minimum(tl.maximum(q, -128.0), 127.0)
+    return q.to(tl.int32)
+
+
+@triton.jit
+def _dot(p, q, J: tl.constexpr):
+    # [ROWS, BN] partial sum of code * q over this byte tile's quarter J (codes w + 1 in {0, 1, 2})
+    c = (p >> (2 * J)) & 3
+    return tl.sum(c[None, :, :] * q[:, None, :], axis=2)
+
+
+@triton.jit
+def _mlgru_in_kernel(
+    X, WA, PI, PF, PG, WI, WF, WG, GI, GF, GG, LB, H, OUT,
+    B, D, N, Kq, stride_x, stride_h, stride_o, eps_a, eps_i, eps_f, eps_g,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
+    r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
+    ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    ri = 1.0 / tl.sqrt(ms + eps_i)
+    rf = 1.0 / tl.sqrt(ms + eps_f)
+    rg = 1.0 / tl.sqrt(ms + eps_g)
+    si = _act_scale(X, H, WA, r1, WI, ri, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    sf = _act_scale(X, H, WA, r1, WF, rf, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    sg = _act_scale(X, H, WA, r1, WG, rg, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < N
+    rq = tl.arange(0, BLOCK_Q)
+    acc_i = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    acc_f = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    acc_g = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    sum_i = tl.zeros([ROWS], dtype=tl.int32)
+    sum_f = tl.zeros([ROWS], dtype=tl.int32)
+    sum_g = tl.zeros([ROWS], dtype=tl.int32)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
+        pm = nmask[:, None] & (ii[None, :] < Kq)
+        off = rn[:, None] * Kq + ii[None, :]
+        p_i = tl.load(PI + off, mask=pm, other=0).to(tl.int32)
+        p_f = tl.load(PF + off, mask=pm, other=0).to(tl.int32)
+        p_g = tl.load(PG + off, mask=pm, other=0).to(tl.int32)
+        for j in tl.static_range(4):
+            k = j * Kq + ii
+            kmask = (ii < Kq) & (k < D)
+            v = _src(X, H, WA, r1, rows, rmask, k, kmask, stride_x, 0, 1)
+            q = _codes(v, WI, ri, si, k, kmask, X)
+            acc_i += _dot(p_i, q, j)
+            sum_i += tl.sum(q, axis=1)
+            q = _codes(v, WF, rf, sf, k, kmask, X)
+            acc_f += _dot(p_f, q, j)
+            sum_f += tl.sum(q, axis=1)
+            q = _codes(v, WG, rg, sg, k, kmask, X)
+            acc_g += _dot(p_g, q, j)
+            sum_g += tl.sum(q, axis=1)
+    yi = _rnd((acc_i - sum_i[:, None]).to(tl.float32) * _out_scale(GI, si)[:, None], X)
+    yf = _rnd((acc_f - sum_f[:, None]).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
+    yg = _rnd((acc_g - sum_g[:, None]).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
+    f = tl.sigmoid(yf)
+    if HAS_LB:
+        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)
+        f = lb[None, :] + (1.0 - lb[None, :]) * f
+    hm = rmask[:, None] & nmask[None, :]
+    hp = tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
+    h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
+    tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
+    if OFFICIAL:
+        out = yg
+    else:
+        out = _rnd(_rnd(tl.sigmoid(yg), X) * _rnd(h, X), X)
+    tl.store(OUT + rows[:, None] * stride_o + rn[None, :], out.to(OUT.dtype.element_ty), mask=hm)
+
+
+@triton.jit
+def _bitlinear_kernel(
+    X, W1, H, W2, G, P, Y,
+    B, K, N, Kq, stride_x, stride_h, stride_y, eps1, eps2,
+    MODE: tl.constexpr, RESIDUAL: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    r1 = tl.zeros([ROWS], dtype=tl.float32) + 1.0
+    if MODE >= 1:
+        r1 = 1.0 / tl.sqrt(
+            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
+        )
+    r2 = 1.0 / tl.sqrt(_mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2)
+    s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < N
+    rq = tl.arange(0, BLOCK_Q)
+    acc = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    qsum = tl.zeros([ROWS], dtype=tl.int32)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
+        p = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=nmask[:, None] & (ii[None, :] < Kq), other=0)
+        p = p.to(tl.int32)
+        for j in tl.static_range(4):
+            k = j * Kq + ii
+            kmask = (ii < Kq) & (k < K)
+            v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
+            q = _codes(v, W2, r2, s, k, kmask, X)
+            acc += _dot(p, q, j)
+            qsum += tl.sum(q, axis=1)
+    y = _rnd((acc - qsum[:, None]).to(tl.float32) * _out_scale(G, s)[:, None], X)
+    ym = rmask[:, None] & nmask[None, :]
+    yp = Y + rows[:, None] * stride_y + rn[None, :]
+    if RESIDUAL:
+        y = tl.load(yp, mask=ym, other=0.0).to(tl.float32) + y
+    tl.store(yp, _rnd(y, Y).to(Y.dtype.element_ty), mask=ym)
+
+
+@triton.jit
+def _glu_in_kernel(
+    X, WM, W2, G, P, U,
+    B, D, I, Kq, stride_x, stride_u, eps1, eps2,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+):  # fmt: skip
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rmask = rows < B
+    one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
+    r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
+    r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
+    s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < I
+    rq = tl.arange(0, BLOCK_Q)
+    acc_a = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    acc_b = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    qsum = tl.zeros([ROWS], dtype=tl.int32)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
+        pm = nmask[:, None] & (ii[None, :] < Kq)
+        p_a = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=pm, other=0).to(tl.int32)
+        p_b = tl.load(P + (rn[:, None] + I) * Kq + ii[None, :], mask=pm, other=0).to(tl.int32)
+        for j in tl.static_range(4):
+            k = j * Kq + ii
+            kmask = (ii < Kq) & (k < D)
+            v = _src(X, X, WM, r1, rows, rmask, k, kmask, stride_x, 0, 1)
+            q = _codes(v, W2, r2, s, k, kmask, X)
+            acc_a += _dot(p_a, q, j)
+            acc_b += _dot(p_b, q, j)
+            qsum += tl.sum(q, axis=1)
+    scale = _out_scale(G, s)[:, None]
+    gate = _rnd((acc_a - qsum[:, None]).to(tl.float32) * scale, X)
+    up = _rnd((acc_b - qsum[:, None]).to(tl.float32) * scale, X)
+    u = _rnd(gate * tl.sigmoid(gate), X) * up
+    um = rmask[:, None] & nmask[None, :]
+    tl.store(U + rows[:, None] * stride_u + rn[None, :], _rnd(u, U).to(U.dtype.element_ty), mask=um)
+
+
+class TernaryProj(NamedTuple):
+    """One packed BitLinear as the fused kernels read it (no bias).
+
+    packed `[N, ceil(K/4)]` uint8 (2-bit layout), norm_weight `[K]` (its input RMSNorm), eps (that norm's
+    epsilon), scale 0-d fp32 tensor (the per-tensor weight scale g; read on the device, never synced).
+    """
+
+    packed: torch.Tensor
+    norm_weight: torch.Tensor
+    eps: float
+    scale: torch.Tensor
+
+
+def _config(B: int, N: int, K: int, device: torch.device) -> tuple[int, int, int, int, int]:
+    """(ROWS, BLOCK_N, BLOCK_Q, BLOCK_K, num_warps), fixed by shape: guesses, not tuned on the GPU."""
+    rows = min(16, triton.next_power_of_2(max(B, 1)))
+    if device.type != "cuda":
+        return rows, 64, 16, 64, 1  # the interpreter: few programs
+    kq = (K + 3) // 4
+    bq = max(32, min(256, triton.next_power_of_2(kq)) // rows)
+    bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
+    return rows, (8 if N <= 4096 else 16), bq, bk, 4
+
+
+def _check_rows(name: str, t: torch.Tensor, B: int, width: int, dtype: torch.dtype | None, dev: torch.device):
+    if t.ndim != 2 or t.shape[0] != B or t.shape[1] != width:
+        raise ValueError(f"{name} must be [{B}, {width}]; got {tuple(t.shape)}")
+    if dtype is not None and t.dtype != dtype:
+        raise ValueError(f"{name} must be {dtype}; got {t.dtype}")
+    if t.device != dev or t.stride(1) != 1:
+        raise ValueError(
+            f"{name} must be a row-contiguous tensor on {dev}; got {t.device}, strides {t.stride()}"
+        )
+
+
+def _check_proj(name: str, p: TernaryProj, K: int, dev: torch.device) -> int:
+    """Validates a projection reading K features; returns its output count (packed rows)."""
+    if p.packed.ndim != 2 or p.packed.dtype != torch.uint8 or p.packed.shape[1] != (K + 3) // 4:
+        raise ValueError(
+            f"{name}: packed weight must be [N, {(K + 3) // 4}] uint8 for {K} inputs; "
+            f"got {tuple(p.packed.shape)} {p.packed.dtype}"
+        )
+    if p.norm_weight.shape != (K,) or p.scale.numel() != 1 or p.scale.dtype != torch.float32:
+        raise ValueError(
+            f"{name}: norm weight must be [{K}] and scale a one-element fp32 tensor; got "
+            f"{tuple(p.norm_weight.shape)}, {tuple(p.scale.shape)} {p.scale.dtype}"
+        )
+    for t in (p.packed, p.norm_weight, p.scale):
+        if t.device != dev or not t.is_contiguous():
+            raise ValueError(f"{name}: every tensor must be contiguous on {dev}; got one on {t.device}")
+    return p.packed.shape[0]
+
+
+def mlgru_input_step(
+    x: torch.Tensor,
+    attn_norm: tuple[torch.Tensor, float],
+    i_proj: TernaryProj,
+    f_proj: TernaryProj,
+    g_proj: TernaryProj,
+    lower_bound: torch.Tensor | None,
+    state: torch.Tensor,
+    out: torch.Tensor,
+    official: bool,
+) -> None:
+    """One MLGRU input step for B rows in one launch: `a = RMSNorm(x)`, i/f/g = BitLinear(a), recurrence.
+
+    Args:
+        x: `[B, d]` residual stream (model dtype); attn_norm: (weight `[d]`, eps) of the block's norm.
+        i_proj, f_proj, g_proj: the three projections d -> d'.
+        lower_bound: `[d']` fp32 forget-gate lower bound or None.
+        state: `[B, d']` fp32, updated in place to `h = f h + SiLU(i) (1 - f)`.
+        out: `[B, d']` model dtype; receives g ("official") or sigmoid(g) * h ("paper").
+    """
+    B, D = x.shape if x.ndim == 2 else (-1, -1)
+    _check_rows("x", x, B, D, None, x.device)
+    N = _check_proj("i_proj", i_proj, D, x.device)
+    for name, p in (("f_proj", f_proj), ("g_proj", g_proj)):
+        if _check_proj(name, p, D, x.device) != N:
+            raise ValueError(f"{name} has {p.packed.shape[0]} outputs; i_proj has {N}")
+    _check_rows("state", state, B, N, torch.float32, x.device)
+    _check_rows("out", out, B, N, x.dtype, x.device)
+    if attn_norm[0].shape != (D,):
+        raise ValueError(f"attn_norm weight must be [{D}]; got {tuple(attn_norm[0].shape)}")
+    if lower_bound is not None and (lower_bound.shape != (N,) or lower_bound.dtype != torch.float32):
+        raise ValueError(
+            f"lower_bound must be [{N}] fp32; got {tuple(lower_bound.shape)} {lower_bound.dtype}"
+        )
+    if B == 0:
+        return
+    rows, bn, bq, bk, warps = _config(B, N, D, x.device)
+    grid = (triton.cdiv(N, bn), triton.cdiv(B, rows))
+    _mlgru_in_kernel[grid](
+        x, attn_norm[0], i_proj.packed, f_proj.packed, g_proj.packed,
+        i_proj.norm_weight, f_proj.norm_weight, g_proj.norm_weight, i_proj.scale, f_proj.scale, g_proj.scale,
+        lower_bound if lower_bound is not None else state, state, out,
+        B, D, N, i_proj.packed.shape[1], x.stride(0), state.stride(0), out.stride(0),
+        float(attn_norm[1]), float(i_proj.eps), float(f_proj.eps), float(g_proj.eps),
+        HAS_LB=lower_bound is not None, OFFICIAL=official,
+        ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+    )  # fmt: skip
+
+
+def bitlinear_step(
+    x: torch.Tensor,
+    proj: TernaryProj,
+    out: torch.Tensor,
+    residual: bool = False,
+    pre_norm: tuple[torch.Tensor, float] | None = None,
+    gate: tuple[torch.Tensor, float, torch.Tensor] | None = None,
+) -> None:
+    """One packed BitLinear on B rows with its input transform and epilogue fused (one launch).
+
+    Args:
+        x: `[B, K]` model dtype: the layer input, or (with pre_norm) the input of an RMSNorm in front of
+            it, or (with gate) the MLGRU gate g.
+        proj: the projection K -> N.
+        out: `[B, N]`: receives the product (rounded to x's dtype), or with residual=True has it added in
+            place (the residual stream).
+        pre_norm: (weight `[K]`, eps) of an RMSNorm applied first (the final norm before the head).
+        gate: (g_norm weight `[K]`, eps, state `[B, K]` fp32): the input becomes the official output gate
+            `RMSNorm(x) * SiLU(h)` with h the state rounded to x's dtype.
+    """
+    if pre_norm is not None and gate is not None:
+        raise ValueError("bitlinear_step: give pre_norm or gate, not both")
+    B, K = x.shape if x.ndim == 2 else (-1, -1)
+    _check_rows("x", x, B, K, None, x.device)
+    N = _check_proj("proj", proj, K, x.device)
+    _check_rows("out", out, B, N, x.dtype if residual else None, x.device)
+    mode, w1, eps1, h = 0, proj.norm_weight, 0.0, x
+    if pre_norm is not None:
+        mode, w1, eps1 = 1, pre_norm[0], float(pre_norm[1])
+    if gate is not None:
+        mode, w1, eps1, h = 2, gate[0], float(gate[1]), gate[2]
+        _check_rows("gate state", h, B, K, torch.float32, x.device)
+    if w1.shape != (K,):
+        raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
+    if B == 0:
+        return
+    rows, bn, bq, bk, warps = _config(B, N, K, x.device)
+    grid = (triton.cdiv(N, bn), triton.cdiv(B, rows))
+    _bitlinear_kernel[grid](
+        x, w1, h, proj.norm_weight, proj.scale, proj.packed, out,
+        B, K, N, proj.packed.shape[1], x.stride(0), h.stride(0), out.stride(0), eps1, float(proj.eps),
+        MODE=mode, RESIDUAL=residual, ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+    )  # fmt: skip
+
+
+def glu_input_step(
+    x: torch.Tensor, mlp_norm: tuple[torch.Tensor, float], gate_proj: TernaryProj, out: torch.Tensor
+) -> None:
+    """GLU gate/up step for B rows in one launch: `m = RMSNorm(x)`, `[gate, up] = BitLinear(m)`.
+
+    Args:
+        x: `[B, d]` residual stream (model dtype); mlp_norm: (weight `[d]`, eps) of the block's norm.
+        gate_proj: the fused projection d -> 2I (rows 0..I-1 gate, I..2I-1 up).
+        out: `[B, I]` model dtype; receives `SiLU(gate) * up`.
+    """
+    B, D = x.shape if x.ndim == 2 else (-1, -1)
+    _check_rows("x", x, B, D, None, x.device)
+    N2 = _check_proj("gate_proj", gate_proj, D, x.device)
+    if N2 % 2:
+        raise ValueError(f"gate_proj must have an even output count (gate and up); got {N2}")
+    _check_rows("out", out, B, N2 // 2, x.dtype, x.device)
+    if mlp_norm[0].shape != (D,):
+        raise ValueError(f"mlp_norm weight must be [{D}]; got {tuple(mlp_norm[0].shape)}")
+    if B == 0:
+        return
+    inter = N2 // 2
+    rows, bn, bq, bk, warps = _config(B, inter, D, x.device)
+    grid = (triton.cdiv(inter, bn), triton.cdiv(B, rows))
+    _glu_in_kernel[grid](
+        x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, gate_proj.packed, out,
+        B, D, inter, gate_proj.packed.shape[1], x.stride(0), out.stride(0),
+        float(mlp_norm[1]), float(gate_proj.eps),
+        ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+    )  # fmt: skip

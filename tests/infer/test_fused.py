@@ -1,0 +1,197 @@
+"""The fused decode step (four Triton launches per layer) against the model's own single-token forward.
+
+Interpreter tests run the kernels on CPU (TRITON_INTERPRET=1) at small odd shapes; the GPU test runs the
+370m preset in bf16. An int8 activation code (or a bf16 value) can flip at a rounding tie when the two
+paths differ in the last bit of a reduction, and the flip carries through the rest of that row's step,
+so rows are compared one by one: every row must be close, all but one must be equal to fp32 rounding
+(a real error shows in every row).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+
+import pytest
+import torch
+
+from mmfree.infer.decode import Decoder
+from mmfree.infer.fused import FusedDecodeStep, fused_unsupported_reason
+from mmfree.infer.packed import random_packed_model
+from mmfree.models import MMFreeConfig
+from mmfree.models.cache import MMFreeCache
+from tests.ops.conftest import triton_ready
+
+needs_triton = pytest.mark.skipif(not triton_ready(), reason="needs Triton and a GPU or TRITON_INTERPRET=1")
+
+
+def _row_errors(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Relative error norm of each row of `[B, N]` a against b."""
+    a, b = a.double().cpu(), b.double().cpu()
+    return (a - b).norm(dim=1) / b.norm(dim=1).clamp_min(1e-12)  # [B]
+
+
+def _assert_rows_close(a: torch.Tensor, b: torch.Tensor, tight: float, loose: float, name: str) -> None:
+    err = _row_errors(a, b)
+    assert torch.isfinite(a).all(), f"{name}: non-finite values"
+    assert (err < loose).all(), f"{name}: row relative errors {err.tolist()} (some >= {loose})"
+    if err.numel() > 1:
+        assert (err < tight).sum() >= err.numel() - 1, (
+            f"{name}: row relative errors {err.tolist()} (tight {tight})"
+        )
+
+
+def _model(
+    hidden: int,
+    inter: int,
+    gate_form: str,
+    lower_bound: bool,
+    dtype: torch.dtype,
+    device: str = "cpu",
+    ternary_head: bool = True,
+    preset: str | None = None,
+):
+    if preset is not None:
+        cfg = MMFreeConfig.from_preset(preset)
+    else:
+        cfg = MMFreeConfig(
+            vocab_size=67,
+            hidden_size=hidden,
+            num_hidden_layers=2,
+            intermediate_size=inter,
+            gate_form=gate_form,
+            use_lower_bound=lower_bound,
+            ternary_lm_head=ternary_head,
+        )
+    model = random_packed_model(cfg, device, torch.float32)
+    with torch.no_grad():  # non-trivial norms, bounds, scales and embeddings
+        for name, t in model.named_parameters():
+            if name.endswith("norm.weight"):
+                t.uniform_(0.5, 1.5)
+            elif "lower_bounds" in name or name.endswith("embeddings.weight") or name == "lm_head.weight":
+                t.normal_(0.0, 1.0)
+        for name, b in model.named_buffers():
+            if name.endswith("weight_scale"):
+                b.uniform_(0.01, 0.1)
+    return model.to(dtype)
+
+
+def _reference_step(model, tokens: torch.Tensor, states: list[torch.Tensor]):
+    cache = MMFreeCache(len(states))
+    cache.states = [s.clone() for s in states]
+    with torch.no_grad():
+        out = model(input_ids=tokens[:, None], past_key_values=cache, use_cache=True)
+    return out.logits[:, -1].float(), cache.states
+
+
+def _check_step(model, B: int, tight: float, loose: float) -> None:
+    dev = model.device
+    L, width = len(model.model.layers), model.model.layers[0].attn.input_dim
+    tokens = torch.randint(0, model.config.vocab_size, (B,), device=dev)
+    states = [torch.randn(B, width, device=dev) for _ in range(L)]  # L x [B, d']
+    ref_logits, ref_states = _reference_step(model, tokens, states)
+    fused = FusedDecodeStep(model)
+    mine = [s.clone() for s in states]
+    logits = fused(tokens, mine).clone()  # [B, V]
+    assert logits.shape == (B, model.config.vocab_size) and logits.dtype == torch.float32
+    _assert_rows_close(logits, ref_logits, tight, loose, "logits")
+    for idx, (s, r) in enumerate(zip(mine, ref_states)):
+        _assert_rows_close(s, r, tight, loose, f"state {idx}")
+    assert max(ref_logits.abs().max().item(), 1e-3) > 1e-2  # the comparison is not between zeros
+    if B > 1:  # batch 1 (one row per program) computes row 0 exactly as the batch does
+        one = [s[:1].clone() for s in states]
+        torch.testing.assert_close(fused(tokens[:1], one), logits[:1], rtol=1e-6, atol=1e-6)
+        for s, r in zip(one, mine):
+            torch.testing.assert_close(s, r[:1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize(
+    "hidden,inter,gate_form,lower_bound,dtype,ternary_head",
+    [
+        (40, 50, "official", True, torch.float32, True),
+        (72, 70, "paper", False, torch.float32, True),
+        (40, 46, "official", False, torch.bfloat16, True),
+        (40, 54, "paper", True, torch.float32, False),
+    ],
+)
+def test_fused_step_matches_model_step(
+    hidden: int,
+    inter: int,
+    gate_form: str,
+    lower_bound: bool,
+    dtype: torch.dtype,
+    ternary_head: bool,
+) -> None:
+    model = _model(hidden, inter, gate_form, lower_bound, dtype, ternary_head=ternary_head)
+    _check_step(model, 3, tight=1e-5, loose=3e-2)  # batch 3, then batch 1 on its first row
+
+
+@pytest.mark.interpret
+@needs_triton
+def test_decoder_uses_fused_step_when_asked() -> None:
+    model = _model(40, 50, "official", True, torch.float32)
+    fused = Decoder(model, cuda_graph=False, fused=True)
+    plain = Decoder(model, cuda_graph=False, fused=False)
+    assert isinstance(fused.fused_step, FusedDecodeStep) and plain.fused_step is None
+    ids = torch.randint(0, 67, (3, 4))
+    logits_a, cache_a = fused.prefill(ids)
+    _, cache_b = plain.prefill(ids)
+    tok = logits_a.argmax(-1)  # [B]
+    step_a = fused.step(tok, cache_a)
+    step_b = plain.step(tok, cache_b)
+    assert cache_a.seen_tokens == cache_b.seen_tokens == 5
+    _assert_rows_close(step_a, step_b, 1e-5, 3e-2, "decoder logits")
+    for s_a, s_b in zip(cache_a.states, cache_b.states):
+        _assert_rows_close(s_a, s_b, 1e-5, 3e-2, "decoder state")
+
+
+def test_unpacked_model_falls_back_with_one_message(tiny_model, caplog) -> None:
+    model = copy.deepcopy(tiny_model)
+    reason = fused_unsupported_reason(model)
+    assert reason is not None and "PackedBitLinear" in reason
+    with pytest.raises(ValueError, match="pack the model first"):
+        FusedDecodeStep(model)
+    with caplog.at_level(logging.WARNING, logger="mmfree"):
+        dec = Decoder(model, cuda_graph=False, fused=True)
+        Decoder(model, cuda_graph=False, fused=True)
+    assert dec.fused_step is None
+    assert sum("fused decode step unavailable" in r.getMessage() for r in caplog.records) <= 1
+
+
+@pytest.mark.interpret
+@needs_triton
+def test_bad_states_and_tokens_are_refused() -> None:
+    model = _model(40, 50, "official", True, torch.float32)
+    fused = FusedDecodeStep(model)
+    good = [torch.zeros(2, 40) for _ in range(2)]
+    tokens = torch.tensor([1, 2])
+    with pytest.raises(ValueError, match="one state per layer"):
+        fused(tokens, good[:1])
+    with pytest.raises(ValueError, match="state 1 must be a contiguous fp32"):
+        fused(tokens, [good[0], torch.zeros(2, 40, dtype=torch.float64)])
+    with pytest.raises(ValueError, match="state 0 must be"):
+        fused(tokens, [torch.zeros(3, 40), good[1]])
+    with pytest.raises(ValueError, match="1-D"):
+        fused(tokens[:, None], good)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("B", [1, 5, 16])
+def test_fused_step_real_shape_bf16(B: int, monkeypatch) -> None:
+    model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset="370m")
+    monkeypatch.setenv("MMFREE_BACKEND", "torch")  # the reference: the plain-PyTorch ops on the GPU
+    _check_step(model, B, tight=5e-2, loose=5e-2)  # bf16 ties flip in many places at this size
+    monkeypatch.delenv("MMFREE_BACKEND")
+    dec = Decoder(model, fused=True)
+    eager = Decoder(model, fused=True, cuda_graph=False)
+    assert dec.cuda_graph and dec.fused_step is not None
+    ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
+    logits, cache = dec.prefill(ids)
+    _, cache_e = eager.prefill(ids)
+    tok = logits.argmax(-1)
+    a = dec.step(tok, cache).clone()  # the CUDA graph replay of the fused step
+    b = eager.step(tok, cache_e)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
