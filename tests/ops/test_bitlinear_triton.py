@@ -147,3 +147,32 @@ def test_autocast_runs_the_kernel_in_the_autocast_dtype(device: str) -> None:
     y.float().sum().backward()
     assert x.grad.dtype == torch.float32 and weight.grad.dtype == torch.float32
     assert torch.isfinite(weight.grad).all() and weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("fused", [True, False])
+def test_weight_codes_follow_every_optimizer_step(gen, device, fused: bool) -> None:
+    """A fused AdamW leaves `_version` alone; the cached codes must still be rebuilt after its step."""
+    from mmfree.ops.bitlinear import invalidate_weight_cache
+
+    x = torch.randn(7, 48, generator=gen).to(device)  # [M, K]
+    nw = torch.ones(48, device=device)  # [K]
+    w = torch.nn.Parameter(torch.randn(40, 48, generator=gen).to(device) * 0.02)  # [N, K]
+    opt = torch.optim.AdamW([w], lr=0.05, fused=fused)
+    codes_before, _ = _mod().ternarize(w)
+    assert _mod().ternarize(w)[0] is codes_before  # micro-batches of one step share the codes
+    for _ in range(3):
+        y = bitlinear(x, nw, w, None, 1e-6, backend="triton")  # [M, N]
+        y.square().sum().backward()
+        opt.step()
+        opt.zero_grad()
+    codes_after, _ = _mod().ternarize(w)
+    assert not torch.equal(codes_after, codes_before)  # the weights moved enough to flip codes
+    y = bitlinear(x, nw, w, None, 1e-6, backend="triton")
+    ref = bitlinear_naive(x.double(), nw.double(), w.detach().double(), None, 1e-6)
+    assert_close_scaled(y.double(), ref, 1e-4, "after steps")
+    with torch.no_grad():
+        w.data.mul_(-1.0)  # a write through .data is invisible to the key ...
+    invalidate_weight_cache()  # ... until the cache is dropped by hand
+    y = bitlinear(x, nw, w, None, 1e-6, backend="triton")
+    ref = bitlinear_naive(x.double(), nw.double(), w.detach().double(), None, 1e-6)
+    assert_close_scaled(y.double(), ref, 1e-4, "after .data write")

@@ -38,4 +38,14 @@ def bitlinear(
     return bitlinear_naive(x, norm_weight, weight, bias, eps)
 
 
-__all__ = ["bitlinear", "bitlinear_naive"]
+def invalidate_weight_cache() -> None:
+    """Drop the Triton path's cached ternarized weights. Optimizer steps do this by themselves; call it after
+    writing weights through `.data` or by other means outside an optimizer."""
+    import sys
+
+    module = sys.modules.get("mmfree.ops.bitlinear.triton")
+    if module is not None:
+        module.invalidate_weight_cache()
+
+
+__all__ = ["bitlinear", "bitlinear_naive", "invalidate_weight_cache"]

@@ -2,8 +2,8 @@
 
 Forward: one kernel normalizes each row and writes its int8 codes `[M, K]` plus the per-row scale
 `s = 127 / max|xn|` (round half to even, like `torch.round`); the weight is ternarized once per optimizer
-step (cached on the parameter, keyed on `(data_ptr, _version)`, so gradient-accumulation micro-batches
-reuse it); the product runs on int8 tensor cores (exact int32 accumulation) with `g / s_row` and the bias
+step (cached on the parameter, keyed on `(data_ptr, _version, optimizer steps taken)`, so gradient-
+accumulation micro-batches reuse it: see `ternarize`); the product runs on int8 tensor cores (exact int32 accumulation) with `g / s_row` and the bias
 applied in the epilogue. `INT8_GEMM` picks the product: "triton" (fused epilogue), "torch"
 (`torch._int_mm` + a scale pass) or "bf16" (dequantized codes in the input dtype); "auto" uses "triton"
 on GPUs with int8 tensor cores (capability >= 8.0) and "bf16" elsewhere.
@@ -22,10 +22,27 @@ import functools
 import torch
 import triton
 import triton.language as tl
+from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from mmfree.ops.norm.triton import rms_gate_bwd
 
 INT8_GEMM: str = "auto"
+_STEPS = [0]  # optimizer steps taken by any torch optimizer in this process (part of the cache key)
+
+
+def _count_step(*_: object) -> None:
+    _STEPS[0] += 1
+
+
+def invalidate_weight_cache() -> None:
+    """Drop every cached ternarized weight (call after changing weights through `.data` or outside an
+    optimizer: such writes are invisible to the cache key)."""
+    _count_step()
+
+
+# Every optimizer step of the process invalidates the cache: fused optimizers (AdamW(fused=True)) update
+# parameters without bumping their `_version`, so the version alone would keep stale codes forever.
+register_optimizer_step_post_hook(_count_step)
 _MODES = ("auto", "triton", "torch", "bf16")
 _ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: (y + c) - c rounds fp32 |y| < 2**22 half to even
 
@@ -156,7 +173,7 @@ def _ternary_entry(
     weight: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor, dict[torch.dtype, torch.Tensor]]:
     """(codes, g, dequantized-weight cache by dtype) of a weight, rebuilt when the weight changes."""
-    key = (weight.data_ptr(), weight._version, tuple(weight.shape), weight.device)
+    key = (weight.data_ptr(), weight._version, _STEPS[0], tuple(weight.shape), weight.device)
     cached = getattr(weight, "_mmfree_ternary", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2], cached[3]
@@ -172,8 +189,10 @@ def _ternary_entry(
 def ternarize(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Ternary codes `[N, K]` int8 and the fp32 scale `g` (0-d) of a weight, cached per optimizer step.
 
-    The cache lives on the tensor and is keyed on `(data_ptr, _version)`: an optimizer step (an in-place
-    update) bumps the version and invalidates it; micro-batches of one step reuse it.
+    The cache lives on the tensor and is keyed on `(data_ptr, _version, optimizer steps)`: an in-place write
+    bumps the version, and any torch optimizer's step (fused ones included, which leave `_version` alone)
+    bumps the global step count through a step post-hook; micro-batches of one step reuse the codes.
+    Writes through `.data` are invisible to both: call `invalidate_weight_cache()` after them.
     """
     codes, g, _ = _ternary_entry(weight)
     return codes, g
