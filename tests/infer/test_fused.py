@@ -180,11 +180,15 @@ def test_bad_states_and_tokens_are_refused() -> None:
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("B", [1, 5, 16])
-def test_fused_step_real_shape_bf16(B: int, monkeypatch) -> None:
-    model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset="370m")
+def test_fused_step_real_shape(B: int, monkeypatch) -> None:
+    """370m shapes: fp32 against the plain-PyTorch ops (only int8 ties can differ), then the bf16 model's
+    CUDA-graph replay against the eager fused step. (In bf16 a random 24-layer model amplifies the last-bit
+    differences of the two paths' reductions, so bf16 is not compared against the reference.)"""
+    model = _model(0, 0, "official", True, torch.float32, device="cuda", preset="370m")
     monkeypatch.setenv("MMFREE_BACKEND", "torch")  # the reference: the plain-PyTorch ops on the GPU
-    _check_step(model, B, tight=5e-2, loose=5e-2)  # bf16 ties flip in many places at this size
+    _check_step(model, B, tight=1e-3, loose=1e-1)
     monkeypatch.delenv("MMFREE_BACKEND")
+    model = model.to(torch.bfloat16)
     dec = Decoder(model, fused=True)
     eager = Decoder(model, fused=True, cuda_graph=False)
     assert dec.cuda_graph and dec.fused_step is not None
