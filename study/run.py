@@ -49,6 +49,8 @@ from study.results import best_sweep_lrs, bundle, load_results, write_json, writ
 
 CURVE_POINTS = 120
 DONE = ("ok", "diverged")
+CHECK_TOKENS = 262_144  # validation tokens the saved final model is scored on (the round-trip check)
+CHECK_NATS = 0.25  # a saved model further than this from the trainer's validation loss fails the run
 
 
 @dataclass
@@ -220,8 +222,9 @@ def _free_memory() -> None:
         torch.cuda.empty_cache()
 
 
-def evaluate_run(final_dir: Path, opts: Options) -> tuple[dict[str, Any], float]:
-    """Task metrics of a saved model ({task: {metrics, stderr, num_examples}}) and the seconds it took."""
+def evaluate_run(final_dir: Path, opts: Options) -> tuple[dict[str, Any], float, float]:
+    """Task metrics of a saved model ({task: {metrics, stderr, num_examples}}), the seconds they took, and the
+    saved model's loss on the first CHECK_TOKENS validation tokens (it must agree with the trainer's)."""
     import torch
 
     from mmfree.eval import evaluate, load_model
@@ -238,13 +241,15 @@ def evaluate_run(final_dir: Path, opts: Options) -> tuple[dict[str, Any], float]
         batch_size=opts.eval_batch_size,
         progress=opts.progress,
     )
+    check = evaluate(model, tokenizer, [f"lm:{opts.data_dir}"], limit=CHECK_TOKENS, progress=False)
+    check_loss = float(next(iter(check["results"].values()))["metrics"]["loss"])
     del model
     _free_memory()
     tasks = {
         label: {k: r[k] for k in ("metrics", "stderr", "num_examples") if k in r}
         for label, r in res["results"].items()
     }
-    return tasks, time.perf_counter() - start
+    return tasks, time.perf_counter() - start, check_loss
 
 
 def run_one(spec: RunSpec, study: dict[str, Any], opts: Options, data: dict[str, Any]) -> dict[str, Any]:
@@ -317,10 +322,17 @@ def run_one(spec: RunSpec, study: dict[str, Any], opts: Options, data: dict[str,
             "tokens": result.val.tokens,
         }
     )
-    record["eval"], record["eval_seconds"] = evaluate_run(result.final_dir, opts)
+    record["eval"], record["eval_seconds"], check_loss = evaluate_run(result.final_dir, opts)
     record["eval_limit"] = opts.eval_limit
+    record["saved_model_check"] = {"val_loss": check_loss, "tokens": CHECK_TOKENS}
     ok = record["val"] is not None and math.isfinite(record["val"]["loss"])
     record["status"] = "ok" if ok else "diverged"
+    if ok and not abs(check_loss - record["val"]["loss"]) <= CHECK_NATS:
+        record["status"] = "failed"
+        record["error"] = (
+            f"the saved model scores validation loss {check_loss:.4f} on the first {CHECK_TOKENS:,} tokens, "
+            f"the trainer measured {record['val']['loss']:.4f}: the saved model is not the trained one"
+        )
     if not opts.keep_checkpoints:
         shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
     return record

@@ -60,6 +60,7 @@ def test_every_run_has_a_complete_result(study_run: Path) -> None:
         res = _result(study_run, name)
         assert res["status"] == "ok", res.get("error")
         assert 0 < res["val"]["loss"] < 10 and res["val"]["bpb"] > 0
+        assert abs(res["saved_model_check"]["val_loss"] - res["val"]["loss"]) < 0.25  # saved = trained
         assert res["train"]["tokens_per_s"] > 0 and res["tokens"] == res["train"]["steps"] * 4 * 32
         assert set(res["eval"]) == {
             "lambada",
