@@ -72,7 +72,7 @@ def _estimate(spec: RunSpec, study: dict[str, Any], data: dict[str, Any], result
     budget = run_budget(study, spec, vocab, int(data["train"]["tokens"]))
     seq_len = int(study["train"]["seq_len"])
     fl = flops(spec.arch, params, spec.hidden_size, spec.num_layers, vocab, seq_len, budget["tokens"])
-    train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results)
+    train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results, study)
     return train_s + eval_s
 
 

@@ -268,7 +268,10 @@ def flops(
 
 
 def estimate_seconds(
-    arch: str, param_flops: float, known: list[dict[str, Any]] | None = None
+    arch: str,
+    param_flops: float,
+    known: list[dict[str, Any]] | None = None,
+    study: dict[str, Any] | None = None,
 ) -> tuple[float, float]:
     """(training seconds, eval seconds) expected for a run of `arch` with `param_flops`.
 
@@ -284,6 +287,8 @@ def estimate_seconds(
         if seconds > 0 and best < f <= param_flops * 1.01:
             best, rate = f, f / seconds
         evals.append(float(res.get("eval_seconds", 0.0)))
+    floor = float(((study or {}).get("assumed_rates") or {}).get(arch, 0.0))
+    rate = max(rate, floor)  # the config's measured large-run rate: small runs' rates would overestimate
     return param_flops / rate, max(evals) if evals else DEFAULT_EVAL_S
 
 
@@ -308,7 +313,7 @@ def describe_plan(
             int(study["train"]["seq_len"]),
             budget["tokens"],
         )
-        train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], known)
+        train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], known, study)
         rows.append(
             {
                 "name": spec.name,

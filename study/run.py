@@ -376,7 +376,7 @@ def run_batch(
             seq_len,
             budget["tokens"],
         )
-        train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results)
+        train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results, study)
         if opts.max_minutes is not None:
             left = opts.max_minutes * 60 - (time.perf_counter() - started)
             if train_s + eval_s > left:
