@@ -101,14 +101,24 @@ def gap_statement(points: dict[str, list[dict[str, Any]]], fits: dict[str, Power
         ]
     gaps = [val_loss(by_size["mmfree"][s]) - val_loss(by_size["transformer"][s]) for s in common]
     listing = ", ".join(f"{g:+.4f} at {s}" for s, g in zip(common, gaps, strict=True))
-    first, last = abs(gaps[0]), abs(gaps[-1])
-    changes = [abs(b) - abs(a) for a, b in itertools.pairwise(gaps)]
-    monotone = all(d < 0 for d in changes) or all(d > 0 for d in changes)
-    trend = "narrows" if last < first else "widens" if last > first else "stays the same"
+    steps = [b - a for a, b in itertools.pairwise(gaps)]
+    monotone = all(d < 0 for d in steps) or all(d > 0 for d in steps)
+    how = "monotonically" if monotone else "not monotonically"
+    if gaps[-1] < gaps[0]:
+        trend = (
+            f"MatMul-free gains on Transformer++ as the models grow ({gaps[0]:+.4f} -> {gaps[-1]:+.4f}, {how}): "
+            "the paper's trend."
+        )
+    elif gaps[-1] > gaps[0]:
+        trend = (
+            f"MatMul-free loses ground to Transformer++ as the models grow ({gaps[0]:+.4f} -> {gaps[-1]:+.4f}, "
+            f"{how}): against the paper's trend of a gap that narrows with size."
+        )
+    else:
+        trend = f"The gap is the same at the smallest and the largest size ({gaps[0]:+.4f})."
     lines = [
         f"Validation-loss gap, MatMul-free minus Transformer++ (nats/token; positive = MatMul-free worse): {listing}.",
-        f"From the smallest to the largest size the gap {trend} ({gaps[0]:+.4f} -> {gaps[-1]:+.4f}), "
-        + ("monotonically." if monotone else "but not monotonically."),
+        trend,
     ]
     if all(g > 0 for g in gaps):
         lines.append(
