@@ -20,6 +20,10 @@ from torch import nn
 from mmfree.infer.sampling import SamplingParams, sample_next
 from mmfree.models.cache import MMFreeCache
 
+# Largest batch that fused=None (auto) decodes with the fused step. On an H200 (370m, 2026-11-28) the
+# fused step took 0.96 ms/token at batch 1 against 1.54 unfused, but 6.42 ms at batch 16 against 2.03:
+# its small-batch path broadcasts and sums instead of using tensor cores (BENCHMARKS.md).
+FUSED_AUTO_MAX_BATCH = 1
 MAX_PROMPT_TOKENS = 1 << 20  # a prompt is prefilled in chunks; this bounds the time one call may take
 
 logger = logging.getLogger("mmfree")
@@ -93,9 +97,10 @@ class Decoder:
         cuda_graph: capture the step in a CUDA graph (default: on when the model is on CUDA).
         prefill_chunk: prompt tokens per prefill forward (bounds activation memory for long prompts).
         max_prompt_tokens: longest prompt accepted.
-        fused: run the step through the fused Triton kernels (`mmfree.infer.fused`); None (default) does
-            so on CUDA when the model is packed; an unsupported model falls back to the unfused step with
-            one logged message (a warning when fused=True was asked for).
+        fused: run the step through the fused Triton kernels (`mmfree.infer.fused`) at every batch size;
+            None (default) does so on CUDA when the model is packed and the batch is at most
+            FUSED_AUTO_MAX_BATCH; an unsupported model falls back to the unfused step with one logged
+            message (a warning when fused=True was asked for).
     """
 
     def __init__(
@@ -118,6 +123,13 @@ class Decoder:
         self._graphs: dict[int, _GraphStep] = {}
         self._pool: Any = None
         self.fused_step = self._make_fused(fused, on_cuda)
+        self._fused_max_batch = None if fused else FUSED_AUTO_MAX_BATCH
+
+    def _fused_for(self, batch: int) -> Any:
+        """The fused step for this batch size, or None for the unfused one."""
+        if self.fused_step is None or (self._fused_max_batch is not None and batch > self._fused_max_batch):
+            return None
+        return self.fused_step
 
     def _make_fused(self, fused: bool | None, on_cuda: bool) -> Any:
         """The FusedDecodeStep to use, or None (unfused), logging once why a fused step was not built."""
@@ -171,7 +183,7 @@ class Decoder:
         if self.cuda_graph:
             g = self._graphs.get(B)
             if g is None:
-                g = self._graphs[B] = _GraphStep(self.model, B, self._pool, self.fused_step)
+                g = self._graphs[B] = _GraphStep(self.model, B, self._pool, self._fused_for(B))
                 self._pool = g.pool
             for buf, s in zip(g.states, cache.states):
                 if s is not None and s.data_ptr() != buf.data_ptr():
@@ -180,15 +192,16 @@ class Decoder:
             cache.states = list(g.states)
             cache.seen_tokens += 1
             return logits
-        if self.fused_step is not None:
-            width = self.fused_step.width
+        fused = self._fused_for(B)
+        if fused is not None:
+            width = fused.width
             states = [
                 torch.zeros(B, width, dtype=torch.float32, device=self.device)
                 if s is None
                 else s.to(torch.float32, copy=True).contiguous()
                 for s in cache.states
             ]  # L x [B, d']
-            logits = self.fused_step(tokens.view(-1), states).clone()  # [B, V]
+            logits = fused(tokens.view(-1), states).clone()  # [B, V]
             cache.states = states
             cache.seen_tokens += 1
             return logits
