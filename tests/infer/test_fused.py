@@ -100,11 +100,11 @@ def _check_step(model, B: int, tight: float, loose: float, min_tight: int | None
     for idx, (s, r) in enumerate(zip(mine, ref_states)):
         _assert_rows_close(s, r, tight, loose, f"state {idx}", min_tight)
     assert max(ref_logits.abs().max().item(), 1e-3) > 1e-2  # the comparison is not between zeros
-    if B > 1:  # batch 1 (one row per program) computes row 0 exactly as the batch does
+    if B > 1:  # batch 1 computes row 0 as the batch does (to the last bits of a PyTorch head's blocking)
         one = [s[:1].clone() for s in states]
-        torch.testing.assert_close(fused(tokens[:1], one), logits[:1], rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(fused(tokens[:1], one), logits[:1], rtol=1e-4, atol=1e-5)
         for s, r in zip(one, mine):
-            torch.testing.assert_close(s, r[:1], rtol=1e-6, atol=1e-6)
+            torch.testing.assert_close(s, r[:1], rtol=1e-4, atol=1e-5)
 
 
 @pytest.mark.interpret
