@@ -171,6 +171,35 @@ def _save_final(out: Path, model: nn.Module, model_state: dict[str, Any], tokeni
     return target
 
 
+def _check_saved(model: nn.Module, final_dir: Path, data: RunData, arch: str, device: torch.device) -> None:
+    """Reload the saved final model and require that it computes the trained model's loss on two short
+    validation windows (fp32, no autocast). A cache that kept stale weights, a wrong state dict or a
+    lossy save would show here; raise TrainingError naming both losses."""
+    from transformers import AutoModelForCausalLM
+
+    from mmfree.data.loader import iter_eval_windows
+
+    seq = max(1, min(128, len(data.val) // 2 - 1))
+    window = next(iter_eval_windows(data.val, seq, 2, 2 * seq), None)
+    if window is None:
+        return
+    window = window.to(device)  # [2, seq + 1]
+    inner = parallel.unwrap(model)
+    was_training = inner.training
+    inner.eval()
+    with torch.no_grad():
+        trained = float(window_loss(inner, window, arch, data.eos_token_id))
+        saved_model = AutoModelForCausalLM.from_pretrained(str(final_dir)).to(device).eval()
+        saved = float(window_loss(saved_model, window, arch, data.eos_token_id))
+    inner.train(was_training)
+    del saved_model
+    if not abs(saved - trained) <= 1e-3 * max(1.0, abs(trained)):
+        raise TrainingError(
+            f"the saved model in {final_dir} computes loss {saved:.5f} on a check batch, the trained model "
+            f"{trained:.5f}: the saved weights are not what was trained (please report this as a bug)"
+        )
+
+
 def _sample(final_dir: Path, tokenizer: Any, prompt: str, tokens: int, device: torch.device) -> str:
     """Greedy continuation of `prompt` by the saved final model (reloaded with from_pretrained)."""
     from transformers import AutoModelForCausalLM
@@ -406,6 +435,8 @@ class _Run:
         sample = ""
         if env.is_main:
             final_dir = _save_final(self.out, model, model_state, data.tokenizer)
+            if env.world_size == 1:  # under DDP/FSDP the unwrapped forward may need every rank
+                _check_saved(model, final_dir, data, cfg.arch, env.device)
             plot_loss(self.out / LOG_FILE, self.out / "loss.png", f"{cfg.arch} {cfg.preset}")
             sample = _sample(final_dir, data.tokenizer, cfg.sample_prompt, cfg.sample_tokens, env.device)
         parallel.barrier(env)

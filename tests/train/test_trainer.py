@@ -191,3 +191,19 @@ def test_cli_reports_errors_and_summary(
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "validation loss" in text and "unigram baseline" in text and "sample: 'def" in text
+
+
+def test_a_saved_model_that_differs_from_the_trained_one_fails_the_run(
+    tiny: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The final model is reloaded and must compute the trained model's loss (the check that catches a
+    weight cache gone stale, a wrong state dict or a lossy save)."""
+    real = trainer_mod._save_final
+
+    def lossy(out: Path, model: Any, state: dict[str, Any], tokenizer: Any) -> Path:
+        head = state["lm_head.weight"]  # rows swapped: every logit moves to another token
+        return real(out, model, {**state, "lm_head.weight": head.flip(0)}, tokenizer)
+
+    monkeypatch.setattr(trainer_mod, "_save_final", lossy)
+    with pytest.raises(TrainingError, match="the saved weights are not what was trained"):
+        run_training(tiny(max_steps=2, sample_prompt=""))
