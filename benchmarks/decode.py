@@ -155,7 +155,7 @@ def gpu_main(args: argparse.Namespace) -> None:
             )
             if kind == "llama":
                 pre, step = llama_runner(model)
-            else:  # packed: fused step (auto on CUDA); unfused: the module-by-module step, same graph
+            else:  # packed: the Decoder default (fused step at batch 1 on CUDA); unfused: never fused
                 pre, step = mmfree_runner(model, kind != "fake", None if kind == "packed" else False)
             for batch in args.batches:
                 for prompt in args.prompts:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# One batched GPU session (device time is scarce): GPU tests, training throughput vs the peers, decode
-# speed at 370M, evaluation speed at 370M, and (with 2 GPUs) the trainer's own throughput and its 1 -> 2
+# One batched GPU session (device time is scarce): GPU tests, the MLGRU kernels (tiled and look-back forms),
+# training throughput vs the peers, decode speed at 370M (fused and unfused step), evaluation speed at 370M, and (with 2 GPUs) the trainer's own throughput and its 1 -> 2
 # GPU scaling. Each part has its own time limit; logs go to
 # $OUT (or ./gpu-out). Carry .whl (flash-linear-attention 0.6.0 wheels, for the official-code peer) and
 # .carry/eval (a copy of shared/data/eval; `python -m study.prepare` or `cp -r ../shared/data/eval .carry/`).
@@ -13,11 +13,13 @@ fi
 { date -u; nvidia-smi -L; python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"; } | tee "$OUT/env.txt"
 part() { local name=$1 limit=$2; shift 2; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
-part gpu_tests 150 python3 -m pytest -m gpu -q -x -p no:cacheprovider tests/ops/test_kernels_gpu.py \
-  tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py
+part gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
+  tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py tests/infer/test_fused.py \
+  tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py
+part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
 part train_370m_b32 200 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5
 part train_13b_b8 120 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
-part decode_370m 100 python3 benchmarks/decode.py --presets 370m --budget 80
+part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
