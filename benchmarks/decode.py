@@ -15,6 +15,10 @@ CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, a
   python benchmarks/decode.py            # H200
   python benchmarks/decode.py --presets 370m --models packed --unfused --prompts 128   # fused vs unfused
   python benchmarks/decode.py --cpu      # this machine
+"packed" rows are the Decoder's default (the fused step up to FUSED_AUTO_MAX_BATCH in mmfree.infer.decode,
+unfused above); "fused" rows force the fused step at every batch size (its int8 tensor-core path from
+batch 2, `DOT_TILES` in mmfree.ops.ternary.fused), to choose that limit:
+  python benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16
 """
 
 from __future__ import annotations
@@ -119,7 +123,7 @@ def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
 
 
 def build(kind: str, preset: str, device: str, dtype: torch.dtype, max_ctx: int = 2048) -> nn.Module:
-    if kind in ("packed", "unfused"):
+    if kind in ("packed", "fused", "unfused"):
         return random_packed_model(MMFreeConfig.from_preset(preset), device, dtype)
     if kind == "fake":
         with torch.device(device):
@@ -155,8 +159,9 @@ def gpu_main(args: argparse.Namespace) -> None:
             )
             if kind == "llama":
                 pre, step = llama_runner(model)
-            else:  # packed: the Decoder default (fused step at batch 1 on CUDA); unfused: never fused
-                pre, step = mmfree_runner(model, kind != "fake", None if kind == "packed" else False)
+            else:  # packed: the Decoder default; fused: always the fused step; unfused and fake: never
+                fused = {"packed": None, "fused": True}.get(kind, False)
+                pre, step = mmfree_runner(model, kind != "fake", fused)
             for batch in args.batches:
                 for prompt in args.prompts:
                     row = {
@@ -170,7 +175,7 @@ def gpu_main(args: argparse.Namespace) -> None:
                         row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda"))
                     except Exception as err:
                         row["note"] = f"{type(err).__name__}: {str(err)[:60]}"
-                    if kind in ("packed", "unfused"):
+                    if kind in ("packed", "fused", "unfused"):
                         row["floor_ms"] = weight_bytes(model)["ternary"] / bw * 1e3
                     rows.append(row)
                     _free()
@@ -321,7 +326,7 @@ def main() -> None:
         "--models",
         type=lambda s: s.split(","),
         default=["packed", "fake", "llama"],
-        help="GPU: comma-separated models among packed (fused step), unfused, fake, llama",
+        help="GPU: comma-separated models among packed (Decoder default), fused (always fused), unfused, fake, llama",
     )
     p.add_argument("--unfused", action="store_true", help="GPU: also time the unfused packed step")
     p.add_argument("--cpu-prompt", type=int, default=32)
@@ -335,9 +340,10 @@ def main() -> None:
             raise SystemExit("no CUDA GPU: run with --cpu")
         args.presets = args.presets or ["370m", "1.3b", "2.7b", "13b"]
         args.steps = args.steps or 24
-        bad = [m for m in args.models if m not in ("packed", "unfused", "fake", "llama")]
+        known = ("packed", "fused", "unfused", "fake", "llama")
+        bad = [m for m in args.models if m not in known]
         if bad:
-            raise SystemExit(f"unknown --models {bad}; choose among packed, unfused, fake, llama")
+            raise SystemExit(f"unknown --models {bad}; choose among {', '.join(known)}")
         if args.unfused and "unfused" not in args.models:
             args.models.insert(args.models.index("packed") + 1 if "packed" in args.models else 0, "unfused")
         gpu_main(args)

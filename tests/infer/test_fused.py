@@ -15,6 +15,7 @@ import logging
 import pytest
 import torch
 
+import mmfree.ops.ternary.fused as fused_ops
 from mmfree.infer.decode import Decoder
 from mmfree.infer.fused import FusedDecodeStep, fused_unsupported_reason
 from mmfree.infer.packed import random_packed_model
@@ -128,6 +129,41 @@ def test_fused_step_matches_model_step(
 ) -> None:
     model = _model(hidden, inter, gate_form, lower_bound, dtype, ternary_head=ternary_head)
     _check_step(model, 3, tight=1e-5, loose=3e-2)  # batch 3, then batch 1 on its first row
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("B", [2, 5, 16])
+@pytest.mark.parametrize("gate_form", ["official", "paper"])
+def test_tensor_core_path_matches_model_step(B: int, gate_form: str) -> None:
+    """Batches from DOT_MIN_BATCH run the int8 tl.dot path (then batch 1, the GEMV, on the first row)."""
+    assert fused_ops._config(B, 50, 41, torch.device("cpu")).dot
+    model = _model(41, 51, gate_form, gate_form == "official", torch.float32)
+    _check_step(model, B, tight=1e-5, loose=3e-2)
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("B,gate_form,dtype", [(5, "official", torch.float32), (17, "paper", torch.bfloat16)])
+def test_tensor_core_path_matches_register_path(
+    B: int, gate_form: str, dtype: torch.dtype, monkeypatch
+) -> None:
+    """The same step through tl.dot and through the CUDA-core broadcast (forced by raising DOT_MIN_BATCH):
+    the int32 sums are exact in both, so the outputs agree to fp32 rounding (bitwise in the interpreter)."""
+    model = _model(40, 46, gate_form, True, dtype)
+    fused = FusedDecodeStep(model)
+    tokens = torch.randint(0, model.config.vocab_size, (B,))
+    states = [torch.randn(B, 40) for _ in range(2)]  # L x [B, d']
+    dot_states = [s.clone() for s in states]
+    dot_logits = fused(tokens, dot_states).clone()  # [B, V]
+    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", B + 1)
+    assert not fused_ops._config(B, 40, 40, torch.device("cpu")).dot
+    reg_states = [s.clone() for s in states]
+    reg_logits = fused(tokens, reg_states)  # [B, V]
+    _assert_rows_close(dot_logits, reg_logits, 1e-6, 3e-2, "logits")
+    for idx, (a, b) in enumerate(zip(dot_states, reg_states)):
+        _assert_rows_close(a, b, 1e-6, 3e-2, f"state {idx}")
+    assert not torch.equal(dot_states[0], states[0])  # the step did update the state
 
 
 @pytest.mark.interpret

@@ -5,8 +5,12 @@ the whole-row reductions in each program (the vectors are small; a redundant pas
 launch): mean square -> rstd, the normalized value rounded to the model dtype, its absmax -> the int8
 scale `s = 127 / max|xn|`. The GEMV loop then streams a `[BLOCK_N, BLOCK_Q]` tile of the 2-bit layout
 (`naive.py`), re-derives the int8 codes of each quarter of the input on the fly (round half to even,
-as `torch.round`) and accumulates in int32 for a block of `ROWS` batch rows at once. The epilogue is the
-layer's element-wise math; every value the unfused path stores in the model dtype is rounded to it here.
+as `torch.round`) and accumulates in int32 for a block of `ROWS` batch rows at once: at batch 1 on the CUDA
+cores (codes w + 1 in {0, 1, 2} broadcast against the activations, the code sum subtracted after), from
+`DOT_MIN_BATCH` rows on the int8 tensor cores (the `[BLOCK_Q, BLOCK_N]` tile unpacked into four {-1, 0, 1}
+planes, each a `tl.dot` with its quarter of the `[ROWS >= 16, BLOCK_Q]` codes; padded rows are zero). Both
+sums are exact, so the two paths give the same bits. The epilogue is the layer's element-wise math; every
+value the unfused path stores in the model dtype is rounded to it here.
 
 - `_mlgru_in_kernel`: `attn_norm`, then the i/f/g projections (each its own norm weight and scale) on the
   same columns, then the recurrence `h = f h_prev + SiLU(i)(1 - f)` in place in the fp32 state; writes
@@ -135,10 +139,31 @@ def _dot(p, q, J: tl.constexpr):
 
 
 @triton.jit
+def _tile(P, rn, nmask, ii, Kq, DOT: tl.constexpr):
+    # a byte tile of the 2-bit layout: `[BQ, BN]` uint8 for the tensor cores, else `[BN, BQ]` int32
+    if DOT:
+        return tl.load(P + rn[None, :] * Kq + ii[:, None], mask=nmask[None, :] & (ii[:, None] < Kq), other=0)
+    else:
+        p = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=nmask[:, None] & (ii[None, :] < Kq), other=0)
+        return p.to(tl.int32)
+
+
+@triton.jit
+def _mac(acc, p, q, J: tl.constexpr, DOT: tl.constexpr):
+    # [ROWS, BN] acc + the codes q times quarter J of the tile p: on the int8 tensor cores with the weights
+    # {-1, 0, 1} (exact in int32, nothing to subtract after), else on the CUDA cores with w + 1 in {0, 1, 2}
+    if DOT:
+        w = ((p >> (2 * J)) & 3).to(tl.int8) - 1
+        return tl.dot(q.to(tl.int8), w, acc, out_dtype=tl.int32)
+    else:
+        return acc + _dot(p, q, J)
+
+
+@triton.jit
 def _mlgru_in_kernel(
     X, WA, PI, PF, PG, WI, WF, WG, GI, GF, GG, LB, H, OUT,
     B, D, N, Kq, stride_x, stride_h, stride_o, eps_a, eps_i, eps_f, eps_g,
-    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, DOT: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
@@ -163,24 +188,25 @@ def _mlgru_in_kernel(
     sum_g = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        pm = nmask[:, None] & (ii[None, :] < Kq)
-        off = rn[:, None] * Kq + ii[None, :]
-        p_i = tl.load(PI + off, mask=pm, other=0).to(tl.int32)
-        p_f = tl.load(PF + off, mask=pm, other=0).to(tl.int32)
-        p_g = tl.load(PG + off, mask=pm, other=0).to(tl.int32)
+        p_i = _tile(PI, rn, nmask, ii, Kq, DOT)
+        p_f = _tile(PF, rn, nmask, ii, Kq, DOT)
+        p_g = _tile(PG, rn, nmask, ii, Kq, DOT)
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < D)
             v = _src(X, H, WA, r1, rows, rmask, k, kmask, stride_x, 0, 1)
             q = _codes(v, WI, ri, si, k, kmask, X)
-            acc_i += _dot(p_i, q, j)
-            sum_i += tl.sum(q, axis=1)
+            acc_i = _mac(acc_i, p_i, q, j, DOT)
+            if not DOT:
+                sum_i += tl.sum(q, axis=1)
             q = _codes(v, WF, rf, sf, k, kmask, X)
-            acc_f += _dot(p_f, q, j)
-            sum_f += tl.sum(q, axis=1)
+            acc_f = _mac(acc_f, p_f, q, j, DOT)
+            if not DOT:
+                sum_f += tl.sum(q, axis=1)
             q = _codes(v, WG, rg, sg, k, kmask, X)
-            acc_g += _dot(p_g, q, j)
-            sum_g += tl.sum(q, axis=1)
+            acc_g = _mac(acc_g, p_g, q, j, DOT)
+            if not DOT:
+                sum_g += tl.sum(q, axis=1)
     yi = _rnd((acc_i - sum_i[:, None]).to(tl.float32) * _out_scale(GI, si)[:, None], X)
     yf = _rnd((acc_f - sum_f[:, None]).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
     yg = _rnd((acc_g - sum_g[:, None]).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
@@ -203,7 +229,7 @@ def _mlgru_in_kernel(
 def _bitlinear_kernel(
     X, W1, H, W2, G, P, Y,
     B, K, N, Kq, stride_x, stride_h, stride_y, eps1, eps2,
-    MODE: tl.constexpr, RESIDUAL: tl.constexpr,
+    MODE: tl.constexpr, RESIDUAL: tl.constexpr, DOT: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
@@ -222,15 +248,15 @@ def _bitlinear_kernel(
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        p = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=nmask[:, None] & (ii[None, :] < Kq), other=0)
-        p = p.to(tl.int32)
+        p = _tile(P, rn, nmask, ii, Kq, DOT)
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < K)
             v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
             q = _codes(v, W2, r2, s, k, kmask, X)
-            acc += _dot(p, q, j)
-            qsum += tl.sum(q, axis=1)
+            acc = _mac(acc, p, q, j, DOT)
+            if not DOT:
+                qsum += tl.sum(q, axis=1)
     y = _rnd((acc - qsum[:, None]).to(tl.float32) * _out_scale(G, s)[:, None], X)
     ym = rmask[:, None] & nmask[None, :]
     yp = Y + rows[:, None] * stride_y + rn[None, :]
@@ -242,7 +268,7 @@ def _bitlinear_kernel(
 @triton.jit
 def _glu_in_kernel(
     X, WM, W2, G, P, U,
-    B, D, I, Kq, stride_x, stride_u, eps1, eps2,
+    B, D, I, Kq, stride_x, stride_u, eps1, eps2, DOT: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
@@ -259,17 +285,17 @@ def _glu_in_kernel(
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        pm = nmask[:, None] & (ii[None, :] < Kq)
-        p_a = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=pm, other=0).to(tl.int32)
-        p_b = tl.load(P + (rn[:, None] + I) * Kq + ii[None, :], mask=pm, other=0).to(tl.int32)
+        p_a = _tile(P, rn, nmask, ii, Kq, DOT)
+        p_b = _tile(P + I * Kq, rn, nmask, ii, Kq, DOT)  # the up rows I..2I-1
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < D)
             v = _src(X, X, WM, r1, rows, rmask, k, kmask, stride_x, 0, 1)
             q = _codes(v, W2, r2, s, k, kmask, X)
-            acc_a += _dot(p_a, q, j)
-            acc_b += _dot(p_b, q, j)
-            qsum += tl.sum(q, axis=1)
+            acc_a = _mac(acc_a, p_a, q, j, DOT)
+            acc_b = _mac(acc_b, p_b, q, j, DOT)
+            if not DOT:
+                qsum += tl.sum(q, axis=1)
     scale = _out_scale(G, s)[:, None]
     gate = _rnd((acc_a - qsum[:, None]).to(tl.float32) * scale, X)
     up = _rnd((acc_b - qsum[:, None]).to(tl.float32) * scale, X)
@@ -291,15 +317,50 @@ class TernaryProj(NamedTuple):
     scale: torch.Tensor
 
 
-def _config(B: int, N: int, K: int, device: torch.device) -> tuple[int, int, int, int, int]:
-    """(ROWS, BLOCK_N, BLOCK_Q, BLOCK_K, num_warps), fixed by shape: guesses, not tuned on the GPU."""
+# Batch size from which the kernels multiply on the int8 tensor cores (`tl.dot`) instead of the CUDA-core
+# GEMV; batch 1 keeps the GEMV. Both paths accumulate the same int32 sums, so they agree bit for bit.
+DOT_MIN_BATCH = 2
+
+# Tiles of the tensor-core path on CUDA, (max N, BLOCK_N, BLOCK_Q, num_warps, num_stages): the first row with
+# N <= max N. UNTUNED GUESSES pending an H200 run (benchmarks/decode.py at batch 2..16), chosen from sm_90
+# register counts of offline compiles (triton 3.9): ROWS is the batch padded to a power of two in [16, 64]
+# (16 is tl.dot's smallest M), the prologue tile is [ROWS, 1024 // ROWS] and BLOCK_Q = 32 codes per dot (one
+# k-step of the int8 MMA); BLOCK_Q = 64 or a wide prologue tile made the three-projection MLGRU kernel spill.
+# BLOCK_N stays small so that a 1024-wide layer still spreads over 64 programs (every program repeats the
+# norm/quant prologue, whose cost does not depend on BLOCK_N).
+DOT_TILES: tuple[tuple[int, int, int, int, int], ...] = (
+    (4096, 16, 32, 4, 2),
+    (2**62, 32, 32, 4, 2),
+)
+
+
+class _Launch(NamedTuple):
+    """One kernel launch's path and tiles."""
+
+    dot: bool
+    rows: int
+    block_n: int
+    block_q: int
+    block_k: int
+    warps: int
+    stages: int = 3  # Triton's default on CUDA (what the GEMV path has always run with)
+
+
+def _config(B: int, N: int, K: int, device: torch.device) -> _Launch:
+    """The path (tensor cores from DOT_MIN_BATCH rows) and tiles, fixed by shape: guesses, not GPU-tuned."""
+    if B >= DOT_MIN_BATCH:
+        rows = min(64, max(16, triton.next_power_of_2(B)))
+        if device.type != "cuda":
+            return _Launch(True, rows, 32, 16, 64, 1)  # the interpreter: few programs, small dots
+        bn, bq, warps, stages = next(t[1:] for t in DOT_TILES if t[0] >= N)
+        return _Launch(True, rows, bn, bq, max(16, 1024 // rows), warps, stages)
     rows = min(16, triton.next_power_of_2(max(B, 1)))
     if device.type != "cuda":
-        return rows, 64, 16, 64, 1  # the interpreter: few programs
+        return _Launch(False, rows, 64, 16, 64, 1)  # the interpreter: few programs
     kq = (K + 3) // 4
     bq = max(32, min(256, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
-    return rows, (8 if N <= 4096 else 16), bq, bk, 4
+    return _Launch(False, rows, (8 if N <= 4096 else 16), bq, bk, 4)
 
 
 def _check_rows(name: str, t: torch.Tensor, B: int, width: int, dtype: torch.dtype | None, dev: torch.device):
@@ -367,16 +428,17 @@ def mlgru_input_step(
         )
     if B == 0:
         return
-    rows, bn, bq, bk, warps = _config(B, N, D, x.device)
-    grid = (triton.cdiv(N, bn), triton.cdiv(B, rows))
+    cfg = _config(B, N, D, x.device)
+    grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _mlgru_in_kernel[grid](
         x, attn_norm[0], i_proj.packed, f_proj.packed, g_proj.packed,
         i_proj.norm_weight, f_proj.norm_weight, g_proj.norm_weight, i_proj.scale, f_proj.scale, g_proj.scale,
         lower_bound if lower_bound is not None else state, state, out,
         B, D, N, i_proj.packed.shape[1], x.stride(0), state.stride(0), out.stride(0),
         float(attn_norm[1]), float(i_proj.eps), float(f_proj.eps), float(g_proj.eps),
-        HAS_LB=lower_bound is not None, OFFICIAL=official,
-        ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, DOT=cfg.dot,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
+        num_warps=cfg.warps, num_stages=cfg.stages,
     )  # fmt: skip
 
 
@@ -416,12 +478,14 @@ def bitlinear_step(
         raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
     if B == 0:
         return
-    rows, bn, bq, bk, warps = _config(B, N, K, x.device)
-    grid = (triton.cdiv(N, bn), triton.cdiv(B, rows))
+    cfg = _config(B, N, K, x.device)
+    grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
         x, w1, h, proj.norm_weight, proj.scale, proj.packed, out,
         B, K, N, proj.packed.shape[1], x.stride(0), h.stride(0), out.stride(0), eps1, float(proj.eps),
-        MODE=mode, RESIDUAL=residual, ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+        MODE=mode, RESIDUAL=residual, DOT=cfg.dot,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
+        num_warps=cfg.warps, num_stages=cfg.stages,
     )  # fmt: skip
 
 
@@ -446,11 +510,12 @@ def glu_input_step(
     if B == 0:
         return
     inter = N2 // 2
-    rows, bn, bq, bk, warps = _config(B, inter, D, x.device)
-    grid = (triton.cdiv(inter, bn), triton.cdiv(B, rows))
+    cfg = _config(B, inter, D, x.device)
+    grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, gate_proj.packed, out,
         B, D, inter, gate_proj.packed.shape[1], x.stride(0), out.stride(0),
-        float(mlp_norm[1]), float(gate_proj.eps),
-        ROWS=rows, BLOCK_N=bn, BLOCK_Q=bq, BLOCK_K=bk, num_warps=warps,
+        float(mlp_norm[1]), float(gate_proj.eps), DOT=cfg.dot,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
+        num_warps=cfg.warps, num_stages=cfg.stages,
     )  # fmt: skip
