@@ -153,10 +153,12 @@ def test_mlgru_bad_shapes_raise(device):
 
 def test_mlgru_auto_form_choice():
     """Training shapes take the tiled form; decoding steps and explicit chunk sizes keep the others."""
-    from mmfree.ops.mlgru.triton import _tiled
+    from mmfree.ops.mlgru.triton import _pick_form
 
-    assert _tiled(8, 2048, 1024, None, "auto")
-    assert not _tiled(8, 1, 1024, None, "auto")  # decoding
-    assert not _tiled(1, 2048, 256, None, "auto")  # too few strips: split T instead
-    assert not _tiled(8, 2048, 1024, 64, "auto")
-    assert _tiled(1, 3, 8, 64, "tiled") and not _tiled(8, 2048, 1024, None, "chunked")
+    assert _pick_form(8, 2048, 1024, None, "auto") == "tiled"
+    assert _pick_form(8, 1, 1024, None, "auto") == "chunked"  # decoding
+    assert _pick_form(1, 2048, 256, None, "auto") == "chunked"  # too few strips: split T instead
+    assert _pick_form(8, 2048, 1024, 64, "auto") == "chunked"
+    assert _pick_form(1, 3, 8, 64, "tiled") == "tiled"
+    assert _pick_form(8, 2048, 1024, None, "chunked") == "chunked"
+    assert _pick_form(8, 2048, 1024, None, "lookback") == "lookback"  # only when asked for

@@ -419,11 +419,6 @@ def _pick_form(B: int, T: int, D: int, chunk_size: int | None, form: str) -> str
     return "tiled" if tiled else "chunked"
 
 
-def _tiled(B: int, T: int, D: int, chunk_size: int | None, form: str) -> bool:
-    """Whether the single-pass tiled form runs (else the look-back, chunked or fused-recurrent one)."""
-    return _pick_form(B, T, D, chunk_size, form) == "tiled"
-
-
 class MLGRUFunction(torch.autograd.Function):
     """Autograd wrapper: (f_raw, c_raw, lower_bound, initial_state, reset, mask) -> (h, final_state)."""
 

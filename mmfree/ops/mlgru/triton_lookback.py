@@ -28,30 +28,14 @@ import torch
 import triton
 import triton.language as tl
 
+from mmfree.ops.mlgru.triton_tiled import _compose, _flags, _tile_gates
+
 # (CT steps, BD columns, num_warps, rowwise): starting points until `benchmarks/kernels.py --sweep` is run
 FWD_CONFIG: tuple[int, int, int, bool] = (16, 128, 1, False)
 BWD_CONFIG: tuple[int, int, int, bool] = (16, 256, 1, True)
 # programs publish inclusive prefixes (decoupled look-back); False forces every look-back through the
 # aggregates back to the initial state, which the interpreter tests use to exercise that path
 PUBLISH_INCLUSIVE: bool = True
-
-
-@triton.jit
-def _compose(a1, b1, a2, b2):
-    return a1 * a2, a2 * b1 + b2
-
-
-@triton.jit
-def _gate(fr, c, lb, keep, m, HAS_LB: tl.constexpr):
-    # fp32 pre-activations -> (a, i, sig_f, f, silu_c, sig_c); lb, keep, m broadcast or scalars
-    sig = 1.0 / (1.0 + tl.exp(-fr))
-    if HAS_LB:
-        f = lb + (1.0 - lb) * sig
-    else:
-        f = sig
-    sig_c = 1.0 / (1.0 + tl.exp(-c))
-    silu = c * sig_c
-    return f * keep, silu * (1.0 - f) * m, sig, f, silu, sig_c
 
 
 @triton.jit
@@ -151,7 +135,7 @@ def _fwd_kernel(
             m = 1.0
             if HAS_MASK:
                 m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-            a, i, _, _, _, _ = _gate(fr, c, lb, keep, m, HAS_LB)
+            a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
             a = tl.where(ok, a, 1.0)  # steps past T are identity maps
             i = tl.where(ok, i, 0.0)
             agg_b = a * agg_b + i
@@ -173,7 +157,7 @@ def _fwd_kernel(
         lb2 = lb
         if HAS_LB:
             lb2 = lb[None, :]
-        a, i, _, _, _, _ = _gate(fr, c, lb2, keep, m, HAS_LB)
+        a, i, _, _, _, _ = _tile_gates(fr, c, lb2, keep, m, HAS_LB)
         a = tl.where(tmask[:, None], a, 1.0)
         i = tl.where(tmask[:, None], i, 0.0)
         pa, pb = tl.associative_scan((a, i), 0, _compose)  # [CT, BD] local scan from a zero state
@@ -215,7 +199,7 @@ def _fwd_kernel(
             m = 1.0
             if HAS_MASK:
                 m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-            a, i, _, _, _, _ = _gate(fr, c, lb, keep, m, HAS_LB)
+            a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
             h = a * h + i
             tl.store(H + base + t * D + cols, h.to(H.dtype.element_ty), mask=lm)
     else:
@@ -268,7 +252,7 @@ def _bwd_row(
     m = 1.0
     if HAS_MASK:
         m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-    a, _, sig, f, silu, sig_c = _gate(fr, c, lb, keep, m, HAS_LB)
+    a, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
     dh = a_next * dh + do
     df = dh * (h_prev * keep - silu * m)
     dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
@@ -330,7 +314,7 @@ def _bwd_kernel(
         keep_n = 1.0
         if HAS_RESET:
             keep_n = 1.0 - tl.load(RESET + b * T + tn).to(tl.float32)
-        a_after, _, _, _, _, _ = _gate(fr_n, fr_n, lb, keep_n, 1.0, HAS_LB)
+        a_after, _, _, _, _, _ = _tile_gates(fr_n, fr_n, lb, keep_n, 1.0, HAS_LB)
     if ROWWISE:
         # aggregate: dh_{t0} = agg_a * dh_{t0 + CT} + agg_b
         agg_a = tl.full([BD], 1.0, dtype=tl.float32)
@@ -345,7 +329,7 @@ def _bwd_kernel(
             keep = 1.0
             if HAS_RESET:
                 keep = 1.0 - tl.load(RESET + b * T + t, mask=ok, other=0).to(tl.float32)
-            a, _, _, _, _, _ = _gate(fr, fr, lb, keep, 1.0, HAS_LB)
+            a, _, _, _, _, _ = _tile_gates(fr, fr, lb, keep, 1.0, HAS_LB)
             agg_b = a_next * agg_b + do
             agg_a = agg_a * a_next
             a_next = tl.where(ok, a, 1.0)
@@ -371,8 +355,8 @@ def _bwd_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
-        _, _, sig, f, silu, sig_c = _gate(fr, c, lb2, keep, m, HAS_LB)
-        a_nx, _, _, _, _, _ = _gate(fr_next, fr_next, lb2, keep_next, 1.0, HAS_LB)
+        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb2, keep, m, HAS_LB)
+        a_nx, _, _, _, _, _ = _tile_gates(fr_next, fr_next, lb2, keep_next, 1.0, HAS_LB)
         x = tl.where(nmask[:, None], a_nx, 1.0)
         y = tl.where(tmask[:, None], do, 0.0)
         px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)  # [CT, BD] from a zero carry
@@ -466,10 +450,6 @@ def _scratch(B: int, nc: int, nd: int, D: int, dev: torch.device) -> tuple[torch
     agg = torch.empty(B * nc, 2, D, dtype=torch.float32, device=dev)  # [B * NC, 2, D]
     inc = torch.empty(B * nc, D, dtype=torch.float32, device=dev)  # [B * NC, D]
     return flags, agg, inc
-
-
-def _flags(lower_bound, reset, mask) -> dict[str, bool]:
-    return dict(HAS_LB=lower_bound is not None, HAS_RESET=reset is not None, HAS_MASK=mask is not None)
 
 
 def mlgru_fwd_lookback(
