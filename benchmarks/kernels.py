@@ -188,6 +188,25 @@ SWEEP: list[tuple[int, int, int, bool]] = [
 ]
 
 
+def _mlgru_case(B: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
+    """Random bf16 MLGRU inputs on the GPU and the tiled kernels' outputs on them (the sweeps' reference):
+    (f_raw, c_raw, lower_bound, dh, h, df, dc)."""
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    lb = torch.rand(D, device="cuda")  # [D]
+    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
+    h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None)  # [B, T, D]
+    df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h)  # [B, T, D] each
+    return f, c, lb, dh, h, df, dc
+
+
+def err(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Max absolute error of `a` relative to the largest magnitude of `b`."""
+    return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+
+
 def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8, T=2048, D=1024.
 
@@ -196,17 +215,8 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    B, T, D = 8, 2048, 1024
-    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    lb = torch.rand(D, device="cuda")  # [D]
-    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    unit = B * T * D * 2
-    h_ref, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None)
-    df_ref, dc_ref, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref)
-
-    def err(a: torch.Tensor, b: torch.Tensor) -> float:
-        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+    f, c, lb, dh, h_ref, df_ref, dc_ref = _mlgru_case(8, 2048, 1024)
+    unit = f.numel() * 2
 
     best_f: tuple[float, tuple[int, int, int], bool] | None = None
     best_b: tuple[float, tuple[int, int, int]] | None = None
@@ -291,18 +301,9 @@ def _lookback_batch(
 ) -> None:
     """One batch size of `sweep_lookback`: rows per config, times added to `totals` (inf on a mismatch)."""
     from mmfree.ops.mlgru import triton_lookback as lk
-    from mmfree.ops.mlgru import triton_tiled as tt
 
-    f = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    c = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    lb = torch.rand(D, device="cuda")  # [D]
-    dh = torch.randn(B, T, D, device="cuda", dtype=torch.bfloat16)  # [B, T, D]
-    unit = B * T * D * 2
-    h_ref, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None)
-    df_ref, dc_ref, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref)
-
-    def err(a: torch.Tensor, b: torch.Tensor) -> float:
-        return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
+    f, c, lb, dh, h_ref, df_ref, dc_ref = _mlgru_case(B, T, D)
+    unit = f.numel() * 2
 
     for cfg in LOOKBACK_SWEEP:
         case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]} row={int(cfg[3])}"
