@@ -12,38 +12,17 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _ops_tol import TOL, assert_close_scaled, triton_ready
+from _ops_tol import TOL, assert_close_scaled, mlgru_inputs, run_with_grads, triton_ready
 
 from mmfree.ops.mlgru import mlgru_gated_naive
 
 CUDA = torch.cuda.is_available()
 
 
-def _inputs(gen: torch.Generator, B: int, T: int, D: int, dtype: torch.dtype, device: str, full: bool):
-    f_raw = torch.randn(B, T, D, generator=gen).to(device, dtype)  # [B, T, D]
-    c_raw = torch.randn(B, T, D, generator=gen).to(device, dtype)  # [B, T, D]
-    lb = torch.rand(D, generator=gen).to(device) * 0.9 if full else None  # [D]
-    h0 = torch.randn(B, D, generator=gen).to(device) if full else None  # [B, D]
-    reset = (torch.rand(B, T, generator=gen) < 0.05).to(device) if full else None  # [B, T]
-    mask = None
-    if full:
-        mask = torch.ones(B, T)  # [B, T]
-        mask[0, : T // 4] = 0.0  # left padding on the first row
-        mask = mask.to(device)
-    return f_raw, c_raw, lb, h0, reset, mask
-
-
-def _run(fn, tensors, reset, mask, w_h, w_fin):
-    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in tensors]
-    h, final = fn(*leaves, reset, mask)
-    ((h.float() * w_h).sum() + (final * w_fin).sum()).backward()
-    return h, final, [t.grad if t is not None else None for t in leaves]
-
-
 def _compare(gen, device, B, T, D, dtype, full, tol_h, tol_g):
     from mmfree.ops.mlgru.triton import mlgru_triton
 
-    f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, B, T, D, dtype, device, full)
+    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, dtype, device, full)
     w_h = torch.randn(B, T, D, generator=gen).to(device)  # [B, T, D]
     w_fin = torch.randn(B, D, generator=gen).to(device)  # [B, D]
 
@@ -54,8 +33,8 @@ def _compare(gen, device, B, T, D, dtype, full, tol_h, tol_g):
         return mlgru_gated_naive(f.float(), c.float(), lb_, h0_, r, m, parallel=False)
 
     tensors = [f_raw, c_raw, lb, h0]
-    h, final, grads = _run(kernel, tensors, reset, mask, w_h, w_fin)
-    h_ref, final_ref, grads_ref = _run(reference, tensors, reset, mask, w_h, w_fin)
+    h, final, grads = run_with_grads(kernel, tensors, reset, mask, w_h, w_fin)
+    h_ref, final_ref, grads_ref = run_with_grads(reference, tensors, reset, mask, w_h, w_fin)
     assert h.dtype == dtype and final.dtype == torch.float32
     assert_close_scaled(h, h_ref, tol_h, "h")
     assert_close_scaled(final, final_ref, tol_h, "final_state")
@@ -101,7 +80,7 @@ def test_lookback_reset_cuts_the_look_back(gen, device, monkeypatch):
 
     monkeypatch.setattr(triton_lookback, "FWD_CONFIG", (8, 16, 1, False))
     monkeypatch.setattr(triton_lookback, "PUBLISH_INCLUSIVE", False)
-    f_raw, c_raw, _, h0, _, _ = _inputs(gen, 1, 40, 19, torch.float32, device, True)
+    f_raw, c_raw, _, h0, _, _ = mlgru_inputs(gen, 1, 40, 19, torch.float32, device, True)
     reset = torch.zeros(1, 40, dtype=torch.bool, device=device)
     reset[0, 16] = True
     h_a, fin_a = mlgru_triton(f_raw, c_raw, None, h0, reset, None, form="lookback")
@@ -147,7 +126,7 @@ def test_lookback_bf16_gpu(gen, B, T, D, config, monkeypatch):
         monkeypatch.setattr(triton_lookback, "FWD_CONFIG", config)
         monkeypatch.setattr(triton_lookback, "BWD_CONFIG", config)
     _compare(gen, "cuda", B, T, D, torch.bfloat16, True, TOL[torch.bfloat16], 3 * TOL[torch.bfloat16])
-    f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, B, T, D, torch.bfloat16, "cuda", True)
+    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, torch.bfloat16, "cuda", True)
     runs = [mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, form="lookback")[1] for _ in range(5)]
     for final in runs[1:]:  # the look-back may compose aggregates in another order: rounding only
         assert_close_scaled(final, runs[0], 1e-5, "final state across runs")

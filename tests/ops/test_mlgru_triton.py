@@ -11,35 +11,11 @@ import importlib
 
 import pytest
 import torch
-from _ops_tol import TOL, assert_close_scaled, triton_ready
+from _ops_tol import TOL, assert_close_scaled, mlgru_inputs, run_with_grads, triton_ready
 
 from mmfree.ops.mlgru import mlgru, mlgru_gated_naive
 
 pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reason="needs triton")]
-
-
-def _inputs(gen: torch.Generator, B: int, T: int, D: int, dtype: torch.dtype, device: str, full: bool):
-    f_raw = torch.randn(B, T, D, generator=gen).to(device, dtype)  # [B, T, D]
-    c_raw = torch.randn(B, T, D, generator=gen).to(device, dtype)  # [B, T, D]
-    lb = torch.rand(D, generator=gen).to(device) * 0.8 if full else None  # [D]
-    h0 = torch.randn(B, D, generator=gen).to(device) if full else None  # [B, D]
-    reset = (torch.rand(B, T, generator=gen) < 0.08).to(device) if full else None  # [B, T]
-    if full:
-        mask = torch.ones(B, T)
-        mask[0, : T // 5] = 0.0  # left padding on the first row
-        mask = mask.to(device)  # [B, T]
-    else:
-        mask = None
-    return f_raw, c_raw, lb, h0, reset, mask
-
-
-def _run(fn, tensors, reset, mask, w_h, w_fin):
-    leaves = [t.detach().clone().requires_grad_(True) if t is not None else None for t in tensors]
-    f_raw, c_raw, lb, h0 = leaves
-    h, final = fn(f_raw, c_raw, lb, h0, reset, mask)
-    loss = (h.float() * w_h).sum() + (final * w_fin).sum()
-    loss.backward()
-    return h, final, [t.grad if t is not None else None for t in leaves]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -53,7 +29,7 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, mon
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
 
     B, T, D = 2, 37, 19 if full else 48
-    f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, B, T, D, dtype, device, full)
+    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, dtype, device, full)
     w_h = torch.randn(B, T, D, generator=gen).to(device)  # [B, T, D]
     w_fin = torch.randn(B, D, generator=gen).to(device)  # [B, D]
 
@@ -64,8 +40,8 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, mon
         return mlgru_gated_naive(f.float(), c.float(), lb_, h0_, r, m, parallel=False)
 
     tensors = [f_raw, c_raw, lb, h0]
-    h, final, grads = _run(kernel, tensors, reset, mask, w_h, w_fin)
-    h_ref, final_ref, grads_ref = _run(reference, tensors, reset, mask, w_h, w_fin)
+    h, final, grads = run_with_grads(kernel, tensors, reset, mask, w_h, w_fin)
+    h_ref, final_ref, grads_ref = run_with_grads(reference, tensors, reset, mask, w_h, w_fin)
     assert h.dtype == dtype and final.dtype == torch.float32
     tol = TOL[dtype]
     assert_close_scaled(h, h_ref, tol, "h")
@@ -84,7 +60,7 @@ def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
 
     monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4))
-    f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, 2, 11, 19, torch.float32, device, True)
+    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, 2, 11, 19, torch.float32, device, True)
     h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None, form="chunked")
     h_chk, fin_chk = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=3)
     assert_close_scaled(h_chk, h_rec, 1e-5, "h chunked vs recurrent")
@@ -112,7 +88,7 @@ def test_mlgru_reset_drops_carried_state(gen, device):
     """A reset at step t makes h[t:] independent of everything before t (including the initial state)."""
     from mmfree.ops.mlgru.triton import mlgru_triton
 
-    f_raw, c_raw, _, h0, _, _ = _inputs(gen, 1, 37, 19, torch.float32, device, True)
+    f_raw, c_raw, _, h0, _, _ = mlgru_inputs(gen, 1, 37, 19, torch.float32, device, True)
     reset = torch.zeros(1, 37, dtype=torch.bool, device=device)
     reset[0, 20] = True
     h_a, _ = mlgru_triton(f_raw, c_raw, None, h0, reset, None, chunk_size=8)
@@ -131,7 +107,7 @@ def test_mlgru_dispatch_uses_triton(gen, device, monkeypatch):
     calls = []
     real = tmod.mlgru_triton
     monkeypatch.setattr(tmod, "mlgru_triton", lambda *a: calls.append(1) or real(*a))
-    f_raw, c_raw, lb, h0, reset, mask = _inputs(gen, 2, 5, 19, torch.float32, device, True)
+    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, 2, 5, 19, torch.float32, device, True)
     h, final = mlgru(f_raw, c_raw, lb, h0, reset, mask, backend="triton")
     h_ref, final_ref = mlgru(f_raw, c_raw, lb, h0, reset, mask, backend="torch")
     assert calls == [1]
