@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from study.plan import RunSpec, count_params, estimate_seconds, flops, plan_runs, run_budget
+from study.plan import RunSpec, estimate_seconds, plan_runs, run_numbers
 from study.results import best_sweep_lrs, load_results, write_summary
 
 POLL_S = 2.0
@@ -67,11 +67,7 @@ def _ready(
 
 def _estimate(spec: RunSpec, study: dict[str, Any], data: dict[str, Any], results: list[dict]) -> float:
     """Expected seconds of a run (training and evaluation), from the measured rates of finished runs."""
-    vocab = int(data["vocab_size"])
-    params = count_params(spec.arch, spec.hidden_size, spec.num_layers, vocab, spec.overrides)
-    budget = run_budget(study, spec, vocab, int(data["train"]["tokens"]))
-    seq_len = int(study["train"]["seq_len"])
-    fl = flops(spec.arch, params, spec.hidden_size, spec.num_layers, vocab, seq_len, budget["tokens"])
+    _, _, fl = run_numbers(study, spec, int(data["vocab_size"]), int(data["train"]["tokens"]))
     train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results, study)
     return train_s + eval_s
 

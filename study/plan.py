@@ -292,6 +292,17 @@ def estimate_seconds(
     return param_flops / rate, max(evals) if evals else DEFAULT_EVAL_S
 
 
+def run_numbers(
+    study: dict[str, Any], spec: RunSpec, vocab_size: int, train_tokens: int
+) -> tuple[dict[str, int], dict[str, Any], dict[str, float]]:
+    """(parameter counts, token budget, FLOPs) of one run of the study."""
+    params = count_params(spec.arch, spec.hidden_size, spec.num_layers, vocab_size, spec.overrides)
+    budget = run_budget(study, spec, vocab_size, train_tokens)
+    seq_len = int(study["train"]["seq_len"])
+    fl = flops(spec.arch, params, spec.hidden_size, spec.num_layers, vocab_size, seq_len, budget["tokens"])
+    return params, budget, fl
+
+
 def describe_plan(
     study: dict[str, Any],
     batch: str,
@@ -302,17 +313,7 @@ def describe_plan(
     """One row per planned run: shape, parameters, tokens, FLOPs and estimated minutes (for --plan)."""
     rows = []
     for spec in plan_runs(study, batch):
-        params = count_params(spec.arch, spec.hidden_size, spec.num_layers, vocab_size, spec.overrides)
-        budget = run_budget(study, spec, vocab_size, train_tokens)
-        fl = flops(
-            spec.arch,
-            params,
-            spec.hidden_size,
-            spec.num_layers,
-            vocab_size,
-            int(study["train"]["seq_len"]),
-            budget["tokens"],
-        )
+        params, budget, fl = run_numbers(study, spec, vocab_size, train_tokens)
         train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], known, study)
         rows.append(
             {

@@ -36,14 +36,12 @@ from typing import Any
 from study.plan import (
     ARCHS,
     RunSpec,
-    count_params,
     describe_plan,
     estimate_seconds,
-    flops,
     format_plan,
     load_study,
     plan_runs,
-    run_budget,
+    run_numbers,
 )
 from study.results import best_sweep_lrs, bundle, load_results, write_json, write_summary
 
@@ -256,11 +254,8 @@ def run_one(spec: RunSpec, study: dict[str, Any], opts: Options, data: dict[str,
     """Train and evaluate one run; the result record (status ok, diverged or failed)."""
     from mmfree.train import TrainingError, run_training
 
-    vocab = int(data["vocab_size"])
-    params = count_params(spec.arch, spec.hidden_size, spec.num_layers, vocab, spec.overrides)
-    budget = run_budget(study, spec, vocab, int(data["train"]["tokens"]))
+    params, budget, fl = run_numbers(study, spec, int(data["vocab_size"]), int(data["train"]["tokens"]))
     seq_len = int(study["train"]["seq_len"])
-    fl = flops(spec.arch, params, spec.hidden_size, spec.num_layers, vocab, seq_len, budget["tokens"])
     halving = spec.arch == "mmfree" and spec.overrides.get("lr_halving", True)
     record: dict[str, Any] = {
         "name": spec.name,
@@ -362,20 +357,7 @@ def run_batch(
             print(f"[study] {spec.name}: result exists, skipped", flush=True)
             continue
         spec = resolve_lr(spec, opts, results)
-        params = count_params(
-            spec.arch, spec.hidden_size, spec.num_layers, int(data["vocab_size"]), spec.overrides
-        )
-        budget = run_budget(study, spec, int(data["vocab_size"]), int(data["train"]["tokens"]))
-        seq_len = int(study["train"]["seq_len"])
-        fl = flops(
-            spec.arch,
-            params,
-            spec.hidden_size,
-            spec.num_layers,
-            int(data["vocab_size"]),
-            seq_len,
-            budget["tokens"],
-        )
+        _, budget, fl = run_numbers(study, spec, int(data["vocab_size"]), int(data["train"]["tokens"]))
         train_s, eval_s = estimate_seconds(spec.arch, fl["param_flops"], results, study)
         if opts.max_minutes is not None:
             left = opts.max_minutes * 60 - (time.perf_counter() - started)
