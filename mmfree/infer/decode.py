@@ -3,9 +3,10 @@
 The state is one fp32 `[B, d']` vector per layer, so memory is constant in the context length (no KV
 cache). On CUDA the whole single-token step (embedding, every layer, head) is captured once per batch
 size in a CUDA graph that reads a static token buffer and updates static state buffers in place; each
-step is then one graph replay. For a packed model (PackedBitLinear layers) the step is the fused one of
-`mmfree.infer.fused` (four Triton launches per layer) unless `fused=False`. Sampling (`mmfree.infer.sampling`) runs outside the graph. Text streams
-out piece by piece through `stream()` (a generator) or an `on_text` callback.
+step is then one graph replay. For a packed model (PackedBitLinear layers) at batch sizes up to
+FUSED_AUTO_MAX_BATCH the step is the fused one of `mmfree.infer.fused` (four Triton launches per layer;
+`fused=True` forces it, `fused=False` disables it). Sampling (`mmfree.infer.sampling`) runs outside the
+graph. Text streams out piece by piece through `stream()` (a generator) or an `on_text` callback.
 """
 
 from __future__ import annotations
@@ -19,21 +20,13 @@ from torch import nn
 
 from mmfree.infer.sampling import SamplingParams, sample_next
 from mmfree.models.cache import MMFreeCache
+from mmfree.ops.backend import log_once
 
 # Largest batch that fused=None (auto) decodes with the fused step. On an H200 (370m, 2026-11-28) the
 # fused step took 0.96 ms/token at batch 1 against 1.54 unfused, but 6.42 ms at batch 16 against 2.03:
 # its small-batch path broadcasts and sums instead of using tensor cores (BENCHMARKS.md).
 FUSED_AUTO_MAX_BATCH = 1
 MAX_PROMPT_TOKENS = 1 << 20  # a prompt is prefilled in chunks; this bounds the time one call may take
-
-logger = logging.getLogger("mmfree")
-_logged: set[str] = set()
-
-
-def _log_once(level: int, message: str) -> None:
-    if message not in _logged:
-        _logged.add(message)
-        logger.log(level, "mmfree decode: %s", message)
 
 
 class TextCodec:
@@ -140,7 +133,9 @@ class Decoder:
         reason = fused_unsupported_reason(self.model)
         if reason is not None:
             level = logging.WARNING if fused else logging.INFO
-            _log_once(level, f"fused decode step unavailable ({reason}); using the unfused step")
+            log_once(
+                f"decode|{level}", f"fused decode step unavailable ({reason}); using the unfused step", level
+            )
             return None
         return FusedDecodeStep(self.model)
 

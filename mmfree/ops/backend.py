@@ -45,10 +45,15 @@ def requested_backend(backend: str | None = None) -> str:
     return choice
 
 
+def log_once(key: str, message: str, level: int = logging.WARNING) -> None:
+    """Log `message` on the "mmfree" logger the first time `key` is seen in this process, never again."""
+    if key not in _warned:
+        _warned.add(key)
+        logger.log(level, "mmfree %s: %s", key.split("|")[0], message)
+
+
 def _warn_once(op: str, message: str) -> None:
-    if op not in _warned:
-        _warned.add(op)
-        logger.warning("mmfree %s: %s", op, message)
+    log_once(op, message)
 
 
 def use_triton(op: str, *tensors: torch.Tensor, backend: str | None = None) -> bool:
