@@ -171,12 +171,21 @@ def _save_final(out: Path, model: nn.Module, model_state: dict[str, Any], tokeni
     return target
 
 
-def _check_saved(model: nn.Module, final_dir: Path, data: RunData, arch: str, device: torch.device) -> None:
-    """Reload the saved final model and require that it computes the trained model's loss on two short
-    validation windows (fp32, no autocast). A cache that kept stale weights, a wrong state dict or a
-    lossy save would show here; raise TrainingError naming both losses."""
+def _load_final(final_dir: Path, device: torch.device) -> nn.Module:
+    """The saved final model, reloaded with from_pretrained, in eval mode on `device`."""
     from transformers import AutoModelForCausalLM
 
+    import mmfree.models  # noqa: F401  (registers the Auto classes)
+
+    return AutoModelForCausalLM.from_pretrained(str(final_dir)).to(device).eval()
+
+
+def _check_saved(
+    model: nn.Module, saved_model: nn.Module, final_dir: Path, data: RunData, arch: str, device: torch.device
+) -> None:
+    """Require that the reloaded final model computes the trained model's loss on two short validation
+    windows (fp32, no autocast). A cache that kept stale weights, a wrong state dict or a lossy save would
+    show here; raise TrainingError naming both losses."""
     from mmfree.data.loader import iter_eval_windows
 
     seq = max(1, min(128, len(data.val) // 2 - 1))
@@ -189,10 +198,8 @@ def _check_saved(model: nn.Module, final_dir: Path, data: RunData, arch: str, de
     inner.eval()
     with torch.no_grad():
         trained = float(window_loss(inner, window, arch, data.eos_token_id))
-        saved_model = AutoModelForCausalLM.from_pretrained(str(final_dir)).to(device).eval()
         saved = float(window_loss(saved_model, window, arch, data.eos_token_id))
     inner.train(was_training)
-    del saved_model
     if not abs(saved - trained) <= 1e-3 * max(1.0, abs(trained)):
         raise TrainingError(
             f"the saved model in {final_dir} computes loss {saved:.5f} on a check batch, the trained model "
@@ -200,15 +207,8 @@ def _check_saved(model: nn.Module, final_dir: Path, data: RunData, arch: str, de
         )
 
 
-def _sample(final_dir: Path, tokenizer: Any, prompt: str, tokens: int, device: torch.device) -> str:
-    """Greedy continuation of `prompt` by the saved final model (reloaded with from_pretrained)."""
-    from transformers import AutoModelForCausalLM
-
-    import mmfree.models  # noqa: F401  (registers the Auto classes)
-
-    if not prompt or tokens <= 0:
-        return ""
-    model = AutoModelForCausalLM.from_pretrained(str(final_dir)).to(device).eval()
+def _sample(model: nn.Module, tokenizer: Any, prompt: str, tokens: int, device: torch.device) -> str:
+    """Greedy continuation of `prompt` by the (reloaded) final model."""
     ids = torch.tensor([tokenizer.encode(prompt, add_special_tokens=False)], device=device)  # [1, P]
     with torch.no_grad():
         out = model.generate(
@@ -435,10 +435,17 @@ class _Run:
         sample = ""
         if env.is_main:
             final_dir = _save_final(self.out, model, model_state, data.tokenizer)
-            if env.world_size == 1:  # under DDP/FSDP the unwrapped forward may need every rank
-                _check_saved(model, final_dir, data, cfg.arch, env.device)
+            check = env.world_size == 1  # under DDP/FSDP the unwrapped forward may need every rank
+            wants_sample = bool(cfg.sample_prompt) and cfg.sample_tokens > 0
+            saved_model = _load_final(final_dir, env.device) if check or wants_sample else None
+            if check:
+                _check_saved(model, saved_model, final_dir, data, cfg.arch, env.device)
             plot_loss(self.out / LOG_FILE, self.out / "loss.png", f"{cfg.arch} {cfg.preset}")
-            sample = _sample(final_dir, data.tokenizer, cfg.sample_prompt, cfg.sample_tokens, env.device)
+            if wants_sample:
+                sample = _sample(
+                    saved_model, data.tokenizer, cfg.sample_prompt, cfg.sample_tokens, env.device
+                )
+            del saved_model
         parallel.barrier(env)
         done = max(0, step - (int(resume_from.name.split("-")[-1]) if resume_from else 0))
         tok_s = done * cfg.batch_size * cfg.grad_accum * cfg.seq_len / max(elapsed, 1e-9)
