@@ -12,37 +12,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _ops_tol import TOL, assert_close_scaled, mlgru_inputs, run_with_grads, triton_ready
-
-from mmfree.ops.mlgru import mlgru_gated_naive
+from _ops_tol import TOL, assert_close_scaled, check_mlgru_form, mlgru_inputs, triton_ready
 
 CUDA = torch.cuda.is_available()
-
-
-def _compare(gen, device, B, T, D, dtype, full, tol_h, tol_g):
-    from mmfree.ops.mlgru.triton import mlgru_triton
-
-    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, dtype, device, full)
-    w_h = torch.randn(B, T, D, generator=gen).to(device)  # [B, T, D]
-    w_fin = torch.randn(B, D, generator=gen).to(device)  # [B, D]
-
-    def kernel(f, c, lb_, h0_, r, m):
-        return mlgru_triton(f, c, lb_, h0_, r, m, form="lookback")
-
-    def reference(f, c, lb_, h0_, r, m):
-        return mlgru_gated_naive(f.float(), c.float(), lb_, h0_, r, m, parallel=False)
-
-    tensors = [f_raw, c_raw, lb, h0]
-    h, final, grads = run_with_grads(kernel, tensors, reset, mask, w_h, w_fin)
-    h_ref, final_ref, grads_ref = run_with_grads(reference, tensors, reset, mask, w_h, w_fin)
-    assert h.dtype == dtype and final.dtype == torch.float32
-    assert_close_scaled(h, h_ref, tol_h, "h")
-    assert_close_scaled(final, final_ref, tol_h, "final_state")
-    for name, g, g_ref in zip(("df_raw", "dc_raw", "dlower_bound", "dinitial_state"), grads, grads_ref):
-        if g_ref is None:
-            assert g is None, name
-        else:
-            assert_close_scaled(g, g_ref, tol_g, name)
 
 
 @pytest.mark.interpret
@@ -57,7 +29,8 @@ def test_lookback_matches_reference(gen, device, rowwise, publish_inclusive, B, 
     monkeypatch.setattr(triton_lookback, "FWD_CONFIG", (8, 16, 1, rowwise))
     monkeypatch.setattr(triton_lookback, "BWD_CONFIG", (8, 16, 1, rowwise))
     monkeypatch.setattr(triton_lookback, "PUBLISH_INCLUSIVE", publish_inclusive)
-    _compare(gen, device, B, T, D, torch.float32, full, TOL[torch.float32], 3 * TOL[torch.float32])
+    tol = TOL[torch.float32]
+    check_mlgru_form(gen, device, B, T, D, torch.float32, full, tol, 3 * tol, form="lookback")
 
 
 @pytest.mark.interpret
@@ -68,7 +41,8 @@ def test_lookback_bf16_and_exact_chunks(gen, device, monkeypatch):
 
     monkeypatch.setattr(triton_lookback, "FWD_CONFIG", (4, 8, 1, False))
     monkeypatch.setattr(triton_lookback, "BWD_CONFIG", (8, 16, 1, True))
-    _compare(gen, device, 2, 16, 32, torch.bfloat16, True, TOL[torch.bfloat16], 3 * TOL[torch.bfloat16])
+    tol = TOL[torch.bfloat16]
+    check_mlgru_form(gen, device, 2, 16, 32, torch.bfloat16, True, tol, 3 * tol, form="lookback")
 
 
 @pytest.mark.interpret
@@ -125,7 +99,18 @@ def test_lookback_bf16_gpu(gen, B, T, D, config, monkeypatch):
     if config is not None:
         monkeypatch.setattr(triton_lookback, "FWD_CONFIG", config)
         monkeypatch.setattr(triton_lookback, "BWD_CONFIG", config)
-    _compare(gen, "cuda", B, T, D, torch.bfloat16, True, TOL[torch.bfloat16], 3 * TOL[torch.bfloat16])
+    check_mlgru_form(
+        gen,
+        "cuda",
+        B,
+        T,
+        D,
+        torch.bfloat16,
+        True,
+        TOL[torch.bfloat16],
+        3 * TOL[torch.bfloat16],
+        form="lookback",
+    )
     f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, torch.bfloat16, "cuda", True)
     runs = [mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, form="lookback")[1] for _ in range(5)]
     for final in runs[1:]:  # the look-back may compose aggregates in another order: rounding only

@@ -11,9 +11,9 @@ import importlib
 
 import pytest
 import torch
-from _ops_tol import TOL, assert_close_scaled, mlgru_inputs, run_with_grads, triton_ready
+from _ops_tol import TOL, assert_close_scaled, check_mlgru_form, mlgru_inputs, triton_ready
 
-from mmfree.ops.mlgru import mlgru, mlgru_gated_naive
+from mmfree.ops.mlgru import mlgru
 
 pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reason="needs triton")]
 
@@ -23,34 +23,13 @@ pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reas
 @pytest.mark.parametrize("full", [True, False])
 def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
-    from mmfree.ops.mlgru.triton import mlgru_triton
 
     monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
 
     B, T, D = 2, 37, 19 if full else 48
-    f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, B, T, D, dtype, device, full)
-    w_h = torch.randn(B, T, D, generator=gen).to(device)  # [B, T, D]
-    w_fin = torch.randn(B, D, generator=gen).to(device)  # [B, D]
-
-    def kernel(*args):
-        return mlgru_triton(*args, chunk_size=chunk_size, form=form)
-
-    def reference(f, c, lb_, h0_, r, m):
-        return mlgru_gated_naive(f.float(), c.float(), lb_, h0_, r, m, parallel=False)
-
-    tensors = [f_raw, c_raw, lb, h0]
-    h, final, grads = run_with_grads(kernel, tensors, reset, mask, w_h, w_fin)
-    h_ref, final_ref, grads_ref = run_with_grads(reference, tensors, reset, mask, w_h, w_fin)
-    assert h.dtype == dtype and final.dtype == torch.float32
     tol = TOL[dtype]
-    assert_close_scaled(h, h_ref, tol, "h")
-    assert_close_scaled(final, final_ref, tol, "final_state")
-    for name, g, g_ref in zip(("df_raw", "dc_raw", "dlower_bound", "dinitial_state"), grads, grads_ref):
-        if g_ref is None:
-            assert g is None, name
-        else:
-            assert_close_scaled(g, g_ref, 3 * tol, name)
+    check_mlgru_form(gen, device, B, T, D, dtype, full, tol, 3 * tol, chunk_size=chunk_size, form=form)
 
 
 def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
