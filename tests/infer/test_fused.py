@@ -137,7 +137,7 @@ def test_fused_step_matches_model_step(
 @pytest.mark.parametrize("gate_form", ["official", "paper"])
 def test_tensor_core_path_matches_model_step(B: int, gate_form: str) -> None:
     """Batches from DOT_MIN_BATCH run the int8 tl.dot path (then batch 1, the GEMV, on the first row)."""
-    assert fused_ops._config(B, 50, 41, torch.device("cpu")).dot
+    assert fused_ops._config(B, 50, 41, (torch.zeros(50, 11, dtype=torch.uint8),)).dot
     model = _model(41, 51, gate_form, gate_form == "official", torch.float32)
     _check_step(model, B, tight=1e-5, loose=3e-2)
 
@@ -157,7 +157,7 @@ def test_tensor_core_path_matches_register_path(
     dot_states = [s.clone() for s in states]
     dot_logits = fused(tokens, dot_states).clone()  # [B, V]
     monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", B + 1)
-    assert not fused_ops._config(B, 40, 40, torch.device("cpu")).dot
+    assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).dot
     reg_states = [s.clone() for s in states]
     reg_logits = fused(tokens, reg_states)  # [B, V]
     _assert_rows_close(dot_logits, reg_logits, 1e-6, 3e-2, "logits")
@@ -233,6 +233,56 @@ def test_bad_states_and_tokens_are_refused() -> None:
         fused(tokens[:, None], good)
 
 
+def _step_outputs(model, tokens: torch.Tensor, states: list[torch.Tensor]) -> tuple[torch.Tensor, list]:
+    """Logits and updated states of one fused step (a fresh FusedDecodeStep, so the options in force apply)."""
+    mine = [s.clone() for s in states]
+    return FusedDecodeStep(model)(tokens, mine).clone(), mine
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("gate_form,dtype", [("official", torch.float32), ("paper", torch.bfloat16)])
+def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeypatch) -> None:
+    """The "dp4a" option (32-bit words, four codes per multiply; spelled out in the interpreter) gives the
+    byte path's bits, and the model's own step. Widths whose packed rows hold whole words (48 -> 12 bytes,
+    80 -> 20), so every BitLinear takes the word path."""
+    model = _model(48, 80, gate_form, True, dtype)
+    assert fused_ops._config(1, 48, 48, (torch.zeros(48, 12, dtype=torch.uint8),)).path == 0
+    tokens = torch.randint(0, model.config.vocab_size, (1,))
+    states = [torch.randn(1, 48) for _ in range(2)]  # L x [1, d']
+    byte_logits, byte_states = _step_outputs(model, tokens, states)
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
+    assert fused_ops._config(1, 48, 48, (torch.zeros(48, 12, dtype=torch.uint8),)).path == 1
+    word_logits, word_states = _step_outputs(model, tokens, states)
+    assert torch.equal(word_logits, byte_logits)
+    for a, b in zip(word_states, byte_states):
+        assert torch.equal(a, b)
+    assert not torch.equal(word_states[0], states[0])
+    _check_step(model, 1, tight=1e-5, loose=3e-2)
+
+
+def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
+    words = torch.zeros(8, 16, dtype=torch.uint8)
+    assert fused_ops._config(1, 8, 64, (words,)).path == 1
+    assert fused_ops._config(1, 8, 40, (torch.zeros(8, 10, dtype=torch.uint8),)).path == 0  # 10 bytes a row
+    odd_start = torch.zeros(130, dtype=torch.uint8)[2:].view(8, 16)  # storage offset 2: not word-aligned
+    assert fused_ops._config(1, 8, 64, (words, odd_start)).path == 0
+    later_rows = torch.zeros(9, 16, dtype=torch.uint8)[1:]  # storage offset 16: aligned
+    assert fused_ops._config(1, 8, 64, (words, later_rows)).path == 1
+    assert fused_ops._config(3, 8, 64, (words,)).path == 2  # batches from DOT_MIN_BATCH: tensor cores
+    assert not fused_ops._config(1, 8, 64, (words,)).pdl
+
+
+def test_fused_options_parse_and_refuse_unknown_names() -> None:
+    assert fused_ops.parse_options("") == frozenset()
+    assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
+    with pytest.raises(
+        ValueError, match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl'\]"
+    ):
+        fused_ops.parse_options("dp4,pdl")
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 @pytest.mark.parametrize("B", [1, 5, 16])
@@ -258,3 +308,31 @@ def test_fused_step_real_shape(B: int, monkeypatch) -> None:
     a = dec.step(tok, cache).clone()  # the CUDA graph replay of the fused step
     b = eager.step(tok, cache_e)
     torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("options", ["dp4a", "pdl", "dp4a,pdl"])
+@pytest.mark.parametrize("preset,B", [("370m", 1), ("1.3b", 1), ("370m", 5)])
+def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
+    """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
+    (where programmatic dependent launch matters): every path sums exactly, so the bits must agree."""
+    model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
+    ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
+
+    def run(opts: frozenset[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        monkeypatch.setattr(fused_ops, "OPTIONS", opts)
+        out = []
+        for graph in (False, True):
+            dec = Decoder(model, fused=True, cuda_graph=graph)
+            logits, cache = dec.prefill(ids)
+            for _ in range(3):
+                logits = dec.step(logits.argmax(-1), cache).clone()
+            out.append((logits, [s.clone() for s in cache.states]))
+        return out
+
+    base = run(frozenset())
+    mine = run(fused_ops.parse_options(options))
+    for (la, sa), (lb, sb) in zip(base, mine):
+        assert torch.equal(la, lb)
+        assert all(torch.equal(a, b) for a, b in zip(sa, sb))

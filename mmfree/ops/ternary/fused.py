@@ -8,9 +8,12 @@ scale `s = 127 / max|xn|`. The GEMV loop then streams a `[BLOCK_N, BLOCK_Q]` til
 as `torch.round`) and accumulates in int32 for a block of `ROWS` batch rows at once: at batch 1 on the CUDA
 cores (codes w + 1 in {0, 1, 2} broadcast against the activations, the code sum subtracted after), from
 `DOT_MIN_BATCH` rows on the int8 tensor cores (the `[BLOCK_Q, BLOCK_N]` tile unpacked into four {-1, 0, 1}
-planes, each a `tl.dot` with its quarter of the `[ROWS >= 16, BLOCK_Q]` codes; padded rows are zero). Both
-sums are exact, so the two paths give the same bits. The epilogue is the layer's element-wise math; every
-value the unfused path stores in the model dtype is rounded to it here.
+planes, each a `tl.dot` with its quarter of the `[ROWS >= 16, BLOCK_Q]` codes; padded rows are zero). With
+the "dp4a" option the batch-1 GEMV reads the tile as 32-bit words and multiplies four codes per `dp4a`
+(`fused_parts.py` has the three paths). All sums are exact, so every path gives the same bits. The epilogue
+is the layer's element-wise math; every value the unfused path stores in the model dtype is rounded to it
+here. With the "pdl" option each kernel loads its first weight tiles before it waits for the previous
+kernel (programmatic dependent launch), so a step's launches overlap.
 
 - `_mlgru_in_kernel`: `attn_norm`, then the i/f/g projections (each its own norm weight and scale) on the
   same columns, then the recurrence `h = f h_prev + SiLU(i)(1 - f)` in place in the fp32 state; writes
@@ -23,151 +26,44 @@ value the unfused path stores in the model dtype is rounded to it here.
 
 from __future__ import annotations
 
-from typing import NamedTuple
+import os
+from typing import Any, NamedTuple
 
 import torch
 import triton
 import triton.language as tl
 
-_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: (y + c) - c rounds fp32 |y| < 2**22 half to even
-
-
-@triton.jit
-def _rnd(v, REF):
-    # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; bf16 is
-    # rounded half to even on the bits (the interpreter's fp32 -> bf16 cast truncates instead)
-    if REF.dtype.element_ty == tl.float32:
-        return v
-    elif REF.dtype.element_ty == tl.bfloat16:
-        b = v.to(tl.uint32, bitcast=True)
-        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
-        return b.to(tl.float32, bitcast=True)
-    else:
-        return v.to(REF.dtype.element_ty).to(tl.float32)
-
-
-@triton.jit
-def _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE: tl.constexpr):
-    # the BitLinear input at columns k for rows: raw (0), RMSNorm(x) * w1 (1), RMSNorm(g) * w1 * SiLU(h) (2)
-    m2 = rmask[:, None] & kmask[None, :]
-    v = tl.load(X + rows[:, None] * stride_x + k[None, :], mask=m2, other=0.0).to(tl.float32)
-    if MODE >= 1:
-        w = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)
-        v = _rnd(v * r1[:, None] * w[None, :], X)
-    if MODE == 2:
-        h = tl.load(H + rows[:, None] * stride_h + k[None, :], mask=m2, other=0.0)
-        h = _rnd(h, X)
-        v = _rnd(v * (h * tl.sigmoid(h)), X)
-    return v
-
-
-@triton.jit
-def _mean_sq(
-    X,
-    H,
-    W1,
-    r1,
-    rows,
-    rmask,
-    K,
-    stride_x,
-    stride_h,
-    MODE: tl.constexpr,
-    ROWS: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-):
-    # [ROWS] mean of the squared input (of `_src` in MODE) over its K columns
-    acc = tl.zeros([ROWS], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        v = _src(X, H, W1, r1, rows, rmask, k, k < K, stride_x, stride_h, MODE)
-        acc += tl.sum(v * v, axis=1)
-    return acc / K
-
-
-@triton.jit
-def _act_scale(
-    X,
-    H,
-    W1,
-    r1,
-    W2,
-    r2,
-    rows,
-    rmask,
-    K,
-    stride_x,
-    stride_h,
-    MODE: tl.constexpr,
-    ROWS: tl.constexpr,
-    BLOCK_K: tl.constexpr,
-):
-    # [ROWS] int8 scale 127 / max|xn| of xn = RMSNorm(src) * w2 rounded to the model dtype
-    amax = tl.zeros([ROWS], dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        kmask = k < K
-        v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
-        w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
-        xn = _rnd(v * r2[:, None] * w[None, :], X)
-        amax = tl.maximum(amax, tl.max(tl.abs(xn), axis=1))
-    # 127 * (1 / amax), as torch evaluates `127.0 / tensor` (a reciprocal, then a product)
-    return tl.math.div_rn(tl.zeros([ROWS], dtype=tl.float32) + 1.0, tl.maximum(amax, 1e-5)) * 127.0
-
-
-@triton.jit
-def _out_scale(G, s):
-    # [ROWS] fp32 output scale g / s (weight scale over activation scale), as the unfused path divides
-    return tl.math.div_rn(tl.load(G) + tl.zeros_like(s), s)
-
-
-@triton.jit
-def _codes(v, W2, r2, s, k, kmask, X):
-    # [ROWS, BQ] int32 codes clamp(round_half_even(xn * s), -128, 127) of xn = v * r2 * w2 (model dtype)
-    w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
-    xn = _rnd(v * r2[:, None] * w[None, :], X)
-    q = (xn * s[:, None] + 12582912.0) - 12582912.0
-    q = tl.minimum(tl.maximum(q, -128.0), 127.0)
-    return q.to(tl.int32)
-
-
-@triton.jit
-def _dot(p, q, J: tl.constexpr):
-    # [ROWS, BN] partial sum of code * q over this byte tile's quarter J (codes w + 1 in {0, 1, 2})
-    c = (p >> (2 * J)) & 3
-    return tl.sum(c[None, :, :] * q[:, None, :], axis=2)
-
-
-@triton.jit
-def _tile(P, rn, nmask, ii, Kq, DOT: tl.constexpr):
-    # a byte tile of the 2-bit layout: `[BQ, BN]` uint8 for the tensor cores, else `[BN, BQ]` int32
-    if DOT:
-        return tl.load(P + rn[None, :] * Kq + ii[:, None], mask=nmask[None, :] & (ii[:, None] < Kq), other=0)
-    else:
-        p = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=nmask[:, None] & (ii[None, :] < Kq), other=0)
-        return p.to(tl.int32)
-
-
-@triton.jit
-def _mac(acc, p, q, J: tl.constexpr, DOT: tl.constexpr):
-    # [ROWS, BN] acc + the codes q times quarter J of the tile p: on the int8 tensor cores with the weights
-    # {-1, 0, 1} (exact in int32, nothing to subtract after), else on the CUDA cores with w + 1 in {0, 1, 2}
-    if DOT:
-        w = ((p >> (2 * J)) & 3).to(tl.int8) - 1
-        return tl.dot(q.to(tl.int8), w, acc, out_dtype=tl.int32)
-    else:
-        return acc + _dot(p, q, J)
+from mmfree.ops.backend import log_once
+from mmfree.ops.ternary.fused_parts import (
+    _acc0,
+    _act_scale,
+    _codes,
+    _mac,
+    _mean_sq,
+    _out_scale,
+    _rnd,
+    _src,
+    _tile,
+    _wait_inputs,
+    _ysum,
+)
 
 
 @triton.jit
 def _mlgru_in_kernel(
     X, WA, PI, PF, PG, WI, WF, WG, GI, GF, GG, LB, H, OUT,
     B, D, N, Kq, stride_x, stride_h, stride_o, eps_a, eps_i, eps_f, eps_g,
-    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, DOT: tl.constexpr,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < N
+    p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, PATH)  # the first weight tiles, before the inputs are ready
+    p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, PATH)
+    p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, PATH)
+    _wait_inputs(PDL)
     one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
     r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
     ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
@@ -177,39 +73,34 @@ def _mlgru_in_kernel(
     si = _act_scale(X, H, WA, r1, WI, ri, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
     sf = _act_scale(X, H, WA, r1, WF, rf, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
     sg = _act_scale(X, H, WA, r1, WG, rg, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
     rq = tl.arange(0, BLOCK_Q)
-    acc_i = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
-    acc_f = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
-    acc_g = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
-    sum_i = tl.zeros([ROWS], dtype=tl.int32)
-    sum_f = tl.zeros([ROWS], dtype=tl.int32)
-    sum_g = tl.zeros([ROWS], dtype=tl.int32)
+    acc_i = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
+    acc_f = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
+    acc_g = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
+    qsum_i = tl.zeros([ROWS], dtype=tl.int32)
+    qsum_f = tl.zeros([ROWS], dtype=tl.int32)
+    qsum_g = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        p_i = _tile(PI, rn, nmask, ii, Kq, DOT)
-        p_f = _tile(PF, rn, nmask, ii, Kq, DOT)
-        p_g = _tile(PG, rn, nmask, ii, Kq, DOT)
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < D)
             v = _src(X, H, WA, r1, rows, rmask, k, kmask, stride_x, 0, 1)
             q = _codes(v, WI, ri, si, k, kmask, X)
-            acc_i = _mac(acc_i, p_i, q, j, DOT)
-            if not DOT:
-                sum_i += tl.sum(q, axis=1)
+            acc_i = _mac(acc_i, p_i, q, j, PATH, ASM)
+            qsum_i += tl.sum(q, axis=1)
             q = _codes(v, WF, rf, sf, k, kmask, X)
-            acc_f = _mac(acc_f, p_f, q, j, DOT)
-            if not DOT:
-                sum_f += tl.sum(q, axis=1)
+            acc_f = _mac(acc_f, p_f, q, j, PATH, ASM)
+            qsum_f += tl.sum(q, axis=1)
             q = _codes(v, WG, rg, sg, k, kmask, X)
-            acc_g = _mac(acc_g, p_g, q, j, DOT)
-            if not DOT:
-                sum_g += tl.sum(q, axis=1)
-    yi = _rnd((acc_i - sum_i[:, None]).to(tl.float32) * _out_scale(GI, si)[:, None], X)
-    yf = _rnd((acc_f - sum_f[:, None]).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
-    yg = _rnd((acc_g - sum_g[:, None]).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
+            acc_g = _mac(acc_g, p_g, q, j, PATH, ASM)
+            qsum_g += tl.sum(q, axis=1)
+        p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+    yi = _rnd(_ysum(acc_i, qsum_i, PATH).to(tl.float32) * _out_scale(GI, si)[:, None], X)
+    yf = _rnd(_ysum(acc_f, qsum_f, PATH).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
+    yg = _rnd(_ysum(acc_g, qsum_g, PATH).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
     f = tl.sigmoid(yf)
     if HAS_LB:
         lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)
@@ -229,11 +120,15 @@ def _mlgru_in_kernel(
 def _bitlinear_kernel(
     X, W1, H, W2, G, P, Y,
     B, K, N, Kq, stride_x, stride_h, stride_y, eps1, eps2,
-    MODE: tl.constexpr, RESIDUAL: tl.constexpr, DOT: tl.constexpr,
+    MODE: tl.constexpr, RESIDUAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < N
+    p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, PATH)
+    _wait_inputs(PDL)
     r1 = tl.zeros([ROWS], dtype=tl.float32) + 1.0
     if MODE >= 1:
         r1 = 1.0 / tl.sqrt(
@@ -241,23 +136,20 @@ def _bitlinear_kernel(
         )
     r2 = 1.0 / tl.sqrt(_mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2)
     s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
     rq = tl.arange(0, BLOCK_Q)
-    acc = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    acc = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        p = _tile(P, rn, nmask, ii, Kq, DOT)
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < K)
             v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
             q = _codes(v, W2, r2, s, k, kmask, X)
-            acc = _mac(acc, p, q, j, DOT)
-            if not DOT:
-                qsum += tl.sum(q, axis=1)
-    y = _rnd((acc - qsum[:, None]).to(tl.float32) * _out_scale(G, s)[:, None], X)
+            acc = _mac(acc, p, q, j, PATH, ASM)
+            qsum += tl.sum(q, axis=1)
+        p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+    y = _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
     ym = rmask[:, None] & nmask[None, :]
     yp = Y + rows[:, None] * stride_y + rn[None, :]
     if RESIDUAL:
@@ -268,37 +160,40 @@ def _bitlinear_kernel(
 @triton.jit
 def _glu_in_kernel(
     X, WM, W2, G, P, U,
-    B, D, I, Kq, stride_x, stride_u, eps1, eps2, DOT: tl.constexpr,
+    B, D, I, Kq, stride_x, stride_u, eps1, eps2,
+    PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nmask = rn < I
+    p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, PATH)
+    p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, PATH)  # the up rows I..2I-1
+    _wait_inputs(PDL)
     one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
     r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
     r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
     s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < I
     rq = tl.arange(0, BLOCK_Q)
-    acc_a = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
-    acc_b = tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+    acc_a = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
+    acc_b = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         ii = i0 + rq
-        p_a = _tile(P, rn, nmask, ii, Kq, DOT)
-        p_b = _tile(P + I * Kq, rn, nmask, ii, Kq, DOT)  # the up rows I..2I-1
         for j in tl.static_range(4):
             k = j * Kq + ii
             kmask = (ii < Kq) & (k < D)
             v = _src(X, X, WM, r1, rows, rmask, k, kmask, stride_x, 0, 1)
             q = _codes(v, W2, r2, s, k, kmask, X)
-            acc_a = _mac(acc_a, p_a, q, j, DOT)
-            acc_b = _mac(acc_b, p_b, q, j, DOT)
-            if not DOT:
-                qsum += tl.sum(q, axis=1)
+            acc_a = _mac(acc_a, p_a, q, j, PATH, ASM)
+            acc_b = _mac(acc_b, p_b, q, j, PATH, ASM)
+            qsum += tl.sum(q, axis=1)
+        p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     scale = _out_scale(G, s)[:, None]
-    gate = _rnd((acc_a - qsum[:, None]).to(tl.float32) * scale, X)
-    up = _rnd((acc_b - qsum[:, None]).to(tl.float32) * scale, X)
+    gate = _rnd(_ysum(acc_a, qsum, PATH).to(tl.float32) * scale, X)
+    up = _rnd(_ysum(acc_b, qsum, PATH).to(tl.float32) * scale, X)
     u = _rnd(gate * tl.sigmoid(gate), X) * up
     um = rmask[:, None] & nmask[None, :]
     tl.store(U + rows[:, None] * stride_u + rn[None, :], _rnd(u, U).to(U.dtype.element_ty), mask=um)
@@ -333,34 +228,110 @@ DOT_TILES: tuple[tuple[int, int, int, int, int], ...] = (
     (2**62, 32, 32, 4, 2),
 )
 
+# Tiles of the batch-1 GEMV on CUDA, (max N, BLOCK_N, largest BLOCK_Q in bytes, num_warps): the first row with
+# N <= max N. GEMV_TILES (the byte path) ran the 370M rows of BENCHMARKS.md' fused decode step; larger N is a
+# guess. WORDS_TILES (the dp4a path) are UNMEASURED GUESSES from offline sm_90 compiles (triton 3.9,
+# cuobjdump): per program the prologue and the activation codes cost the same whatever BLOCK_N, so the
+# instructions per weight fall with BLOCK_N (static SASS of the 1024-wide kernels at BLOCK_Q 256: the byte
+# path 18-22 at BLOCK_N 8, the dp4a path 12-16 at 8, 7-9 at 16, 4-6 at 32), while a narrow layer wants
+# BLOCK_N small enough to keep every SM busy. At 13B shapes the byte path's ~15 instructions per weight
+# alone come to about 6 ms per token at the H200's issue rate: what bounds that preset.
+GEMV_TILES: tuple[tuple[int, int, int, int], ...] = (
+    (4096, 8, 256, 4),
+    (2**62, 16, 256, 4),
+)
+WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
+    (1024, 8, 256, 4),
+    (4096, 16, 256, 4),
+    (2**62, 32, 256, 8),
+)
+
+# Options of the batch-1 kernels, off by default until measured on an H200 (`MMFREE_FUSED_OPTIONS=dp4a,pdl`
+# or this set; benchmarks/decode.py --fused-options compares them):
+# - "dp4a": the GEMV loads 32-bit words of 16 codes and multiplies four codes per `dp4a` instruction
+#   (shift, mask, dp4a: 0.75 instructions per weight against about 4 for the byte broadcast, whose integer
+#   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4.
+# - "pdl": programmatic dependent launch (sm_90+): each kernel is launched while the previous one runs,
+#   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation.
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl"})
+
+
+def parse_options(text: str) -> frozenset[str]:
+    """`"dp4a,pdl"` -> {"dp4a", "pdl"}; an empty string is no option; unknown names are an error."""
+    names = frozenset(t.strip() for t in text.split(",") if t.strip())
+    unknown = sorted(names - KNOWN_OPTIONS)
+    if unknown:
+        raise ValueError(
+            f"unknown fused-kernel option(s) {unknown} in MMFREE_FUSED_OPTIONS; known: {sorted(KNOWN_OPTIONS)}"
+        )
+    return names
+
+
+OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", ""))
+
 
 class _Launch(NamedTuple):
     """One kernel launch's path and tiles."""
 
-    dot: bool
+    path: int  # 0: byte broadcast on the CUDA cores, 1: dp4a on 32-bit words, 2: int8 tensor cores
     rows: int
     block_n: int
     block_q: int
     block_k: int
     warps: int
     stages: int = 3  # Triton's default on CUDA (what the GEMV path has always run with)
+    asm: bool = False  # dp4a as one instruction (CUDA) or spelled out (the interpreter)
+    pdl: bool = False  # programmatic dependent launch
+
+    @property
+    def dot(self) -> bool:
+        return self.path == 2
+
+    def launch_kwargs(self) -> dict[str, Any]:
+        kw: dict[str, Any] = {"num_warps": self.warps, "num_stages": self.stages}
+        if self.pdl:
+            kw["launch_pdl"] = True
+        return kw
 
 
-def _config(B: int, N: int, K: int, device: torch.device) -> _Launch:
-    """The path (tensor cores from DOT_MIN_BATCH rows) and tiles, fixed by shape: guesses, not GPU-tuned."""
+def _pdl_ok(device: torch.device) -> bool:
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9:
+        return True
+    log_once("fused-pdl", f"fused decode: option 'pdl' needs an sm_90+ GPU; running without it on {device}")
+    return False
+
+
+def _words_ok(packed: torch.Tensor) -> bool:
+    # the dp4a path reads a `[N, K / 4]` byte layout as int32 words: whole words per row, aligned storage
+    return packed.shape[1] % 4 == 0 and packed.storage_offset() % 4 == 0 and packed.data_ptr() % 4 == 0
+
+
+def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch:
+    """The path (tensor cores from DOT_MIN_BATCH rows; at batch 1 dp4a when OPTIONS has it and the layout
+    allows) and tiles of a launch whose projections have N outputs each, K inputs and `packed` layouts."""
+    device = packed[0].device
+    cuda = device.type == "cuda"
+    pdl = cuda and "pdl" in OPTIONS and _pdl_ok(device)
     if B >= DOT_MIN_BATCH:
         rows = min(64, max(16, triton.next_power_of_2(B)))
-        if device.type != "cuda":
-            return _Launch(True, rows, 32, 16, 64, 1)  # the interpreter: few programs, small dots
+        if not cuda:
+            return _Launch(2, rows, 32, 16, 64, 1)  # the interpreter: few programs, small dots
         bn, bq, warps, stages = next(t[1:] for t in DOT_TILES if t[0] >= N)
-        return _Launch(True, rows, bn, bq, max(16, 1024 // rows), warps, stages)
+        return _Launch(2, rows, bn, bq, max(16, 1024 // rows), warps, stages, pdl=pdl)
     rows = min(16, triton.next_power_of_2(max(B, 1)))
-    if device.type != "cuda":
-        return _Launch(False, rows, 64, 16, 64, 1)  # the interpreter: few programs
+    path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
+    if not cuda:
+        return _Launch(path, rows, 64, 16, 64, 1)  # the interpreter: few programs
     kq = (K + 3) // 4
-    bq = max(32, min(256, triton.next_power_of_2(kq)) // rows)
+    bn, bq_max, warps = next(t[1:] for t in (WORDS_TILES if path == 1 else GEMV_TILES) if t[0] >= N)
+    bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
-    return _Launch(False, rows, (8 if N <= 4096 else 16), bq, bk, 4)
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl)
+
+
+def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
+    # the dp4a path reads the `[N, K / 4]` byte layout as `[N, K / 16]` int32 words
+    return packed.view(torch.int32) if cfg.path == 1 else packed
 
 
 def _check_rows(name: str, t: torch.Tensor, B: int, width: int, dtype: torch.dtype | None, dev: torch.device):
@@ -428,17 +399,17 @@ def mlgru_input_step(
         )
     if B == 0:
         return
-    cfg = _config(B, N, D, x.device)
+    cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _mlgru_in_kernel[grid](
-        x, attn_norm[0], i_proj.packed, f_proj.packed, g_proj.packed,
+        x, attn_norm[0], _packed_arg(i_proj.packed, cfg), _packed_arg(f_proj.packed, cfg),
+        _packed_arg(g_proj.packed, cfg),
         i_proj.norm_weight, f_proj.norm_weight, g_proj.norm_weight, i_proj.scale, f_proj.scale, g_proj.scale,
         lower_bound if lower_bound is not None else state, state, out,
         B, D, N, i_proj.packed.shape[1], x.stride(0), state.stride(0), out.stride(0),
         float(attn_norm[1]), float(i_proj.eps), float(f_proj.eps), float(g_proj.eps),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, DOT=cfg.dot,
-        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
-        num_warps=cfg.warps, num_stages=cfg.stages,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
@@ -478,14 +449,13 @@ def bitlinear_step(
         raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
     if B == 0:
         return
-    cfg = _config(B, N, K, x.device)
+    cfg = _config(B, N, K, (proj.packed,))
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
-        x, w1, h, proj.norm_weight, proj.scale, proj.packed, out,
+        x, w1, h, proj.norm_weight, proj.scale, _packed_arg(proj.packed, cfg), out,
         B, K, N, proj.packed.shape[1], x.stride(0), h.stride(0), out.stride(0), eps1, float(proj.eps),
-        MODE=mode, RESIDUAL=residual, DOT=cfg.dot,
-        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
-        num_warps=cfg.warps, num_stages=cfg.stages,
+        MODE=mode, RESIDUAL=residual, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
@@ -510,12 +480,11 @@ def glu_input_step(
     if B == 0:
         return
     inter = N2 // 2
-    cfg = _config(B, inter, D, x.device)
+    cfg = _config(B, inter, D, (gate_proj.packed,))
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](
-        x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, gate_proj.packed, out,
+        x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, _packed_arg(gate_proj.packed, cfg), out,
         B, D, inter, gate_proj.packed.shape[1], x.stride(0), out.stride(0),
-        float(mlp_norm[1]), float(gate_proj.eps), DOT=cfg.dot,
-        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k,
-        num_warps=cfg.warps, num_stages=cfg.stages,
+        float(mlp_norm[1]), float(gate_proj.eps), PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip

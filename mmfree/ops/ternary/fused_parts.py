@@ -1,0 +1,205 @@
+"""Device pieces of the fused decode kernels (`fused.py`): the RMSNorm + int8 prologue, the GEMV inner loop
+over the 2-bit layout on three paths, and the programmatic-dependent-launch wait.
+
+Paths of the inner loop (`PATH`): 0, the bytes of a `[BLOCK_N, BLOCK_Q]` tile widened to int32 and their
+codes w + 1 in {0, 1, 2} broadcast against the activation codes (CUDA cores); 1, the same tile read as
+int32 words of 16 codes, one quarter's four codes per word multiplied by four activation codes with one
+`dp4a` (CUDA cores, a quarter of the instructions); 2, the tile unpacked to {-1, 0, 1} int8 planes, each a
+`tl.dot` on the int8 tensor cores. Every path sums exactly in int32, so all three give the same bits.
+"""
+
+from __future__ import annotations
+
+import triton
+import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+
+@triton.jit
+def _rnd(v, REF):
+    # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; bf16 is
+    # rounded half to even on the bits (the interpreter's fp32 -> bf16 cast truncates instead)
+    if REF.dtype.element_ty == tl.float32:
+        return v
+    elif REF.dtype.element_ty == tl.bfloat16:
+        b = v.to(tl.uint32, bitcast=True)
+        b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
+        return b.to(tl.float32, bitcast=True)
+    else:
+        return v.to(REF.dtype.element_ty).to(tl.float32)
+
+
+@triton.jit
+def _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE: tl.constexpr):
+    # the BitLinear input at columns k for rows: raw (0), RMSNorm(x) * w1 (1), RMSNorm(g) * w1 * SiLU(h) (2)
+    m2 = rmask[:, None] & kmask[None, :]
+    v = tl.load(X + rows[:, None] * stride_x + k[None, :], mask=m2, other=0.0).to(tl.float32)
+    if MODE >= 1:
+        w = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)
+        v = _rnd(v * r1[:, None] * w[None, :], X)
+    if MODE == 2:
+        h = tl.load(H + rows[:, None] * stride_h + k[None, :], mask=m2, other=0.0)
+        h = _rnd(h, X)
+        v = _rnd(v * (h * tl.sigmoid(h)), X)
+    return v
+
+
+@triton.jit
+def _mean_sq(
+    X,
+    H,
+    W1,
+    r1,
+    rows,
+    rmask,
+    K,
+    stride_x,
+    stride_h,
+    MODE: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # [ROWS] mean of the squared input (of `_src` in MODE) over its K columns
+    acc = tl.zeros([ROWS], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        v = _src(X, H, W1, r1, rows, rmask, k, k < K, stride_x, stride_h, MODE)
+        acc += tl.sum(v * v, axis=1)
+    return acc / K
+
+
+@triton.jit
+def _act_scale(
+    X,
+    H,
+    W1,
+    r1,
+    W2,
+    r2,
+    rows,
+    rmask,
+    K,
+    stride_x,
+    stride_h,
+    MODE: tl.constexpr,
+    ROWS: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+):
+    # [ROWS] int8 scale 127 / max|xn| of xn = RMSNorm(src) * w2 rounded to the model dtype
+    amax = tl.zeros([ROWS], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        kmask = k < K
+        v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
+        w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
+        xn = _rnd(v * r2[:, None] * w[None, :], X)
+        amax = tl.maximum(amax, tl.max(tl.abs(xn), axis=1))
+    # 127 * (1 / amax), as torch evaluates `127.0 / tensor` (a reciprocal, then a product)
+    return tl.math.div_rn(tl.zeros([ROWS], dtype=tl.float32) + 1.0, tl.maximum(amax, 1e-5)) * 127.0
+
+
+@triton.jit
+def _out_scale(G, s):
+    # [ROWS] fp32 output scale g / s (weight scale over activation scale), as the unfused path divides
+    return tl.math.div_rn(tl.load(G) + tl.zeros_like(s), s)
+
+
+@triton.jit
+def _codes(v, W2, r2, s, k, kmask, X):
+    # [ROWS, BQ] int32 codes clamp(round_half_even(xn * s), -128, 127) of xn = v * r2 * w2 (model dtype)
+    w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
+    xn = _rnd(v * r2[:, None] * w[None, :], X)
+    q = (xn * s[:, None] + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
+    q = tl.minimum(tl.maximum(q, -128.0), 127.0)
+    return q.to(tl.int32)
+
+
+@triton.jit
+def _dot(p, q, J: tl.constexpr):
+    # [ROWS, BN] partial sum of code * q over this byte tile's quarter J (codes w + 1 in {0, 1, 2})
+    c = (p >> (2 * J)) & 3
+    return tl.sum(c[None, :, :] * q[:, None, :], axis=2)
+
+
+@triton.jit
+def _dp4a(a, b, c, ASM: tl.constexpr):
+    # c + the dot product of the four signed bytes of a with those of b, per int32 element: one `dp4a`
+    # instruction on the GPU, the same sum spelled out elsewhere (the interpreter has no inline assembly)
+    if ASM:
+        return tl.inline_asm_elementwise(
+            "dp4a.s32.s32 $0, $1, $2, $3;", "=r,r,r,r", [a, b, c], dtype=tl.int32, is_pure=True, pack=1
+        )
+    else:
+        for t in tl.static_range(4):
+            c += ((a << (24 - 8 * t)) >> 24) * ((b << (24 - 8 * t)) >> 24)
+        return c
+
+
+@triton.jit
+def _tile(P, rn, nmask, i0, Kq, BLOCK_Q: tl.constexpr, PATH: tl.constexpr):
+    # the weight tile of bytes i0 .. i0 + BLOCK_Q of rows rn: `[BQ, BN]` uint8 for the tensor cores (PATH 2),
+    # `[BN, BQ // 4]` int32 words of 16 codes for dp4a (PATH 1: P is the layout viewed as int32), else
+    # `[BN, BQ]` bytes widened to int32 (PATH 0); bytes past Kq read as 0
+    if PATH == 2:
+        ii = i0 + tl.arange(0, BLOCK_Q)
+        return tl.load(P + rn[None, :] * Kq + ii[:, None], mask=nmask[None, :] & (ii[:, None] < Kq), other=0)
+    elif PATH == 1:
+        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
+        Kw = Kq // 4
+        return tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nmask[:, None] & (iw[None, :] < Kw), other=0)
+    else:
+        ii = i0 + tl.arange(0, BLOCK_Q)
+        p = tl.load(P + rn[:, None] * Kq + ii[None, :], mask=nmask[:, None] & (ii[None, :] < Kq), other=0)
+        return p.to(tl.int32)
+
+
+@triton.jit
+def _acc0(ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, PATH: tl.constexpr):
+    # a zero accumulator: `[ROWS, BN, BQ // 4]` per-word partial sums for dp4a, else `[ROWS, BN]`
+    if PATH == 1:
+        return tl.zeros([ROWS, BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
+    else:
+        return tl.zeros([ROWS, BLOCK_N], dtype=tl.int32)
+
+
+@triton.jit
+def _ysum(acc, qsum, PATH: tl.constexpr):
+    # [ROWS, BN] int32 products of an accumulator from `_acc0`; paths 0 and 1 multiplied w + 1, so the
+    # code sum of each row is subtracted (the tensor-core path multiplied w itself)
+    if PATH == 2:
+        return acc
+    elif PATH == 1:
+        return tl.sum(acc, axis=2) - qsum[:, None]
+    else:
+        return acc - qsum[:, None]
+
+
+@triton.jit
+def _mac(acc, p, q, J: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr):
+    # acc + the codes q `[ROWS, BQ]` times quarter J of the tile p. PATH 2: on the int8 tensor cores with the
+    # weights {-1, 0, 1} (exact in int32, nothing to subtract after); PATH 1: dp4a of the words' quarter-J
+    # bytes (w + 1 in {0, 1, 2}, four codes per instruction) with q packed four bytes to a word; PATH 0: on
+    # the CUDA cores with w + 1 broadcast. Paths 0 and 1 leave sum(q) to subtract after.
+    if PATH == 2:
+        w = ((p >> (2 * J)) & 3).to(tl.int8) - 1
+        return tl.dot(q.to(tl.int8), w, acc, out_dtype=tl.int32)
+    elif PATH == 1:
+        R: tl.constexpr = q.shape[0]
+        W: tl.constexpr = q.shape[1] // 4
+        shift = tl.arange(0, 4) * 8
+        qw = tl.sum(tl.reshape(q & 0xFF, [R, W, 4]) << shift[None, None, :], axis=2)  # [ROWS, BQ // 4]
+        wj = (p >> (2 * J)) & 0x03030303  # [BN, BQ // 4]: byte t of word m is the code of k = J Kq + 4m + t
+        a = tl.broadcast_to(wj[None, :, :], acc.shape)
+        b = tl.broadcast_to(qw[:, None, :], acc.shape)
+        return _dp4a(a, b, acc, ASM)
+    else:
+        return acc + _dot(p, q, J)
+
+
+@triton.jit
+def _wait_inputs(PDL: tl.constexpr):
+    # with programmatic dependent launch, everything before this point (the first weight tiles) overlaps
+    # the previous kernel; wait for it to finish (and its writes to land), then let the next one launch
+    if PDL:
+        gdc_wait()
+        gdc_launch_dependents()
