@@ -19,6 +19,11 @@ CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, a
 unfused above); "fused" rows force the fused step at every batch size (its int8 tensor-core path from
 batch 2, `DOT_TILES` in mmfree.ops.ternary.fused), to choose that limit:
   python benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16
+A fused model can name kernel options and batch-1 tiles (`fused[+option...][@BLOCK_NxWARPS]`, options of
+`mmfree.ops.ternary.fused.KNOWN_OPTIONS`; the tile replaces GEMV_TILES and WORDS_TILES for every width), to
+compare them in one run on one model per preset:
+  python benchmarks/decode.py --presets 370m,13b --batches 1 --prompts 128 --contexts "" \
+      --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+import mmfree.ops.ternary.fused as fused_ops
 from mmfree.infer.decode import Decoder
 from mmfree.infer.packed import random_packed_model, set_cpu_kernel, weight_bytes
 from mmfree.layers import BitLinear
@@ -122,6 +128,32 @@ def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
     return prefill, step
 
 
+def parse_kind(kind: str) -> tuple[str, frozenset[str], tuple[int, int] | None]:
+    """`fused+dp4a+pdl@32x8` -> ("fused", {"dp4a", "pdl"}, (32, 8)); a plain kind has no options or tile."""
+    head, _, tile = kind.partition("@")
+    base, *opts = head.split("+")
+    if (opts or tile) and base != "fused":
+        raise SystemExit(f"--models {kind}: only `fused` takes +options or @tiles")
+    options = fused_ops.parse_options(",".join(opts))
+    if not tile:
+        return base, options, None
+    try:
+        bn, warps = (int(v) for v in tile.split("x"))
+    except ValueError:
+        raise SystemExit(f"--models {kind}: the tile must read @BLOCK_NxWARPS, e.g. @32x8") from None
+    return base, options, (bn, warps)
+
+
+def set_kernels(options: frozenset[str], tile: tuple[int, int] | None) -> None:
+    """Selects the fused kernels' options and batch-1 tile for the Decoders made next (their graphs keep it)."""
+    fused_ops.OPTIONS = options
+    fused_ops.GEMV_TILES = ((2**62, tile[0], 256, tile[1]),) if tile else DEFAULT_TILES[0]
+    fused_ops.WORDS_TILES = ((2**62, tile[0], 256, tile[1]),) if tile else DEFAULT_TILES[1]
+
+
+DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES)
+
+
 def build(kind: str, preset: str, device: str, dtype: torch.dtype, max_ctx: int = 2048) -> nn.Module:
     if kind in ("packed", "fused", "unfused"):
         return random_packed_model(MMFreeConfig.from_preset(preset), device, dtype)
@@ -142,13 +174,20 @@ def gpu_main(args: argparse.Namespace) -> None:
     ctx_rows: list[dict[str, Any]] = []
     for preset in args.presets:
         vocab = MMFreeConfig.from_preset(preset).vocab_size
+        shared: nn.Module | None = None  # one packed model for every packed/fused/unfused kind of a preset
         for kind in args.models:
             if time.time() - start > args.budget:
                 rows.append({"preset": preset, "model": kind, "note": "skipped (time budget)"})
                 continue
+            base, options, tile = parse_kind(kind)
+            set_kernels(options, tile)
             _free()
             try:
-                model = build(kind, preset, "cuda", torch.bfloat16, max(args.contexts))
+                if base in ("packed", "fused", "unfused"):
+                    shared = shared or build(base, preset, "cuda", torch.bfloat16)
+                    model = shared
+                else:
+                    model = build(base, preset, "cuda", torch.bfloat16, max(args.contexts, default=2048))
             except Exception as err:  # e.g. out of memory
                 rows.append({"preset": preset, "model": kind, "note": f"build failed: {type(err).__name__}"})
                 continue
@@ -157,11 +196,11 @@ def gpu_main(args: argparse.Namespace) -> None:
                 if kind != "llama"
                 else sum(p.numel() * p.element_size() for p in model.parameters())
             )
-            if kind == "llama":
+            if base == "llama":
                 pre, step = llama_runner(model)
             else:  # packed: the Decoder default; fused: always the fused step; unfused and fake: never
-                fused = {"packed": None, "fused": True}.get(kind, False)
-                pre, step = mmfree_runner(model, kind != "fake", fused)
+                fused = {"packed": None, "fused": True}.get(base, False)
+                pre, step = mmfree_runner(model, base != "fake", fused)
             for batch in args.batches:
                 for prompt in args.prompts:
                     row = {
@@ -175,7 +214,7 @@ def gpu_main(args: argparse.Namespace) -> None:
                         row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda"))
                     except Exception as err:
                         row["note"] = f"{type(err).__name__}: {str(err)[:60]}"
-                    if kind in ("packed", "fused", "unfused"):
+                    if base in ("packed", "fused", "unfused"):
                         row["floor_ms"] = weight_bytes(model)["ternary"] / bw * 1e3
                     rows.append(row)
                     _free()
@@ -192,6 +231,8 @@ def gpu_main(args: argparse.Namespace) -> None:
                     _free()
             del model, pre, step
             _free()
+        del shared
+        set_kernels(frozenset(), None)
     print_tables(rows, ctx_rows, bw, time.time() - start)
 
 
@@ -278,8 +319,8 @@ def _fmt(v: Any, spec: str) -> str:
 def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float) -> None:
     print(f"\nGPU decode ({torch.cuda.get_device_name()}; copy bandwidth {bw / 1e9:.0f} GB/s; {wall:.0f} s)")
     print(
-        f"{'preset':<6} {'model':<7} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
-        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7}  note"
+        f"{'preset':<6} {'model':<16} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
+        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7} {'x fused':>7}  note"
     )
     for r in rows:
         peers = {
@@ -292,13 +333,14 @@ def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float)
         }
         ratio = {
             p: (r["tok_s"] / peers[p]["tok_s"]) if "tok_s" in r and p in peers else None
-            for p in ("fake", "llama", "unfused")
+            for p in ("fake", "llama", "unfused", "fused")
         }
         print(
-            f"{r['preset']:<6} {r['model']:<7} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
+            f"{r['preset']:<6} {r['model']:<16} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
             f"{_fmt(r.get('prefill_ms'), '10.1f'):>10} {_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('tok_s'), '9.1f'):>9} "
             f"{_fmt(r.get('peak_gib'), '8.2f'):>8} {_fmt(r.get('weights_gib'), '7.2f'):>7} {_fmt(r.get('floor_ms'), '8.3f'):>8} "
             f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7} {_fmt(ratio['unfused'], '7.2f'):>7}"
+            f" {_fmt(ratio['fused'], '7.2f'):>7}"
             f"  {r.get('note', '')}"
         )
     print("\nContext length, batch 1 (packed vs llama): per-token latency and peak memory")
@@ -317,7 +359,10 @@ def main() -> None:
     p.add_argument("--batches", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
     p.add_argument("--prompts", type=lambda s: [int(x) for x in s.split(",")], default=[128, 2048])
     p.add_argument(
-        "--contexts", type=lambda s: [int(x) for x in s.split(",")], default=[1024, 4096, 16384, 32768]
+        "--contexts",
+        type=lambda s: [int(x) for x in s.split(",") if x],
+        default=[1024, 4096, 16384, 32768],
+        help='context lengths for the packed and llama rows ("" for none)',
     )
     p.add_argument("--steps", type=int, default=None, help="timed decode steps per row")
     p.add_argument("--budget", type=float, default=420.0, help="GPU: seconds after which rows are skipped")
@@ -326,7 +371,8 @@ def main() -> None:
         "--models",
         type=lambda s: s.split(","),
         default=["packed", "fake", "llama"],
-        help="GPU: comma-separated models among packed (Decoder default), fused (always fused), unfused, fake, llama",
+        help="GPU: comma-separated models among packed (Decoder default), fused (always fused; fused+dp4a+pdl@32x8 "
+        "names kernel options and a batch-1 tile), unfused, fake, llama",
     )
     p.add_argument("--unfused", action="store_true", help="GPU: also time the unfused packed step")
     p.add_argument("--cpu-prompt", type=int, default=32)
@@ -341,7 +387,7 @@ def main() -> None:
         args.presets = args.presets or ["370m", "1.3b", "2.7b", "13b"]
         args.steps = args.steps or 24
         known = ("packed", "fused", "unfused", "fake", "llama")
-        bad = [m for m in args.models if m not in known]
+        bad = [m for m in args.models if parse_kind(m)[0] not in known]
         if bad:
             raise SystemExit(f"unknown --models {bad}; choose among {', '.join(known)}")
         if args.unfused and "unfused" not in args.models:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One batched GPU session (device time is scarce): GPU tests, the MLGRU kernels (tiled and look-back forms),
-# training throughput vs the peers, decode speed at 370M (fused and unfused step), evaluation speed at 370M, and (with 2 GPUs) the trainer's own throughput and its 1 -> 2
+# training throughput vs the peers, decode speed at 370M (fused and unfused step; the fused kernels' dp4a/pdl
+# options and batch-1 tiles at 370M, 1.3B and 13B), evaluation speed at 370M, and (with 2 GPUs) the trainer's own throughput and its 1 -> 2
 # GPU scaling. Each part has its own time limit; logs go to
 # $OUT (or ./gpu-out). Carry .whl (flash-linear-attention 0.6.0 wheels, for the official-code peer) and
 # .carry/eval (a copy of shared/data/eval; `python -m study.prepare` or `cp -r ../shared/data/eval .carry/`).
@@ -16,11 +17,13 @@ part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS 
 
 part gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
   tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py tests/infer/test_fused.py \
-  tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py
+  tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py tests/ops/test_fused_parts.py
 part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
 part train_370m_b32 200 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5
 part train_13b_b8 120 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
+part decode_options 300 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
+  --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 240
 part decode_fused 100 python3 benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16 --budget 80
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
@@ -48,4 +51,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m eval_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
+for f in train_370m_b32 train_13b_b8 decode_370m decode_options eval_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
