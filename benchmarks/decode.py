@@ -269,6 +269,7 @@ def cpu_main(args: argparse.Namespace) -> None:
             "packed eager",
             "packed compiled",
             "packed cpp",
+            "packed cpp, bf16 embedding",
         ):
             _free()
             torch.manual_seed(0)
@@ -278,7 +279,10 @@ def cpu_main(args: argparse.Namespace) -> None:
                     _swap_dense(model)
             else:
                 model = random_packed_model(cfg, "cpu", torch.float32)
-                set_cpu_kernel(model, kind.split()[-1])
+                set_cpu_kernel(model, kind.split(",")[0].split()[-1])
+                if "bf16 embedding" in kind:  # `mmfree pack --embedding-dtype bfloat16`, loaded in fp32
+                    emb = model.model.embeddings.weight
+                    emb.data = emb.data.to(torch.bfloat16)
             pre, step = mmfree_runner(model, False)
             wb = weight_bytes(model)
             for _ in range(1 if kind.startswith("fp32") or "eager" in kind else 2):  # the first run compiles
@@ -299,15 +303,16 @@ def cpu_main(args: argparse.Namespace) -> None:
         f"\nCPU decode, batch 1, prompt {args.cpu_prompt}, {args.threads} threads ({time.time() - start:.0f} s)"
     )
     hdr = (
-        f"{'preset':<7} {'model':<20} {'ms/tok':>8} {'tok/s':>7} {'x fp32-fake':>11} {'x fp32-ideal':>12} "
+        f"{'preset':<7} {'model':<27} {'ms/tok':>8} {'tok/s':>7} {'x fp32-fake':>11} {'x fp32-ideal':>12} {'wts x less':>10} "
         f"{'ternary MiB':>11} {'weights MiB':>11} {'state KiB':>9}"
     )
     print(hdr)
     for r in rows:
         base = {k["model"]: k for k in rows if k["preset"] == r["preset"]}
         print(
-            f"{r['preset']:<7} {r['model']:<20} {r['ms_tok']:8.2f} {r['tok_s']:7.1f} "
+            f"{r['preset']:<7} {r['model']:<27} {r['ms_tok']:8.2f} {r['tok_s']:7.1f} "
             f"{r['tok_s'] / base['fp32-fake (library)']['tok_s']:11.2f} {r['tok_s'] / base['fp32-dense (ideal)']['tok_s']:12.2f} "
+            f"{base['fp32-dense (ideal)']['weights_mib'] / r['weights_mib']:10.1f} "
             f"{r['ternary_mib']:11.1f} {r['weights_mib']:11.1f} {r['state_kib']:9.1f}"
         )
 

@@ -10,6 +10,8 @@ peak memory, OOM caught per row). Pure bf16 parameters for every model. Prints o
     python benchmarks/train_step.py            # full sweep
     python benchmarks/train_step.py --quick    # 370M at batch 8 only, fewer steps
     python benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton   # chosen (preset, batch) rows
+    python benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --profile 12
+        # ... plus one profiled step per row: device time by kernel category and the 12 longest kernels
 """
 
 from __future__ import annotations
@@ -117,8 +119,64 @@ def set_mlgru_tiles(spec: str) -> None:
     triton_tiled.BWD_CONFIG = tuple(int(v) for v in bwd.split(","))
 
 
+# Kernel-name patterns of the profile's categories, first match wins (a heuristic over the names of this
+# library's Triton kernels, flash-linear-attention's, cuBLAS/CUTLASS GEMMs and PyTorch's own).
+CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("recurrence (MLGRU / HGRN scan)", ("mlgru", "hgrn", "_fwd_tiled", "_bwd_tiled", "lookback", "chunk_")),
+    ("BitLinear quant / norm", ("norm_quant", "quant", "dequant", "bitlinear", "absmean", "ternar")),
+    ("GEMM", ("gemm", "matmul", "_mm", "cutlass", "xmma", "nvjet", "cublas", "wgmma", "sm90", "int8")),
+    ("norm / gate", ("norm", "rms", "swish", "gate")),
+    ("loss", ("cross_entropy", "nll", "log_softmax", "_ce", "loss")),
+    ("optimizer", ("adam", "multi_tensor", "foreach")),
+)
+
+
+def category(name: str) -> str:
+    low = name.lower()
+    return next(
+        (cat for cat, keys in CATEGORIES if any(k in low for k in keys)), "other (elementwise, copies)"
+    )
+
+
+def kernel_profile(step: Any, top: int, device: str = "cuda") -> dict[str, Any]:
+    """Device time of one profiled step: the `top` kernels by total time and the time per category
+    (device "cpu" profiles CPU ops instead, to try this function without a GPU)."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cuda = device == "cuda"
+    with profile(activities=[ProfilerActivity.CUDA if cuda else ProfilerActivity.CPU]) as prof:
+        step()
+        if cuda:
+            torch.cuda.synchronize()
+    want = torch.autograd.DeviceType.CUDA if cuda else torch.autograd.DeviceType.CPU
+    kernels: dict[str, list[float]] = {}
+    for evt in prof.events():
+        if evt.device_type != want or (not cuda and evt.cpu_parent is not None):
+            continue
+        row = kernels.setdefault(evt.name, [0.0, 0])
+        row[0] += evt.time_range.elapsed_us() / 1e3  # ms
+        row[1] += 1
+    total = sum(v[0] for v in kernels.values())
+    cats: dict[str, float] = {}
+    for name, (ms, _) in kernels.items():
+        cats[category(name)] = cats.get(category(name), 0.0) + ms
+    ranked = sorted(kernels.items(), key=lambda kv: -kv[1][0])[:top]
+    return {
+        "kernel_ms": total,
+        "categories": sorted(cats.items(), key=lambda kv: -kv[1]),
+        "top": [(name[:90], ms, int(calls)) for name, (ms, calls) in ranked],
+    }
+
+
 def run_row(
-    impl: str, preset: str, batch: int, seq: int, warmup: int, steps: int, tiles: str = ""
+    impl: str,
+    preset: str,
+    batch: int,
+    seq: int,
+    warmup: int,
+    steps: int,
+    tiles: str = "",
+    profile_top: int = 0,
 ) -> dict[str, Any]:
     """One (impl, preset, batch) measurement in this process."""
     if tiles and impl == "mmfree-triton":
@@ -155,13 +213,16 @@ def run_row(
         dt = (time.perf_counter() - t0) / steps
     except torch.OutOfMemoryError:
         return {"status": "OOM"}
-    return {
+    res = {
         "status": "ok",
         "tokens_per_s": batch * seq / dt,
         "step_s": dt,
         "peak_gib": torch.cuda.max_memory_allocated() / 2**30,
         "params_m": sum(p.numel() for p in model.parameters()) / 1e6,
     }
+    if profile_top:
+        res["profile"] = kernel_profile(step, profile_top)
+    return res
 
 
 def versions() -> dict[str, str]:
@@ -191,6 +252,10 @@ def main() -> None:
     )
     p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
     p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,PRE;CT,BD,W' for mmfree-triton")
+    p.add_argument(
+        "--profile", type=int, default=0, metavar="N",
+        help="after timing, profile one step per row: device time by category and the N longest kernels",
+    )  # fmt: skip
     p.add_argument("--row", nargs=3, metavar=("IMPL", "PRESET", "BATCH"), help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.row:
@@ -198,7 +263,16 @@ def main() -> None:
         print(
             "ROW "
             + json.dumps(
-                run_row(impl, preset, int(batch), args.seq, args.warmup, args.steps, args.mlgru_tiles)
+                run_row(
+                    impl,
+                    preset,
+                    int(batch),
+                    args.seq,
+                    args.warmup,
+                    args.steps,
+                    args.mlgru_tiles,
+                    args.profile,
+                )
             ),
             flush=True,
         )
@@ -235,6 +309,8 @@ def main() -> None:
                     str(steps),
                     "--mlgru-tiles",
                     args.mlgru_tiles,
+                    "--profile",
+                    str(args.profile),
                 ]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
@@ -264,6 +340,18 @@ def main() -> None:
             ratio_t = f"{res['tokens_per_s'] / peer['tokens_per_s']:.2f}x"
             ratio_m = f"{res['peak_gib'] / peer['peak_gib']:.2f}x"
         print(prefix + f"{res['tokens_per_s']:>10.0f} {res['peak_gib']:>9.1f} {ratio_t:>13} {ratio_m:>11}")
+    for (preset, batch, impl), res in results.items():
+        prof = res.get("profile")
+        if not prof:
+            continue
+        step_ms = res["step_s"] * 1e3
+        print(
+            f"\nprofile {preset} b={batch} {impl}: step {step_ms:.1f} ms, kernels {prof['kernel_ms']:.1f} ms"
+        )
+        for cat, ms in prof["categories"]:
+            print(f"  {cat:<34} {ms:9.1f} ms {100 * ms / step_ms:5.1f}%")
+        for name, ms, calls in prof["top"]:
+            print(f"    {ms:8.2f} ms {calls:5d}x  {name}")
     errors = {k: r["detail"] for k, r in results.items() if r.get("status") == "error"}
     for k, detail in errors.items():
         print(f"error {k}: {detail}")

@@ -17,13 +17,17 @@ class PackArgs:
     src: str  # trained checkpoint directory (config.json + safetensors)
     dst: str  # output directory for the packed checkpoint
     format: Literal["2bit", "1.6bit"] = "2bit"  # on-disk packing: 2 bits per weight, or base 3 at 1.6 bits
+    embedding_dtype: Literal["keep", "bfloat16", "float16"] = (
+        "keep"  # store the input embedding as is, or rounded to 16 bits (lossy; halves an fp32 embedding)
+    )
 
 
 def pack(args: PackArgs) -> int:
     """Pack every BitLinear weight of a checkpoint into ternary codes; report the sizes."""
     from mmfree.infer.packed import load_packed, pack_checkpoint, weight_bytes
 
-    dst = pack_checkpoint(args.src, args.dst, bits=args.format.removesuffix("bit"))
+    emb = None if args.embedding_dtype == "keep" else args.embedding_dtype
+    dst = pack_checkpoint(args.src, args.dst, bits=args.format.removesuffix("bit"), embedding_dtype=emb)
     sizes = weight_bytes(load_packed(dst))
     disk = sum(f.stat().st_size for f in Path(dst).iterdir() if f.suffix == ".safetensors")
     print(
@@ -52,7 +56,9 @@ class GenerateArgs:
         "auto"  # activations dtype (auto: bf16 on CUDA)
     )
     stream: bool = True  # print text as it is produced
-    cpu_kernel: Literal["auto", "cpp", "compiled", "eager"] = "auto"  # CPU ternary kernel (auto: $MMFREE_TERNARY_CPU, else cpp)
+    cpu_kernel: Literal["auto", "cpp", "compiled", "eager"] = (
+        "auto"  # CPU ternary kernel (auto: $MMFREE_TERNARY_CPU, else cpp)
+    )
 
 
 def _read_prompt(args: GenerateArgs) -> str:

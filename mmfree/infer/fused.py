@@ -37,8 +37,9 @@ def fused_unsupported_reason(model: nn.Module) -> str | None:
     dev = inner.embeddings.weight.device
     if dev.type != "cuda" and not (dev.type == "cpu" and interpret_mode()):
         return f"the model is on {dev.type}; the fused kernels need CUDA (or TRITON_INTERPRET=1 on CPU)"
-    if inner.embeddings.weight.dtype not in (torch.float32, torch.bfloat16, torch.float16):
-        return f"unsupported model dtype {inner.embeddings.weight.dtype}"
+    for what, t in (("model", inner.norm.weight), ("embedding", inner.embeddings.weight)):
+        if t.dtype not in (torch.float32, torch.bfloat16, torch.float16):
+            return f"unsupported {what} dtype {t.dtype}"
     for idx, layer in enumerate(layers):
         projs = {
             "i_proj": layer.attn.i_proj,
@@ -84,8 +85,8 @@ class FusedDecodeStep:
 
         inner = model.model
         self.model = model
-        self.embed = inner.embeddings.weight  # [V, d]
-        self.dtype = self.embed.dtype
+        self.embed = inner.embeddings.weight  # [V, d], possibly stored narrower than the model dtype
+        self.dtype = inner.norm.weight.dtype
         self.device = self.embed.device
         self.hidden = self.embed.shape[1]
         self.width = inner.layers[0].attn.input_dim
@@ -129,6 +130,10 @@ class FusedDecodeStep:
                 "u": torch.empty(batch, self.intermediate, **kw),  # [B, I]
                 "logits": torch.empty(batch, self.vocab, dtype=torch.float32, device=self.device),  # [B, V]
             }
+            if self.embed.dtype != self.dtype:  # the gathered rows in the embedding's own dtype
+                ws["e"] = torch.empty(
+                    batch, self.hidden, dtype=self.embed.dtype, device=self.device
+                )  # [B, d]
         return ws
 
     def _check(self, tokens: torch.Tensor, states: Sequence[torch.Tensor]) -> None:
@@ -160,7 +165,10 @@ class FusedDecodeStep:
         self._check(tokens, states)
         ws = self.workspace(tokens.shape[0])
         x, go, u, logits = ws["x"], ws["go"], ws["u"], ws["logits"]
-        torch.index_select(self.embed, 0, tokens, out=x)  # [B, d]
+        if "e" in ws:
+            x.copy_(torch.index_select(self.embed, 0, tokens, out=ws["e"]))  # [B, d]
+        else:
+            torch.index_select(self.embed, 0, tokens, out=x)  # [B, d]
         for p, h in zip(self.layers, states):
             mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"])
             gate = (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None

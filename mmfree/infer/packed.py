@@ -159,10 +159,18 @@ def _format_record(packing: str) -> dict[str, Any]:
     }
 
 
-def pack_checkpoint(src_dir: str | Path, dst_dir: str | Path, bits: str = "2") -> Path:
+EMBEDDING_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def pack_checkpoint(
+    src_dir: str | Path, dst_dir: str | Path, bits: str = "2", embedding_dtype: str | None = None
+) -> Path:
     """Pack a trained checkpoint directory into a packed-ternary one; returns the destination.
 
     bits: "2" (2 bits per weight, the in-memory layout) or "1.6" (base 3 on disk, unpacked at load).
+    embedding_dtype: None keeps the input embedding as stored; "bfloat16" or "float16" stores it rounded
+        to that dtype (half the bytes of fp32; lossy, unlike the ternary layers). It stays in that dtype
+        when loaded, and its rows are cast to the model's dtype at lookup.
     """
     from safetensors.torch import save_file
 
@@ -178,7 +186,17 @@ def pack_checkpoint(src_dir: str | Path, dst_dir: str | Path, bits: str = "2") -
         raise ValueError(f"{src} is already a packed checkpoint; pack the original (unpacked) checkpoint")
     if dst.resolve() == src.resolve():
         raise ValueError("the packed checkpoint must go to a different directory than the source")
+    if embedding_dtype is not None and embedding_dtype not in EMBEDDING_DTYPES:
+        raise ValueError(
+            f"unknown embedding dtype {embedding_dtype!r}; use one of {sorted(EMBEDDING_DTYPES)} (or none to keep it)"
+        )
     model = MMFreeForCausalLM.from_pretrained(src, dtype="auto")  # keep the stored dtypes
+    emb_key = "model.embeddings.weight"
+    if embedding_dtype is not None and model.config.tie_word_embeddings and not model.config.ternary_lm_head:
+        raise ValueError(
+            f"{src} ties its full-precision LM head to the input embedding, so the embedding cannot be stored "
+            "in another dtype alone; pack without --embedding-dtype"
+        )
     tensors: dict[str, torch.Tensor] = {}
     bitlinears = {name for name, m in model.named_modules() if isinstance(m, BitLinear)}
     for name, t in model.state_dict().items():
@@ -187,6 +205,8 @@ def pack_checkpoint(src_dir: str | Path, dst_dir: str | Path, bits: str = "2") -
             codes, g = model.get_submodule(prefix).ternary()  # [N, K], []
             tensors[f"{prefix}.weight_packed"] = pack_2bit(codes) if packing == "2bit" else pack_base3(codes)
             tensors[f"{prefix}.weight_scale"] = g.float().reshape(()).clone()
+        elif name == emb_key and embedding_dtype is not None:
+            tensors[name] = t.detach().to(EMBEDDING_DTYPES[embedding_dtype]).contiguous()
         else:
             tensors[name] = t.detach().contiguous().clone()
     dst.mkdir(parents=True, exist_ok=True)
@@ -255,8 +275,9 @@ def load_packed(
 ) -> nn.Module:
     """Load a packed checkpoint as an `MMFreeForCausalLM` whose BitLinears are PackedBitLinear modules.
 
-    dtype converts the floating tensors (embeddings, norms, bounds), never the fp32 weight scales;
-    None keeps the dtypes stored on disk.
+    dtype converts the floating tensors (embeddings, norms, bounds), never the fp32 weight scales, nor an
+    input embedding stored narrower than dtype (`pack_checkpoint(embedding_dtype=...)`: it keeps its
+    smaller storage, and its rows are cast at lookup); None keeps the dtypes stored on disk.
     """
     from safetensors.torch import load_file
 
@@ -282,7 +303,10 @@ def load_packed(
         )
     model.to(device)
     if dtype is not None:
+        emb = model.model.embeddings.weight.data  # [V, d]
         model.to(dtype)
+        if emb.element_size() < torch.empty((), dtype=dtype).element_size():
+            model.model.embeddings.weight.data = emb
     model.eval()
     return model
 

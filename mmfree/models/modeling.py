@@ -214,7 +214,9 @@ class MMFreeModel(MMFreePreTrainedModel):
         output_hidden_states = bool(output_hidden_states)
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("pass exactly one of input_ids or inputs_embeds")
-        x = self.embeddings(input_ids) if inputs_embeds is None else inputs_embeds  # [B, T, d]
+        if inputs_embeds is None:  # an embedding stored narrower (`mmfree pack --embedding-dtype`) computes
+            inputs_embeds = self.embeddings(input_ids).to(self.norm.weight.dtype)  # in the model's dtype
+        x = inputs_embeds  # [B, T, d]
         B, T = x.shape[:2]
         if cu_seqlens is not None:
             if B != 1:

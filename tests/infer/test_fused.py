@@ -261,6 +261,18 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
     _check_step(model, 1, tight=1e-5, loose=3e-2)
 
 
+@pytest.mark.interpret
+@needs_triton
+def test_narrow_embedding_is_cast_at_lookup() -> None:
+    """An fp32 model whose embedding is stored in bf16 (`mmfree pack --embedding-dtype`): the fused step
+    gathers bf16 rows and computes in fp32, as the model's own step does."""
+    model = _model(40, 50, "official", True, torch.float32)
+    emb = model.model.embeddings.weight
+    emb.data = emb.data.to(torch.bfloat16)
+    assert fused_unsupported_reason(model) is None
+    _check_step(model, 3, tight=1e-5, loose=3e-2)
+
+
 def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
     monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
     words = torch.zeros(8, 16, dtype=torch.uint8)

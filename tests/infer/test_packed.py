@@ -84,7 +84,10 @@ def test_weight_bytes_at_two_bits(tiny_model, packed_dir) -> None:
     )
     assert packed["ternary"] == expected
     assert dense["ternary"] >= 15 * packed["ternary"]  # fp32 -> 2 bits (plus one scale per layer)
-    assert packed["other"] == dense["other"]
+    # the checkpoint stores a bf16 embedding: loaded into fp32 it keeps its 2-byte storage (nothing to gain)
+    emb = model.model.embeddings.weight
+    assert emb.dtype == torch.bfloat16 and model.model.norm.weight.dtype == torch.float32
+    assert packed["other"] == dense["other"] - emb.numel() * 2
 
 
 def test_unknown_version_and_bad_input_raise(packed_dir, checkpoint, tmp_path) -> None:
@@ -152,3 +155,44 @@ def test_from_pretrained_dispatches_packed_checkpoints(tmp_path) -> None:
         assert_mostly_equal(loaded(ids).logits, model(ids).logits)
     with pytest.raises(CheckpointError, match="packed checkpoint"):
         MMFreeModel.from_pretrained(tmp_path / "packed")
+
+
+def test_embedding_dtype_halves_an_fp32_embedding(tmp_path) -> None:
+    """`embedding_dtype="bfloat16"`: only the input embedding changes (rounded, half the bytes), it stays
+    bf16 when loaded into an fp32 model, and the logits move by the rounding alone."""
+    src = tmp_path / "src"
+    model = MMFreeForCausalLM(tiny_config()).eval()
+    with torch.no_grad():
+        model.model.embeddings.weight.normal_(0, 1.0)  # fp32 values, not bf16-representable
+    model.save_pretrained(src)
+    full = pack_checkpoint(src, tmp_path / "full")
+    small = pack_checkpoint(src, tmp_path / "small", embedding_dtype="bfloat16")
+    raw_full, raw_small = (
+        load_file(str(full / "model.safetensors")),
+        load_file(str(small / "model.safetensors")),
+    )
+    key = "model.embeddings.weight"
+    assert raw_full[key].dtype == torch.float32 and raw_small[key].dtype == torch.bfloat16
+    assert torch.equal(raw_small[key], raw_full[key].to(torch.bfloat16))
+    assert raw_full.keys() == raw_small.keys()
+    assert all(torch.equal(raw_full[k], raw_small[k]) for k in raw_full if k != key)
+    a, b = load_packed(full), load_packed(small, dtype=torch.float32)
+    assert b.model.embeddings.weight.dtype == torch.bfloat16 and b.model.norm.weight.dtype == torch.float32
+    saved = weight_bytes(a)["other"] - weight_bytes(b)["other"]
+    assert saved == raw_full[key].numel() * 2 and weight_bytes(a)["ternary"] == weight_bytes(b)["ternary"]
+    ids = torch.randint(0, 300, (8, 11))
+    with torch.no_grad():
+        la, lb = a(ids).logits, b(ids).logits  # [8, 11, V]
+    assert lb.dtype == torch.float32
+    err = (lb - la).norm() / la.norm()
+    assert 0 < err < 0.05, err
+    assert load_packed(small, dtype=torch.bfloat16).model.embeddings.weight.dtype == torch.bfloat16
+
+
+def test_embedding_dtype_refuses_a_tied_head_and_unknown_names(tmp_path) -> None:
+    model = MMFreeForCausalLM(tiny_config(ternary_lm_head=False, tie_word_embeddings=True))
+    model.save_pretrained(tmp_path / "tied")
+    with pytest.raises(ValueError, match="ties its full-precision LM head"):
+        pack_checkpoint(tmp_path / "tied", tmp_path / "out", embedding_dtype="bfloat16")
+    with pytest.raises(ValueError, match="unknown embedding dtype 'int8'"):
+        pack_checkpoint(tmp_path / "tied", tmp_path / "out", embedding_dtype="int8")
