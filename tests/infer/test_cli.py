@@ -31,6 +31,27 @@ def test_pack_and_generate(checkpoint, tokenizer, tmp_path, capsys) -> None:
     assert capsys.readouterr().out == printed
 
 
+def test_pack_embedding_dtype_and_generate(tmp_path, tokenizer, capsys) -> None:
+    """`--embedding-dtype bfloat16` on an fp32 checkpoint: the report shows the smaller size, and
+    `generate` runs the fp32 model with its bf16 embedding."""
+    from mmfree.models import MMFreeForCausalLM
+    from tests.infer.conftest import tiny_config
+
+    src, dst = tmp_path / "src", tmp_path / "e16"
+    MMFreeForCausalLM(tiny_config()).save_pretrained(src)
+    tokenizer.save(str(src / "tokenizer.json"))
+    assert main(["pack", str(src), str(dst), "--embedding-dtype", "bfloat16"]) == 0
+    assert "MiB on disk" in capsys.readouterr().out
+    model = load_packed(dst, dtype=torch.float32)
+    assert model.model.embeddings.weight.dtype == torch.bfloat16
+    args = ["generate", str(dst), "--prompt", "the cat", "--temperature", "0", "--max-new-tokens", "5"]
+    assert main([*args, "--no-stream", "--device", "cpu", "--dtype", "float32"]) == 0
+    expected = Decoder(model, tokenizer).generate(
+        ["the cat"], SamplingParams(max_new_tokens=5, temperature=0.0, eos_token_id=2)
+    )[0]
+    assert capsys.readouterr().out == expected + "\n"
+
+
 def test_generate_errors(checkpoint, packed_dir, tmp_path, capsys) -> None:
     bad = tmp_path / "latin1.txt"
     bad.write_bytes("caf\xe9".encode("latin-1"))
