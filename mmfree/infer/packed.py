@@ -21,7 +21,16 @@ from mmfree.layers.bitlinear import BitLinear
 from mmfree.layers.norm import RMSNorm
 from mmfree.ops.norm import rms_norm
 from mmfree.ops.quant import int8_codes
-from mmfree.ops.ternary import pack_2bit, pack_base3, packed_cols, ternary_matmul, unpack_2bit, unpack_base3
+from mmfree.ops.ternary import (
+    cpu_kernel_choice,
+    pack_2bit,
+    pack_base3,
+    packed_cols,
+    ternary_matmul,
+    unpack_2bit,
+    unpack_base3,
+)
+from mmfree.ops.ternary.cpu import ternary_quant_matmul_cpp
 
 FORMAT_NAME = "packed-ternary"
 FORMAT_VERSION = "1"
@@ -109,12 +118,22 @@ class PackedBitLinear(nn.Module):
                 q, s2 = int8_codes(rms_norm(x2, self.norm.weight, self.norm.eps))
                 s = s2.squeeze(-1)
         else:
-            q, s2 = int8_codes(rms_norm(x2, self.norm.weight, self.norm.eps))  # [M, K], [M, 1]
+            xn = rms_norm(x2, self.norm.weight, self.norm.eps)  # [M, K]
+            if cpu_kernel_choice(self.cpu_kernel) == "cpp":  # quantization fused in the C++ call
+                y = ternary_quant_matmul_cpp(
+                    xn, self.weight_packed, self.in_features, self.weight_scale, x.dtype
+                )
+                if y is not None:
+                    return self._finish(y, lead)
+            q, s2 = int8_codes(xn)  # [M, K], [M, 1]
             s = s2.squeeze(-1)  # [M]
         scale = self.weight_scale / s  # [M]
         y = ternary_matmul(
             q, self.weight_packed, self.in_features, scale, x.dtype, cpu_kernel=self.cpu_kernel
         )
+        return self._finish(y, lead)
+
+    def _finish(self, y: torch.Tensor, lead: torch.Size) -> torch.Tensor:
         if self.bias is not None:
             y = y + self.bias.to(y.dtype)
         return y.view(*lead, self.out_features)

@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+from mmfree.ops.quant import int8_codes
 from mmfree.ops.ternary import (
     CPU_ENV_VAR,
     cpu_kernel_choice,
@@ -21,7 +22,12 @@ from mmfree.ops.ternary import (
     unpack_2bit,
 )
 from mmfree.ops.ternary import cpu as cpu_mod
-from mmfree.ops.ternary.cpu import load_cpp_kernel, ternary_int32_cpp, ternary_matmul_cpp
+from mmfree.ops.ternary.cpu import (
+    load_cpp_kernel,
+    ternary_int32_cpp,
+    ternary_matmul_cpp,
+    ternary_quant_matmul_cpp,
+)
 
 ISA_ORDER = ("scalar", "avx2", "avx512vnni")  # each CPU can run its best one and every one before it
 SHAPES_K = (1, 3, 5, 37, 150, 1023)
@@ -107,6 +113,27 @@ def test_cpu_dispatch_defaults_to_cpp(isas: list[str], monkeypatch: pytest.Monke
         assert got.dtype == dtype and torch.equal(got, ternary_matmul_naive(xq, packed, K, scale, dtype))
 
 
+@pytest.mark.parametrize("M,K", [(1, 37), (3, 150), (17, 1023)])
+def test_fused_quantization_equals_int8_codes_then_gemm(isas: list[str], M: int, K: int, gen) -> None:
+    """gemm_quant (int8 quantization in the C++ call) against `int8_codes` + gemm_scaled: the same bits,
+    rows with rounding ties (values k + 0.5 at amax 127) and an all-zero row included."""
+    packed = _random_packed(33, K, gen)
+    g = torch.rand((), generator=gen) + 0.01  # 0-d fp32 weight scale
+    xn = torch.randn(M, K, generator=gen) * torch.rand(M, 1, generator=gen) * 10  # [M, K]
+    xn[0, : min(K, 8)] = torch.tensor([127.0, -0.5, 1.5, 2.5, -3.5, 64.5, -126.5, 0.5])[: min(K, 8)]
+    if M > 1:
+        xn[1] = 0.0
+    q, s = int8_codes(xn)  # [M, K], [M, 1]
+    for isa in isas:
+        want = ternary_matmul_cpp(q, packed, K, g / s.squeeze(-1), torch.float32, isa=isa)  # [M, 33]
+        got = ternary_quant_matmul_cpp(xn, packed, K, g, torch.float32, isa=isa)
+        assert got is not None and torch.equal(got, want), isa
+    got16 = ternary_quant_matmul_cpp(xn.bfloat16(), packed, K, g, torch.bfloat16)
+    q16, s16 = int8_codes(xn.bfloat16())
+    want16 = ternary_matmul_cpp(q16, packed, K, g / s16.squeeze(-1), torch.bfloat16)
+    assert got16 is not None and got16.dtype == torch.bfloat16 and torch.equal(got16, want16)
+
+
 def test_build_failure_warns_once_and_falls_back(
     monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, gen: torch.Generator
 ) -> None:
@@ -126,6 +153,7 @@ def test_build_failure_warns_once_and_falls_back(
     assert "no C++ compiler" in warnings[0].getMessage() and "pip install ninja" in warnings[0].getMessage()
     with pytest.raises(RuntimeError, match="unavailable"):
         ternary_int32_cpp(xq, packed, K)
+    assert ternary_quant_matmul_cpp(xq.float(), packed, K, scale[0], torch.float32) is None
 
 
 def test_build_reports_missing_ninja(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -113,6 +113,7 @@ def _build_cpp() -> None:
     _register_fakes()
     _cpp_ops["scaled"] = torch.ops.mmfree_ternary.gemm_scaled.default
     _cpp_ops["int32"] = torch.ops.mmfree_ternary.gemm_int32.default
+    _cpp_ops["quant"] = torch.ops.mmfree_ternary.gemm_quant.default
     logger.info(
         "mmfree ternary C++ CPU kernel ready (%s) in %.1f s",
         torch.ops.mmfree_ternary.isa(),
@@ -128,6 +129,12 @@ def _register_fakes() -> None:
         xq: torch.Tensor, packed: torch.Tensor, K: int, scale: torch.Tensor, isa: str = "auto"
     ) -> torch.Tensor:
         return xq.new_empty((xq.shape[0], packed.shape[0]), dtype=torch.float32)  # [M, N]
+
+    @torch.library.register_fake("mmfree_ternary::gemm_quant")
+    def _quant(
+        xn: torch.Tensor, packed: torch.Tensor, K: int, g: torch.Tensor, isa: str = "auto"
+    ) -> torch.Tensor:
+        return xn.new_empty((xn.shape[0], packed.shape[0]), dtype=torch.float32)  # [M, N]
 
     @torch.library.register_fake("mmfree_ternary::gemm_int32")
     def _int32(xq: torch.Tensor, packed: torch.Tensor, K: int, isa: str = "auto") -> torch.Tensor:
@@ -180,6 +187,20 @@ def ternary_matmul_cpp(
     if not _cpp_ops and not load_cpp_kernel():
         return ternary_matmul_cpu(xq, packed, K, scale, out_dtype)
     y = _cpp_ops["scaled"](xq.contiguous(), packed.contiguous(), K, scale.float().contiguous(), isa)  # [M, N]
+    return y if out_dtype == torch.float32 else y.to(out_dtype)
+
+
+def ternary_quant_matmul_cpp(
+    xn: torch.Tensor, packed: torch.Tensor, K: int, g: torch.Tensor, out_dtype: torch.dtype, isa: str = "auto"
+) -> torch.Tensor | None:
+    """`int8_codes(xn)` then `ternary_matmul_cpp(codes, packed, K, g / s)` in one C++ call, bit for bit the
+    same result: xn `[M, K]` (the normalized BitLinear input), packed `[N, Kq]`, g the 0-d fp32 weight scale
+    -> `[M, N]` in out_dtype. None when the kernel cannot be built (the caller takes the unfused path)."""
+    if isa not in CPP_ISAS:
+        raise ValueError(f"unknown instruction set {isa!r}; choose one of {', '.join(CPP_ISAS)}")
+    if not _cpp_ops and not load_cpp_kernel():
+        return None
+    y = _cpp_ops["quant"](xn.float().contiguous(), packed.contiguous(), K, g.float(), isa)  # [M, N]
     return y if out_dtype == torch.float32 else y.to(out_dtype)
 
 

@@ -19,6 +19,7 @@
 #include <torch/library.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -266,6 +267,38 @@ at::Tensor gemm_scaled(const at::Tensor& xq, const at::Tensor& packed, int64_t K
   return y;
 }
 
+// The per-token int8 quantization of `mmfree.ops.quant.int8_codes` fused in front of gemm_scaled, with
+// the same float operations in the same order, so the result is bit for bit the unfused one:
+// s = (1 / max(max|x|, 1e-5)) * 127 (torch evaluates `127 / t` as a reciprocal, then a product),
+// codes = clamp(round_half_even(x * s), -128, 127), output = float(int32 dot) * (g / s).
+at::Tensor gemm_quant(const at::Tensor& xn, const at::Tensor& packed, int64_t K, const at::Tensor& g,
+                      const std::string& isa) {
+  TORCH_CHECK(xn.device().is_cpu() && xn.dim() == 2 && xn.scalar_type() == at::kFloat && xn.is_contiguous(),
+              "xn must be a contiguous [M, K] float32 CPU tensor");
+  TORCH_CHECK(g.numel() == 1 && g.scalar_type() == at::kFloat && g.device().is_cpu(),
+              "g must be a one-element float32 CPU tensor");
+  const int64_t M = xn.size(0);
+  at::Tensor xq = at::empty({M, K}, xn.options().dtype(at::kChar));
+  at::Tensor scale = at::empty({M}, xn.options());
+  const float* x = xn.data_ptr<float>();
+  int8_t* q = xq.data_ptr<int8_t>();
+  float* sc = scale.data_ptr<float>();
+  const float gv = g.data_ptr<float>()[0];
+  TORCH_CHECK(xn.size(1) == K, "xn has ", xn.size(1), " columns; K = ", K);
+  for (int64_t m = 0; m < M; ++m) {
+    const float* xr = x + m * K;
+    float amax = 0.0f;
+    for (int64_t k = 0; k < K; ++k) amax = std::max(amax, std::fabs(xr[k]));
+    const float s = (1.0f / std::max(amax, 1e-5f)) * 127.0f;
+    for (int64_t k = 0; k < K; ++k) {
+      const float r = std::nearbyint(xr[k] * s);
+      q[m * K + k] = static_cast<int8_t>(std::min(127.0f, std::max(-128.0f, r)));
+    }
+    sc[m] = gv / s;
+  }
+  return gemm_scaled(xq, packed, K, scale, isa);
+}
+
 std::string isa() { return best_isa(); }
 
 }  // namespace
@@ -273,10 +306,12 @@ std::string isa() { return best_isa(); }
 TORCH_LIBRARY(mmfree_ternary, lib) {
   lib.def("gemm_int32(Tensor xq, Tensor packed, int K, str isa='auto') -> Tensor");
   lib.def("gemm_scaled(Tensor xq, Tensor packed, int K, Tensor scale, str isa='auto') -> Tensor");
+  lib.def("gemm_quant(Tensor xn, Tensor packed, int K, Tensor g, str isa='auto') -> Tensor");
   lib.def("isa() -> str", &isa);
 }
 
 TORCH_LIBRARY_IMPL(mmfree_ternary, CPU, lib) {
   lib.impl("gemm_int32", &gemm_int32);
   lib.impl("gemm_scaled", &gemm_scaled);
+  lib.impl("gemm_quant", &gemm_quant);
 }
