@@ -19,8 +19,8 @@ part gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/tes
   tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py tests/infer/test_fused.py \
   tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py tests/ops/test_fused_parts.py
 part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
-part train_370m_b32 200 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5
-part train_13b_b8 120 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
+part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5 --profile 15
+part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 300 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 240
@@ -51,4 +51,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m decode_options eval_370m; do echo "-- $f"; tail -n 25 "$OUT/$f.log"; done
+for f in train_370m_b32 train_13b_b8 decode_370m decode_options eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
