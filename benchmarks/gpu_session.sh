@@ -15,7 +15,7 @@ fi
 # PARTS="gpu_tests decode_fused ..." runs only those parts (the whole script can outlast one 10-minute call).
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
-part gpu_tests 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
+part gpu_tests 300 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
   tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py tests/infer/test_fused.py \
   tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py tests/ops/test_fused_parts.py
 part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
