@@ -24,6 +24,7 @@ part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmf
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 300 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 240
+part decode_kernels 200 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
 part decode_fused 100 python3 benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16 --budget 80
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
@@ -51,4 +52,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m decode_options eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
