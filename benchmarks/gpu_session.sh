@@ -13,6 +13,10 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 { date -u; nvidia-smi -L; python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"; } | tee "$OUT/env.txt"
 # PARTS="gpu_tests decode_fused ..." runs only those parts (the whole script can outlast one 10-minute call).
+# Three calls fit a 30-minute device budget (each under 10 minutes; the parts' limits are upper bounds):
+#   PARTS="gpu_tests kernels_mlgru"                    tests first: a kernel option that fails them is not timed
+#   PARTS="decode_options decode_kernels decode_floor" batch-1 decode: options, per-kernel times, floor ratios
+#   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
@@ -22,9 +26,11 @@ part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
 part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5 --profile 15
 part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
-part decode_options 300 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
-  --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 240
-part decode_kernels 200 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
+part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
+  --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 210
+part decode_kernels 160 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
+part decode_floor 150 python3 benchmarks/decode.py --presets 1.3b,2.7b,13b --models packed --batches 1 --prompts 128 \
+  --contexts "" --budget 120
 part decode_fused 100 python3 benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16 --budget 80
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
@@ -52,4 +58,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_floor eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
