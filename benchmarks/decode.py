@@ -184,7 +184,8 @@ def gpu_main(args: argparse.Namespace) -> None:
             _free()
             try:
                 if base in ("packed", "fused", "unfused"):
-                    shared = shared or build(base, preset, "cuda", torch.bfloat16)
+                    if shared is None:
+                        shared = build(base, preset, "cuda", torch.bfloat16)
                     model = shared
                 else:
                     model = build(base, preset, "cuda", torch.bfloat16, max(args.contexts, default=2048))
