@@ -19,9 +19,7 @@ fi
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
-part gpu_tests 300 python3 -m pytest -m gpu -q -p no:cacheprovider tests/ops/test_kernels_gpu.py \
-  tests/ops/test_ternary_triton.py tests/infer/test_decode_gpu.py tests/infer/test_fused.py \
-  tests/ops/test_mlgru_lookback.py tests/ops/test_bitlinear_triton.py tests/ops/test_fused_parts.py
+part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
 part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
 part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5 --profile 15
 part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
