@@ -230,12 +230,12 @@ DOT_TILES: tuple[tuple[int, int, int, int, int], ...] = (
 
 # Tiles of the batch-1 GEMV on CUDA, (max N, BLOCK_N, largest BLOCK_Q in bytes, num_warps): the first row with
 # N <= max N. GEMV_TILES (the byte path) ran the 370M rows of BENCHMARKS.md' fused decode step; larger N is a
-# guess. WORDS_TILES (the dp4a path) are UNMEASURED GUESSES from offline sm_90 compiles (triton 3.9,
-# cuobjdump): per program the prologue and the activation codes cost the same whatever BLOCK_N, so the
-# instructions per weight fall with BLOCK_N (static SASS of the 1024-wide kernels at BLOCK_Q 256: the byte
-# path 18-22 at BLOCK_N 8, the dp4a path 12-16 at 8, 7-9 at 16, 4-6 at 32), while a narrow layer wants
-# BLOCK_N small enough to keep every SM busy. At 13B shapes the byte path's ~15 instructions per weight
-# alone come to about 6 ms per token at the H200's issue rate: what bounds that preset.
+# guess. WORDS_TILES (the dp4a path) are UNMEASURED GUESSES from static sm_90 SASS (`benchmarks/
+# sass_counts.py`, no GPU): per program the prologue and the activation codes cost the same whatever
+# BLOCK_N, so the instructions per weight fall as BLOCK_N grows (1024-wide kernels: byte path 18-37 at
+# BLOCK_N 8, dp4a 12-30 at 8, 7-16 at 16, 4-11 at 32), while a narrow layer wants BLOCK_N small enough to
+# keep every SM busy. At 13B shapes the byte path's ~15 instructions per weight come to about 6 ms per
+# token at the H200's warp issue rate: what bounds that preset (8.2 ms measured).
 GEMV_TILES: tuple[tuple[int, int, int, int], ...] = (
     (4096, 8, 256, 4),
     (2**62, 16, 256, 4),

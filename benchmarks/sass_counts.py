@@ -1,0 +1,113 @@
+"""Static SASS of the fused decode kernels, compiled for sm_90 without a GPU: registers, spills, instructions.
+
+Compiles `mmfree.ops.ternary.fused`'s three kernels at batch 1 (1024-wide layers, BLOCK_Q 256: one pass of
+the K loop, so the static count is the dynamic count of a program) for each GEMV path and tile, with
+Triton's own ptxas, and reads the cubin with its cuobjdump. Instructions per weight = static SASS
+instructions x threads per program / weights per program: the issue cost a path pays per weight, which
+bounds a large preset's decode step (weights x instructions per weight / 32 lanes / the GPU's warp issue
+rate). No GPU, no timing: a model of the work, to be checked against `benchmarks/decode_kernels.py`.
+
+    python benchmarks/sass_counts.py
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+from typing import Any
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+import mmfree.ops.ternary.fused as F
+
+CUOBJDUMP = os.path.join(os.path.dirname(triton.__file__), "backends", "nvidia", "bin", "cuobjdump")
+K = 1024  # layer width: Kq = 256 bytes, one BLOCK_Q of 256
+TILES = ((8, 4), (16, 4), (32, 4), (32, 8), (64, 8))  # (BLOCK_N, num_warps)
+BF = "*bf16"
+KERNELS: dict[str, tuple[Any, dict[str, str], set[str], dict[str, Any], int]] = {
+    # name: (kernel, pointer args (P* are the packed weights), float args, constexprs, projections)
+    "mlgru input": (
+        F._mlgru_in_kernel,
+        {"X": BF, "WA": BF, "PI": "P", "PF": "P", "PG": "P", "WI": BF, "WF": BF, "WG": BF, "GI": "*fp32",
+         "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
+        {"eps_a", "eps_i", "eps_f", "eps_g"},
+        {"HAS_LB": True, "OFFICIAL": True},
+        3,
+    ),
+    "bitlinear (gate: o_proj)": (
+        F._bitlinear_kernel,
+        {"X": BF, "W1": BF, "H": "*fp32", "W2": BF, "G": "*fp32", "P": "P", "Y": BF},
+        {"eps1", "eps2"},
+        {"MODE": 2, "RESIDUAL": True},
+        1,
+    ),
+    "bitlinear (raw: down_proj)": (
+        F._bitlinear_kernel,
+        {"X": BF, "W1": BF, "H": "*fp32", "W2": BF, "G": "*fp32", "P": "P", "Y": BF},
+        {"eps1", "eps2"},
+        {"MODE": 0, "RESIDUAL": True},
+        1,
+    ),
+    "glu input": (
+        F._glu_in_kernel,
+        {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "P", "U": BF},
+        {"eps1", "eps2"},
+        {},
+        2,
+    ),
+}  # fmt: skip
+
+
+def compile_counts(
+    kernel: Any, ptrs: dict[str, str], floats: set[str], consts: dict[str, Any], warps: int
+) -> tuple[int, int, int]:
+    """(registers, spill stack bytes, static SASS instructions) of one sm_90 compile."""
+    sig = {
+        n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n in floats else "i32")
+        for n in kernel.arg_names
+    }
+    src = ASTSource(
+        fn=kernel, signature=sig, constexprs={(kernel.arg_names.index(k),): v for k, v in consts.items()}
+    )
+    compiled = triton.compile(
+        src, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps, "num_stages": 3}
+    )
+    with tempfile.NamedTemporaryFile(suffix=".cubin") as f:
+        f.write(compiled.asm["cubin"])
+        f.flush()
+        usage = subprocess.run(
+            [CUOBJDUMP, "--dump-resource-usage", f.name], capture_output=True, text=True
+        ).stdout
+        sass = subprocess.run([CUOBJDUMP, "-sass", f.name], capture_output=True, text=True).stdout
+    m = re.search(r"REG:(\d+).*?STACK:(\d+)", usage, re.S)
+    regs, stack = (int(v) for v in m.groups()) if m else (-1, -1)
+    instructions = sum(1 for line in sass.splitlines() if line.strip().startswith("/*") and ";" in line)
+    return regs, stack, instructions
+
+
+def main() -> None:
+    print(f"Static SASS, sm_90, triton {triton.__version__}; batch 1, K = {K}, BLOCK_Q = 256 bytes")
+    print(
+        f"{'kernel':<28} {'path':<5} {'BLOCK_N':>7} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/weight':>12}"
+    )
+    for name, (kernel, ptrs, floats, consts, projs) in KERNELS.items():
+        for path in (0, 1):
+            packed = "*i32" if path == 1 else "*u8"
+            p = {n: packed if t == "P" else t for n, t in ptrs.items()}
+            for bn, warps in TILES:
+                c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
+                     "ASM": path == 1, "PDL": False}  # fmt: skip
+                regs, stack, n = compile_counts(kernel, p, floats, c, warps)
+                per_weight = n * 32 * warps / (projs * bn * K)
+                label = "dp4a" if path == 1 else "byte"
+                print(
+                    f"{name:<28} {label:<5} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} {per_weight:>12.2f}"
+                )
+
+
+if __name__ == "__main__":
+    main()
