@@ -23,7 +23,7 @@ A fused model can name kernel options and batch-1 tiles (`fused[+option...][@BLO
 `mmfree.ops.ternary.fused.KNOWN_OPTIONS`; the tile replaces GEMV_TILES and WORDS_TILES for every width), to
 compare them in one run on one model per preset:
   python benchmarks/decode.py --presets 370m,13b --batches 1 --prompts 128 --contexts "" \
-      --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8
+      --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl+single,fused+dp4a@32x8
 """
 
 from __future__ import annotations
@@ -325,7 +325,7 @@ def _fmt(v: Any, spec: str) -> str:
 def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float) -> None:
     print(f"\nGPU decode ({torch.cuda.get_device_name()}; copy bandwidth {bw / 1e9:.0f} GB/s; {wall:.0f} s)")
     print(
-        f"{'preset':<6} {'model':<16} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
+        f"{'preset':<6} {'model':<27} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'tok/s':>9} "
         f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7} {'x fused':>7}  note"
     )
     for r in rows:
@@ -342,7 +342,7 @@ def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float)
             for p in ("fake", "llama", "unfused", "fused")
         }
         print(
-            f"{r['preset']:<6} {r['model']:<16} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
+            f"{r['preset']:<6} {r['model']:<27} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
             f"{_fmt(r.get('prefill_ms'), '10.1f'):>10} {_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('tok_s'), '9.1f'):>9} "
             f"{_fmt(r.get('peak_gib'), '8.2f'):>8} {_fmt(r.get('weights_gib'), '7.2f'):>7} {_fmt(r.get('floor_ms'), '8.3f'):>8} "
             f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7} {_fmt(ratio['unfused'], '7.2f'):>7}"

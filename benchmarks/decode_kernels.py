@@ -10,7 +10,7 @@ step, whose 24 layers do not fit; and with the "pdl" option consecutive repeats 
 option set: the per-token sum of the kernels (4 per layer times the layer count, plus the head) against
 the whole step (every layer, embedding to logits) captured the same way; that row is the ground truth.
 
-    python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,dp4a+pdl
+    python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 """
 
@@ -136,7 +136,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", type=lambda s: s.split(","), default=["370m", "1.3b", "13b"])
     p.add_argument(
-        "--options", type=lambda s: s.split(","), default=["", "dp4a", "pdl", "dp4a+pdl"],
+        "--options", type=lambda s: s.split(","), default=["", "dp4a", "pdl", "single", "dp4a+pdl+single"],
         help='comma-separated option sets, options joined by "+" ("" = the default kernels)',
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer timing repeats")

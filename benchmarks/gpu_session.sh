@@ -25,7 +25,7 @@ part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup
 part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
-  --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a@16x4,fused+dp4a@32x8,fused+dp4a@64x8 --budget 210
+  --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl,fused+dp4a+pdl+single,fused+dp4a+pdl+single@16x4,fused+dp4a+pdl@32x8,fused+dp4a+pdl@64x8 --budget 210
 part decode_kernels 160 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
 part decode_floor 150 python3 benchmarks/decode.py --presets 1.3b,2.7b,13b --models packed --batches 1 --prompts 128 \
   --contexts "" --budget 120

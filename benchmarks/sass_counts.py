@@ -1,7 +1,8 @@
 """Static SASS of the fused decode kernels, compiled for sm_90 without a GPU: registers, spills, instructions.
 
 Compiles `mmfree.ops.ternary.fused`'s three kernels at batch 1 (1024-wide layers, BLOCK_Q 256: one pass of
-the K loop, so the static count is the dynamic count of a program) for each GEMV path and tile, with
+the K loop, so the static count is the dynamic count of a program) for each GEMV path, prologue (the
+default passes over the row, or the "single" option's row held in registers) and tile, with
 Triton's own ptxas, and reads the cubin with its cuobjdump. Instructions per weight = static SASS
 instructions x threads per program / weights per program: the issue cost a path pays per weight, which
 bounds a large preset's decode step (weights x instructions per weight / 32 lanes / the GPU's warp issue
@@ -92,21 +93,24 @@ def compile_counts(
 def main() -> None:
     print(f"Static SASS, sm_90, triton {triton.__version__}; batch 1, K = {K}, BLOCK_Q = 256 bytes")
     print(
-        f"{'kernel':<28} {'path':<5} {'BLOCK_N':>7} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/weight':>12}"
+        f"{'kernel':<28} {'path':<5} {'prologue':<8} {'BLOCK_N':>7} {'warps':>5} {'regs':>5} {'spill B':>7} "
+        f"{'SASS':>6} {'instr/weight':>12}"
     )
     for name, (kernel, ptrs, floats, consts, projs) in KERNELS.items():
         for path in (0, 1):
             packed = "*i32" if path == 1 else "*u8"
             p = {n: packed if t == "P" else t for n, t in ptrs.items()}
-            for bn, warps in TILES:
-                c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
-                     "ASM": path == 1, "PDL": False}  # fmt: skip
-                regs, stack, n = compile_counts(kernel, p, floats, c, warps)
-                per_weight = n * 32 * warps / (projs * bn * K)
-                label = "dp4a" if path == 1 else "byte"
-                print(
-                    f"{name:<28} {label:<5} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} {per_weight:>12.2f}"
-                )
+            for single in (False, True):
+                for bn, warps in TILES:
+                    c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
+                         "ASM": path == 1, "PDL": False, "SINGLE": single}  # fmt: skip
+                    regs, stack, n = compile_counts(kernel, p, floats, c, warps)
+                    per_weight = n * 32 * warps / (projs * bn * K)
+                    label, pro = ("dp4a" if path == 1 else "byte"), ("single" if single else "passes")
+                    print(
+                        f"{name:<28} {label:<5} {pro:<8} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} "
+                        f"{per_weight:>12.2f}"
+                    )
 
 
 if __name__ == "__main__":

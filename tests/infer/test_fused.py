@@ -273,6 +273,41 @@ def test_narrow_embedding_is_cast_at_lookup() -> None:
     _check_step(model, 3, tight=1e-5, loose=3e-2)
 
 
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize(
+    "hidden,inter,gate_form,dtype,extra",
+    [
+        (40, 46, "official", torch.float32, ""),
+        (48, 80, "paper", torch.bfloat16, "dp4a"),
+        (72, 70, "official", torch.float32, "dp4a"),
+    ],
+)
+def test_single_tile_prologue(
+    hidden: int, inter: int, gate_form: str, dtype: torch.dtype, extra: str, monkeypatch
+) -> None:
+    """The "single" option (the whole row in registers as four quarters) against the model's own step, at
+    widths whose packed rows are not whole words (40 -> 10 bytes) and are (48, 80); dp4a on top of it gives
+    the same bits as single alone."""
+    model = _model(hidden, inter, gate_form, True, dtype)
+    packed = (torch.zeros(hidden, (hidden + 3) // 4, dtype=torch.uint8),)
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single"}))
+    cfg = fused_ops._config(1, hidden, hidden, packed)
+    assert cfg.single and cfg.block_q >= (hidden + 3) // 4
+    assert not fused_ops._config(3, hidden, hidden, packed).single  # batch 1 only
+    tokens = torch.randint(0, model.config.vocab_size, (1,))
+    states = [torch.randn(1, hidden) for _ in range(2)]  # L x [1, d']
+    single_logits, single_states = _step_outputs(model, tokens, states)
+    _check_step(model, 1, tight=1e-5, loose=3e-2)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(f"single,{extra}"))
+    both_logits, both_states = _step_outputs(model, tokens, states)
+    assert torch.equal(both_logits, single_logits)
+    assert all(torch.equal(a, b) for a, b in zip(both_states, single_states))
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset())
+    default_logits, _ = _step_outputs(model, tokens, states)
+    _assert_rows_close(single_logits, default_logits, 1e-4, 3e-2, "single vs default")
+
+
 def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
     monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
     words = torch.zeros(8, 16, dtype=torch.uint8)
@@ -290,7 +325,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options("") == frozenset()
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
-        ValueError, match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl'\]"
+        ValueError, match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'single'\]"
     ):
         fused_ops.parse_options("dp4,pdl")
 
@@ -334,12 +369,15 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl", "370m", 5),
         ("dp4a", "370m", 1),
         ("pdl", "370m", 1),
+        ("dp4a,pdl,single", "370m", 1),
         ("dp4a,pdl", "1.3b", 1),
+        ("dp4a,pdl,single", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
     """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
-    (where programmatic dependent launch matters): every path sums exactly, so the bits must agree."""
+    (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
+    "single" the reference is "single" alone (its norms sum in another order than the default's)."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
@@ -357,8 +395,9 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
             out.append((logits, [s.clone() for s in cache.states]))
         return out
 
-    base = run(frozenset())
-    mine = run(fused_ops.parse_options(options))
+    opts = fused_ops.parse_options(options)
+    base = run(opts & {"single"})
+    mine = run(opts)
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)
         assert all(torch.equal(a, b) for a, b in zip(sa, sb))

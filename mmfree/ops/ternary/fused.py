@@ -13,7 +13,8 @@ the "dp4a" option the batch-1 GEMV reads the tile as 32-bit words and multiplies
 (`fused_parts.py` has the three paths). All sums are exact, so every path gives the same bits. The epilogue
 is the layer's element-wise math; every value the unfused path stores in the model dtype is rounded to it
 here. With the "pdl" option each kernel loads its first weight tiles before it waits for the previous
-kernel (programmatic dependent launch), so a step's launches overlap.
+kernel (programmatic dependent launch), so a step's launches overlap; with "single" a batch-1 kernel whose
+row fits one tile keeps the row in registers and runs the prologue and the GEMV over it without reloading.
 
 - `_mlgru_in_kernel`: `attn_norm`, then the i/f/g projections (each its own norm weight and scale) on the
   same columns, then the recurrence `h = f h_prev + SiLU(i)(1 - f)` in place in the fp32 state; writes
@@ -37,11 +38,16 @@ from mmfree.ops.backend import log_once
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
-    _codes,
-    _mac,
     _mean_sq,
+    _msq4,
+    _normed,
     _out_scale,
+    _pick,
+    _proj,
+    _proj2,
+    _quarter,
     _rnd,
+    _scale4,
     _src,
     _tile,
     _wait_inputs,
@@ -54,7 +60,8 @@ def _mlgru_in_kernel(
     X, WA, PI, PF, PG, WI, WF, WG, GI, GF, GG, LB, H, OUT,
     B, D, N, Kq, stride_x, stride_h, stride_o, eps_a, eps_i, eps_f, eps_g,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
@@ -65,14 +72,6 @@ def _mlgru_in_kernel(
     p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, PATH)
     _wait_inputs(PDL)
     one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
-    r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
-    ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-    ri = 1.0 / tl.sqrt(ms + eps_i)
-    rf = 1.0 / tl.sqrt(ms + eps_f)
-    rg = 1.0 / tl.sqrt(ms + eps_g)
-    si = _act_scale(X, H, WA, r1, WI, ri, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-    sf = _act_scale(X, H, WA, r1, WF, rf, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-    sg = _act_scale(X, H, WA, r1, WG, rg, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
     rq = tl.arange(0, BLOCK_Q)
     acc_i = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     acc_f = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
@@ -80,24 +79,49 @@ def _mlgru_in_kernel(
     qsum_i = tl.zeros([ROWS], dtype=tl.int32)
     qsum_f = tl.zeros([ROWS], dtype=tl.int32)
     qsum_g = tl.zeros([ROWS], dtype=tl.int32)
-    for i0 in range(0, Kq, BLOCK_Q):
-        ii = i0 + rq
+    if SINGLE:  # the whole row in registers as four quarters: every input value loaded and normed once
+        x0, k0, m0 = _quarter(X, H, WA, one, rows, rmask, 0, rq, Kq, D, stride_x, 0, 0)
+        x1, k1, m1 = _quarter(X, H, WA, one, rows, rmask, 1, rq, Kq, D, stride_x, 0, 0)
+        x2, k2, m2 = _quarter(X, H, WA, one, rows, rmask, 2, rq, Kq, D, stride_x, 0, 0)
+        x3, k3, m3 = _quarter(X, H, WA, one, rows, rmask, 3, rq, Kq, D, stride_x, 0, 0)
+        r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, D) + eps_a)
+        a0 = _normed(x0, WA, r1, k0, m0, X)
+        a1 = _normed(x1, WA, r1, k1, m1, X)
+        a2 = _normed(x2, WA, r1, k2, m2, X)
+        a3 = _normed(x3, WA, r1, k3, m3, X)
+        ms = _msq4(a0, a1, a2, a3, D)
+        ri = 1.0 / tl.sqrt(ms + eps_i)
+        rf = 1.0 / tl.sqrt(ms + eps_f)
+        rg = 1.0 / tl.sqrt(ms + eps_g)
+        si = _scale4(a0, a1, a2, a3, WI, ri, k0, k1, k2, k3, m0, m1, m2, m3, X)
+        sf = _scale4(a0, a1, a2, a3, WF, rf, k0, k1, k2, k3, m0, m1, m2, m3, X)
+        sg = _scale4(a0, a1, a2, a3, WG, rg, k0, k1, k2, k3, m0, m1, m2, m3, X)
         for j in tl.static_range(4):
-            k = j * Kq + ii
-            kmask = (ii < Kq) & (k < D)
-            v = _src(X, H, WA, r1, rows, rmask, k, kmask, stride_x, 0, 1)
-            q = _codes(v, WI, ri, si, k, kmask, X)
-            acc_i = _mac(acc_i, p_i, q, j, PATH, ASM)
-            qsum_i += tl.sum(q, axis=1)
-            q = _codes(v, WF, rf, sf, k, kmask, X)
-            acc_f = _mac(acc_f, p_f, q, j, PATH, ASM)
-            qsum_f += tl.sum(q, axis=1)
-            q = _codes(v, WG, rg, sg, k, kmask, X)
-            acc_g = _mac(acc_g, p_g, q, j, PATH, ASM)
-            qsum_g += tl.sum(q, axis=1)
-        p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-        p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-        p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            v, k, km = _pick(j, a0, a1, a2, a3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            acc_i, qsum_i = _proj(acc_i, qsum_i, p_i, v, WI, ri, si, k, km, X, j, PATH, ASM)
+            acc_f, qsum_f = _proj(acc_f, qsum_f, p_f, v, WF, rf, sf, k, km, X, j, PATH, ASM)
+            acc_g, qsum_g = _proj(acc_g, qsum_g, p_g, v, WG, rg, sg, k, km, X, j, PATH, ASM)
+    else:
+        r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
+        ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        ri = 1.0 / tl.sqrt(ms + eps_i)
+        rf = 1.0 / tl.sqrt(ms + eps_f)
+        rg = 1.0 / tl.sqrt(ms + eps_g)
+        si = _act_scale(X, H, WA, r1, WI, ri, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        sf = _act_scale(X, H, WA, r1, WF, rf, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        sg = _act_scale(X, H, WA, r1, WG, rg, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        for i0 in range(0, Kq, BLOCK_Q):
+            ii = i0 + rq
+            for j in tl.static_range(4):
+                k = j * Kq + ii
+                km = (ii < Kq) & (k < D)
+                v = _src(X, H, WA, r1, rows, rmask, k, km, stride_x, 0, 1)
+                acc_i, qsum_i = _proj(acc_i, qsum_i, p_i, v, WI, ri, si, k, km, X, j, PATH, ASM)
+                acc_f, qsum_f = _proj(acc_f, qsum_f, p_f, v, WF, rf, sf, k, km, X, j, PATH, ASM)
+                acc_g, qsum_g = _proj(acc_g, qsum_g, p_g, v, WG, rg, sg, k, km, X, j, PATH, ASM)
+            p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     yi = _rnd(_ysum(acc_i, qsum_i, PATH).to(tl.float32) * _out_scale(GI, si)[:, None], X)
     yf = _rnd(_ysum(acc_f, qsum_f, PATH).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
     yg = _rnd(_ysum(acc_g, qsum_g, PATH).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
@@ -121,7 +145,8 @@ def _bitlinear_kernel(
     X, W1, H, W2, G, P, Y,
     B, K, N, Kq, stride_x, stride_h, stride_y, eps1, eps2,
     MODE: tl.constexpr, RESIDUAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
@@ -130,25 +155,42 @@ def _bitlinear_kernel(
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, PATH)
     _wait_inputs(PDL)
     r1 = tl.zeros([ROWS], dtype=tl.float32) + 1.0
-    if MODE >= 1:
-        r1 = 1.0 / tl.sqrt(
-            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
-        )
-    r2 = 1.0 / tl.sqrt(_mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2)
-    s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
     rq = tl.arange(0, BLOCK_Q)
     acc = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
-    for i0 in range(0, Kq, BLOCK_Q):
-        ii = i0 + rq
+    if SINGLE:  # the whole row in registers as four quarters
+        if MODE >= 1:
+            x0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, 0)
+            x1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, 0)
+            x2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, 0)
+            x3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, 0)
+            r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, K) + eps1)
+        v0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, MODE)
+        v1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, MODE)
+        v2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, MODE)
+        v3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, MODE)
+        r2 = 1.0 / tl.sqrt(_msq4(v0, v1, v2, v3, K) + eps2)
+        s = _scale4(v0, v1, v2, v3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
         for j in tl.static_range(4):
-            k = j * Kq + ii
-            kmask = (ii < Kq) & (k < K)
-            v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
-            q = _codes(v, W2, r2, s, k, kmask, X)
-            acc = _mac(acc, p, q, j, PATH, ASM)
-            qsum += tl.sum(q, axis=1)
-        p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            v, k, km = _pick(j, v0, v1, v2, v3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
+    else:
+        if MODE >= 1:
+            r1 = 1.0 / tl.sqrt(
+                _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
+            )
+        r2 = 1.0 / tl.sqrt(
+            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2
+        )
+        s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
+        for i0 in range(0, Kq, BLOCK_Q):
+            ii = i0 + rq
+            for j in tl.static_range(4):
+                k = j * Kq + ii
+                km = (ii < Kq) & (k < K)
+                v = _src(X, H, W1, r1, rows, rmask, k, km, stride_x, stride_h, MODE)
+                acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
+            p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     y = _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
     ym = rmask[:, None] & nmask[None, :]
     yp = Y + rows[:, None] * stride_y + rn[None, :]
@@ -162,7 +204,8 @@ def _glu_in_kernel(
     X, WM, W2, G, P, U,
     B, D, I, Kq, stride_x, stride_u, eps1, eps2,
     PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BLOCK_K: tl.constexpr,
+    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
     rmask = rows < B
@@ -172,25 +215,40 @@ def _glu_in_kernel(
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, PATH)  # the up rows I..2I-1
     _wait_inputs(PDL)
     one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
-    r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
-    r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
-    s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
     rq = tl.arange(0, BLOCK_Q)
     acc_a = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     acc_b = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
-    for i0 in range(0, Kq, BLOCK_Q):
-        ii = i0 + rq
+    if SINGLE:  # the whole row in registers as four quarters
+        x0, k0, m0 = _quarter(X, X, WM, one, rows, rmask, 0, rq, Kq, D, stride_x, 0, 0)
+        x1, k1, m1 = _quarter(X, X, WM, one, rows, rmask, 1, rq, Kq, D, stride_x, 0, 0)
+        x2, k2, m2 = _quarter(X, X, WM, one, rows, rmask, 2, rq, Kq, D, stride_x, 0, 0)
+        x3, k3, m3 = _quarter(X, X, WM, one, rows, rmask, 3, rq, Kq, D, stride_x, 0, 0)
+        r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, D) + eps1)
+        a0 = _normed(x0, WM, r1, k0, m0, X)
+        a1 = _normed(x1, WM, r1, k1, m1, X)
+        a2 = _normed(x2, WM, r1, k2, m2, X)
+        a3 = _normed(x3, WM, r1, k3, m3, X)
+        r2 = 1.0 / tl.sqrt(_msq4(a0, a1, a2, a3, D) + eps2)
+        s = _scale4(a0, a1, a2, a3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
         for j in tl.static_range(4):
-            k = j * Kq + ii
-            kmask = (ii < Kq) & (k < D)
-            v = _src(X, X, WM, r1, rows, rmask, k, kmask, stride_x, 0, 1)
-            q = _codes(v, W2, r2, s, k, kmask, X)
-            acc_a = _mac(acc_a, p_a, q, j, PATH, ASM)
-            acc_b = _mac(acc_b, p_b, q, j, PATH, ASM)
-            qsum += tl.sum(q, axis=1)
-        p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-        p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            v, k, km = _pick(j, a0, a1, a2, a3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            acc_a, acc_b, qsum = _proj2(acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, km, X, j, PATH, ASM)
+    else:
+        r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
+        r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
+        s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        for i0 in range(0, Kq, BLOCK_Q):
+            ii = i0 + rq
+            for j in tl.static_range(4):
+                k = j * Kq + ii
+                km = (ii < Kq) & (k < D)
+                v = _src(X, X, WM, r1, rows, rmask, k, km, stride_x, 0, 1)
+                acc_a, acc_b, qsum = _proj2(
+                    acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, km, X, j, PATH, ASM
+                )
+            p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+            p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     scale = _out_scale(G, s)[:, None]
     gate = _rnd(_ysum(acc_a, qsum, PATH).to(tl.float32) * scale, X)
     up = _rnd(_ysum(acc_b, qsum, PATH).to(tl.float32) * scale, X)
@@ -253,7 +311,13 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4.
 # - "pdl": programmatic dependent launch (sm_90+): each kernel is launched while the previous one runs,
 #   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl"})
+# - "single": at batch 1, when a packed row fits one tile (K <= 4 SINGLE_MAX_Q), the kernel holds the whole
+#   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
+#   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
+#   `benchmarks/sass_counts.py`). Its sums of squares add four quarter sums, so its norms can differ from
+#   the default's in the last bit; the other options never change the bits.
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single"})
+SINGLE_MAX_Q = 1024  # the widest single tile in bytes of the packed row (K <= 4096)
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -282,6 +346,7 @@ class _Launch(NamedTuple):
     stages: int = 3  # Triton's default on CUDA (what the GEMV path has always run with)
     asm: bool = False  # dp4a as one instruction (CUDA) or spelled out (the interpreter)
     pdl: bool = False  # programmatic dependent launch
+    single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
 
     @property
     def dot(self) -> bool:
@@ -320,13 +385,20 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         return _Launch(2, rows, bn, bq, max(16, 1024 // rows), warps, stages, pdl=pdl)
     rows = min(16, triton.next_power_of_2(max(B, 1)))
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
-    if not cuda:
-        return _Launch(path, rows, 64, 16, 64, 1)  # the interpreter: few programs
     kq = (K + 3) // 4
+    single = B == 1 and "single" in OPTIONS and kq <= SINGLE_MAX_Q
+    if not cuda:  # the interpreter: few programs
+        return _Launch(
+            path, rows, 64, max(16, triton.next_power_of_2(kq)) if single else 16, 64, 1, single=single
+        )
     bn, bq_max, warps = next(t[1:] for t in (WORDS_TILES if path == 1 else GEMV_TILES) if t[0] >= N)
-    bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
+    bq = (
+        max(32, triton.next_power_of_2(kq))
+        if single
+        else max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
+    )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
-    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl)
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single)
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
@@ -408,7 +480,7 @@ def mlgru_input_step(
         lower_bound if lower_bound is not None else state, state, out,
         B, D, N, i_proj.packed.shape[1], x.stride(0), state.stride(0), out.stride(0),
         float(attn_norm[1]), float(i_proj.eps), float(f_proj.eps), float(g_proj.eps),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -454,7 +526,7 @@ def bitlinear_step(
     _bitlinear_kernel[grid](
         x, w1, h, proj.norm_weight, proj.scale, _packed_arg(proj.packed, cfg), out,
         B, K, N, proj.packed.shape[1], x.stride(0), h.stride(0), out.stride(0), eps1, float(proj.eps),
-        MODE=mode, RESIDUAL=residual, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        MODE=mode, RESIDUAL=residual, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -485,6 +557,6 @@ def glu_input_step(
     _glu_in_kernel[grid](
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, _packed_arg(gate_proj.packed, cfg), out,
         B, D, inter, gate_proj.packed.shape[1], x.stride(0), out.stride(0),
-        float(mlp_norm[1]), float(gate_proj.eps), PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
+        float(mlp_norm[1]), float(gate_proj.eps), PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip

@@ -94,8 +94,60 @@ def _act_scale(
         w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
         xn = _rnd(v * r2[:, None] * w[None, :], X)
         amax = tl.maximum(amax, tl.max(tl.abs(xn), axis=1))
-    # 127 * (1 / amax), as torch evaluates `127.0 / tensor` (a reciprocal, then a product)
-    return tl.math.div_rn(tl.zeros([ROWS], dtype=tl.float32) + 1.0, tl.maximum(amax, 1e-5)) * 127.0
+    return _inv_amax(amax)
+
+
+@triton.jit
+def _inv_amax(amax):
+    # [ROWS] int8 scale 127 * (1 / max(amax, 1e-5)), as torch evaluates `127.0 / tensor` (a reciprocal, then
+    # a product)
+    return tl.math.div_rn(tl.zeros_like(amax) + 1.0, tl.maximum(amax, 1e-5)) * 127.0
+
+
+@triton.jit
+def _quarter(X, H, W1, r1, rows, rmask, J: tl.constexpr, rq, Kq, K, stride_x, stride_h, MODE: tl.constexpr):
+    # the single-tile prologue ("single" option): quarter J of the input row, the columns J Kq + rq that
+    # byte rq of the 2-bit layout covers, as `_src` in MODE gives it; with those columns and their mask
+    k = J * Kq + rq
+    kmask = (rq < Kq) & (k < K)
+    return _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE), k, kmask
+
+
+@triton.jit
+def _msq4(v0, v1, v2, v3, K):
+    # [ROWS] mean of the squares of a row held as four quarters
+    s = tl.sum(v0 * v0, axis=1) + tl.sum(v1 * v1, axis=1) + tl.sum(v2 * v2, axis=1) + tl.sum(v3 * v3, axis=1)
+    return s / K
+
+
+@triton.jit
+def _normed(v, W, r, k, kmask, X):
+    # v * r * w rounded to the model dtype (an RMSNorm's output, given its 1 / rms r)
+    w = tl.load(W + k, mask=kmask, other=0.0).to(tl.float32)
+    return _rnd(v * r[:, None] * w[None, :], X)
+
+
+@triton.jit
+def _scale4(v0, v1, v2, v3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X):
+    # [ROWS] int8 scale of xn = RMSNorm(v) * w2 over a row held as four quarters (as `_act_scale`)
+    amax = tl.max(tl.abs(_normed(v0, W2, r2, k0, m0, X)), axis=1)
+    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v1, W2, r2, k1, m1, X)), axis=1))
+    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v2, W2, r2, k2, m2, X)), axis=1))
+    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v3, W2, r2, k3, m3, X)), axis=1))
+    return _inv_amax(amax)
+
+
+@triton.jit
+def _pick(J: tl.constexpr, t0, t1, t2, t3):
+    # quarter J of four (J is a compile-time constant; Triton has no dict or tuple indexing here)
+    if J == 0:  # noqa: SIM116
+        return t0
+    elif J == 1:
+        return t1
+    elif J == 2:
+        return t2
+    else:
+        return t3
 
 
 @triton.jit
@@ -112,6 +164,21 @@ def _codes(v, W2, r2, s, k, kmask, X):
     q = (xn * s[:, None] + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
     q = tl.minimum(tl.maximum(q, -128.0), 127.0)
     return q.to(tl.int32)
+
+
+@triton.jit
+def _proj(acc, qsum, p, v, W2, r2, s, k, kmask, X, J: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr):
+    # one projection's share of quarter J: the int8 codes of its normalized input v, multiplied into acc
+    q = _codes(v, W2, r2, s, k, kmask, X)
+    return _mac(acc, p, q, J, PATH, ASM), qsum + tl.sum(q, axis=1)
+
+
+@triton.jit
+def _proj2(acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, kmask, X, J: tl.constexpr, PATH: tl.constexpr,
+           ASM: tl.constexpr):  # fmt: skip
+    # as `_proj` for two row blocks of one BitLinear (the GLU's gate and up rows): one set of codes
+    q = _codes(v, W2, r2, s, k, kmask, X)
+    return _mac(acc_a, p_a, q, J, PATH, ASM), _mac(acc_b, p_b, q, J, PATH, ASM), qsum + tl.sum(q, axis=1)
 
 
 @triton.jit
