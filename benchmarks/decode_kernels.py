@@ -127,9 +127,9 @@ def run(args: argparse.Namespace) -> None:
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
-    print(f"{'preset':<6} {'options':<10} {'kernel':<26} {'us':>9} {'weights rate':>13} {'vs peer':>11}")
+    print(f"{'preset':<6} {'options':<16} {'kernel':<26} {'us':>9} {'weights rate':>13} {'vs peer':>11}")
     for preset, name, kname, us, rate, ratio in rows:
-        print(f"{preset:<6} {name:<10} {kname:<26} {us:9.1f} {rate:>13} {ratio:>11}")
+        print(f"{preset:<6} {name:<16} {kname:<26} {us:9.1f} {rate:>13} {ratio:>11}")
 
 
 def main() -> None:
