@@ -321,6 +321,20 @@ def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
     assert not fused_ops._config(1, 8, 64, (words,)).pdl
 
 
+def test_single_tile_limits(monkeypatch) -> None:
+    """ "single" holds rows up to SINGLE_MAX_Q packed bytes on the dp4a path, SINGLE_MAX_Q_BYTES on the byte
+    path (wider byte tiles spill), and never at batch 2+."""
+    wide = torch.zeros(8, 512, dtype=torch.uint8)  # K = 2048
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single"}))
+    assert not fused_ops._config(1, 8, 2048, (wide,)).single
+    assert fused_ops._config(1, 8, 1024, (torch.zeros(8, 256, dtype=torch.uint8),)).single
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single", "dp4a"}))
+    cfg = fused_ops._config(1, 8, 2048, (wide,))
+    assert cfg.single and cfg.path == 1 and cfg.block_q >= 512
+    assert not fused_ops._config(1, 8, 8192, (torch.zeros(8, 2048, dtype=torch.uint8),)).single
+    assert not fused_ops._config(2, 8, 1024, (torch.zeros(8, 256, dtype=torch.uint8),)).single
+
+
 def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options("") == frozenset()
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})

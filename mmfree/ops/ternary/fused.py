@@ -311,13 +311,17 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4.
 # - "pdl": programmatic dependent launch (sm_90+): each kernel is launched while the previous one runs,
 #   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation.
-# - "single": at batch 1, when a packed row fits one tile (K <= 4 SINGLE_MAX_Q), the kernel holds the whole
+# - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
 #   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
 #   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
 #   `benchmarks/sass_counts.py`). Its sums of squares add four quarter sums, so its norms can differ from
 #   the default's in the last bit; the other options never change the bits.
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single"})
-SINGLE_MAX_Q = 1024  # the widest single tile in bytes of the packed row (K <= 4096)
+# The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
+# the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
+# KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
+SINGLE_MAX_Q = 1024
+SINGLE_MAX_Q_BYTES = 256
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -386,7 +390,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     rows = min(16, triton.next_power_of_2(max(B, 1)))
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
-    single = B == 1 and "single" in OPTIONS and kq <= SINGLE_MAX_Q
+    single = B == 1 and "single" in OPTIONS and kq <= (SINGLE_MAX_Q if path == 1 else SINGLE_MAX_Q_BYTES)
     if not cuda:  # the interpreter: few programs
         return _Launch(
             path, rows, 64, max(16, triton.next_power_of_2(kq)) if single else 16, 64, 1, single=single
@@ -398,6 +402,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         else max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
+    warps = max(warps, 8) if single and bq > 256 else warps
     return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single)
 
 
