@@ -8,7 +8,8 @@ instructions x threads per program / weights per program: the issue cost a path 
 bounds a large preset's decode step (weights x instructions per weight / 32 lanes / the GPU's warp issue
 rate). No GPU, no timing: a model of the work, to be checked against `benchmarks/decode_kernels.py`.
 
-    python benchmarks/sass_counts.py
+    python benchmarks/sass_counts.py           # the fused decode kernels
+    python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
 """
 
 from __future__ import annotations
@@ -113,5 +114,99 @@ def main() -> None:
                     )
 
 
+# The MLGRU scans (`--scan`): instructions per element of a [CT, BD] tile against the budget that the
+# scan target (70% of the copy bandwidth) leaves at the H200's issue rate: 132 SMs x 4 schedulers x 1.98 GHz
+# x 32 lanes = 3.35e13 thread instructions/s, over 0.7 x 4.18 TB/s / bytes per element (forward: f, c in
+# and h out, bf16: 6 B; backward: f, c, h, dh in and df, dc out: 12 B).
+ISSUE_RATE = 132 * 4 * 1.98e9 * 32  # thread instructions per second
+COPY_BW = 4.18e12  # bytes per second, the H200 copy bandwidth measured in BENCHMARKS.md
+SCAN_PTRS = {"F": BF, "C": BF, "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32", "H": BF}
+SCAN_FLAGS = {"HAS_H0": False, "HAS_LB": True, "HAS_RESET": False, "HAS_MASK": False}
+
+
+def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int, int, int]]:
+    """(label, kernel, pointer args, constexprs, CT, BD, warps, bytes per element) of each scan kernel."""
+    from mmfree.ops.mlgru import triton_lookback as lk
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    fwd = {**SCAN_PTRS, "FINAL": "*fp32"}
+    bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
+    look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
+    rows = []
+    ct, bd, w = tt.FWD_CONFIG
+    rows.append(
+        (
+            "tiled forward",
+            tt._fwd_tiled_kernel,
+            fwd,
+            {**SCAN_FLAGS, "CT": ct, "BD": bd, "PREFETCH": True},
+            ct,
+            bd,
+            w,
+            6,
+        )
+    )
+    ct, bd, w = tt.BWD_CONFIG
+    rows.append(
+        (
+            "tiled backward",
+            tt._bwd_tiled_kernel,
+            bwd,
+            {**SCAN_FLAGS, "CT": ct, "BD": bd, "HAS_DFINAL": True},
+            ct,
+            bd,
+            w,
+            12,
+        )
+    )
+    for ct, bd, w, rowwise in (lk.FWD_CONFIG, (16, 256, 1, True)):
+        c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True}
+        rows.append(
+            (
+                f"look-back forward{' rowwise' if rowwise else ''}",
+                lk._fwd_kernel,
+                {**fwd, **look},
+                c,
+                ct,
+                bd,
+                w,
+                6,
+            )
+        )
+    for ct, bd, w, rowwise in ((16, 128, 1, False), lk.BWD_CONFIG):
+        c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True, "HAS_DFINAL": True}
+        rows.append(
+            (
+                f"look-back backward{' rowwise' if rowwise else ''}",
+                lk._bwd_kernel,
+                {**bwd, **look},
+                c,
+                ct,
+                bd,
+                w,
+                12,
+            )
+        )
+    return rows  # fmt: skip
+
+
+def scan_main() -> None:
+    print(
+        f"\nMLGRU scans, static sm_90 SASS, triton {triton.__version__} (static count per tile: loop bodies once)"
+    )
+    print(
+        f"{'kernel':<28} {'CT':>4} {'BD':>4} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/elt':>9} {'budget':>7}"
+    )
+    for label, kernel, ptrs, consts, ct, bd, warps, nbytes in scan_rows():
+        regs, stack, n = compile_counts(kernel, ptrs, set(), consts, warps)
+        per_elt = n * 32 * warps / (ct * bd)
+        budget = ISSUE_RATE / (0.7 * COPY_BW / nbytes)
+        print(
+            f"{label:<28} {ct:>4} {bd:>4} {warps:>5} {regs:>5} {stack:>7} {n:>6} {per_elt:>9.1f} {budget:>7.0f}"
+        )
+
+
 if __name__ == "__main__":
-    main()
+    import sys
+
+    scan_main() if "--scan" in sys.argv[1:] else main()
