@@ -40,12 +40,12 @@ from mmfree.ops.ternary.fused_parts import (
     _act_scale,
     _mean_sq,
     _msq4,
-    _normed,
+    _norm_quarters,
     _out_scale,
     _pick,
     _proj,
     _proj2,
-    _quarter,
+    _quarters,
     _rnd,
     _scale4,
     _src,
@@ -80,15 +80,9 @@ def _mlgru_in_kernel(
     qsum_f = tl.zeros([ROWS], dtype=tl.int32)
     qsum_g = tl.zeros([ROWS], dtype=tl.int32)
     if SINGLE:  # the whole row in registers as four quarters: every input value loaded and normed once
-        x0, k0, m0 = _quarter(X, H, WA, one, rows, rmask, 0, rq, Kq, D, stride_x, 0, 0)
-        x1, k1, m1 = _quarter(X, H, WA, one, rows, rmask, 1, rq, Kq, D, stride_x, 0, 0)
-        x2, k2, m2 = _quarter(X, H, WA, one, rows, rmask, 2, rq, Kq, D, stride_x, 0, 0)
-        x3, k3, m3 = _quarter(X, H, WA, one, rows, rmask, 3, rq, Kq, D, stride_x, 0, 0)
-        r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, D) + eps_a)
-        a0 = _normed(x0, WA, r1, k0, m0, X)
-        a1 = _normed(x1, WA, r1, k1, m1, X)
-        a2 = _normed(x2, WA, r1, k2, m2, X)
-        a3 = _normed(x3, WA, r1, k3, m3, X)
+        a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3 = _norm_quarters(
+            X, WA, eps_a, rows, rmask, rq, Kq, D, stride_x, ROWS
+        )
         ms = _msq4(a0, a1, a2, a3, D)
         ri = 1.0 / tl.sqrt(ms + eps_i)
         rf = 1.0 / tl.sqrt(ms + eps_f)
@@ -160,15 +154,13 @@ def _bitlinear_kernel(
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     if SINGLE:  # the whole row in registers as four quarters
         if MODE >= 1:
-            x0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, 0)
-            x1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, 0)
-            x2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, 0)
-            x3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, 0)
+            x0, x1, x2, x3, _, _, _, _, _, _, _, _ = _quarters(
+                X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, 0
+            )
             r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, K) + eps1)
-        v0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, MODE)
-        v1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, MODE)
-        v2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, MODE)
-        v3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, MODE)
+        v0, v1, v2, v3, k0, k1, k2, k3, m0, m1, m2, m3 = _quarters(
+            X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, MODE
+        )
         r2 = 1.0 / tl.sqrt(_msq4(v0, v1, v2, v3, K) + eps2)
         s = _scale4(v0, v1, v2, v3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
         for j in tl.static_range(4):
@@ -220,15 +212,9 @@ def _glu_in_kernel(
     acc_b = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
     if SINGLE:  # the whole row in registers as four quarters
-        x0, k0, m0 = _quarter(X, X, WM, one, rows, rmask, 0, rq, Kq, D, stride_x, 0, 0)
-        x1, k1, m1 = _quarter(X, X, WM, one, rows, rmask, 1, rq, Kq, D, stride_x, 0, 0)
-        x2, k2, m2 = _quarter(X, X, WM, one, rows, rmask, 2, rq, Kq, D, stride_x, 0, 0)
-        x3, k3, m3 = _quarter(X, X, WM, one, rows, rmask, 3, rq, Kq, D, stride_x, 0, 0)
-        r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, D) + eps1)
-        a0 = _normed(x0, WM, r1, k0, m0, X)
-        a1 = _normed(x1, WM, r1, k1, m1, X)
-        a2 = _normed(x2, WM, r1, k2, m2, X)
-        a3 = _normed(x3, WM, r1, k3, m3, X)
+        a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3 = _norm_quarters(
+            X, WM, eps1, rows, rmask, rq, Kq, D, stride_x, ROWS
+        )
         r2 = 1.0 / tl.sqrt(_msq4(a0, a1, a2, a3, D) + eps2)
         s = _scale4(a0, a1, a2, a3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
         for j in tl.static_range(4):

@@ -114,6 +114,31 @@ def _quarter(X, H, W1, r1, rows, rmask, J: tl.constexpr, rq, Kq, K, stride_x, st
 
 
 @triton.jit
+def _quarters(X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, MODE: tl.constexpr):
+    # the four quarters of the row as `_quarter` gives each: (v0..v3, their columns k0..k3, masks m0..m3)
+    v0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, MODE)
+    v1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, MODE)
+    v2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, MODE)
+    v3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, MODE)
+    return v0, v1, v2, v3, k0, k1, k2, k3, m0, m1, m2, m3
+
+
+@triton.jit
+def _norm_quarters(X, W, eps, rows, rmask, rq, Kq, K, stride_x, ROWS: tl.constexpr):
+    # RMSNorm(x) * w of the row (model dtype) as four quarters, every x loaded once: (a0..a3, k0..k3, m0..m3)
+    one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
+    x0, x1, x2, x3, k0, k1, k2, k3, m0, m1, m2, m3 = _quarters(
+        X, X, W, one, rows, rmask, rq, Kq, K, stride_x, 0, 0
+    )
+    r = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, K) + eps)
+    a0 = _normed(x0, W, r, k0, m0, X)
+    a1 = _normed(x1, W, r, k1, m1, X)
+    a2 = _normed(x2, W, r, k2, m2, X)
+    a3 = _normed(x3, W, r, k3, m3, X)
+    return a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3
+
+
+@triton.jit
 def _msq4(v0, v1, v2, v3, K):
     # [ROWS] mean of the squares of a row held as four quarters
     s = tl.sum(v0 * v0, axis=1) + tl.sum(v1 * v1, axis=1) + tl.sum(v2 * v2, axis=1) + tl.sum(v3 * v3, axis=1)
