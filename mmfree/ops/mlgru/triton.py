@@ -22,6 +22,7 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.mlgru import triton_lookback, triton_tiled
+from mmfree.ops.mlgru.triton_tiled import _gate_grads
 
 CHUNK_SIZE: int = 64
 RECURRENT_MAX_T: int = 256  # T up to this runs the fused-recurrent form (one chunk)
@@ -252,6 +253,9 @@ def _bwd_kernel(
     else:
         carry = tl.zeros([BD], dtype=tl.float32)
     dlb = tl.zeros([BD], dtype=tl.float32)
+    lb = 0.0
+    if HAS_LB:
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
     for s in range(0, BT):
         t = pid_c * BT + BT - 1 - s
         if t < T:
@@ -266,14 +270,9 @@ def _bwd_kernel(
                 h_prev = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
             else:
                 h_prev = tl.zeros([BD], dtype=tl.float32)
-            df = dh * h_prev * keep - dh * silu * m
-            dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
+            df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
             if HAS_LB:
-                lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
-                dfr = df * (1.0 - lb) * sig * (1.0 - sig)
                 dlb += df * (1.0 - sig)
-            else:
-                dfr = df * sig * (1.0 - sig)
             tl.store(DF + offs, dfr.to(DF.dtype.element_ty), mask=dmask)
             tl.store(DC + offs, dc.to(DC.dtype.element_ty), mask=dmask)
             carry = a * dh

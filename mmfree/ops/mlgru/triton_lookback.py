@@ -28,7 +28,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mmfree.ops.mlgru.triton_tiled import _compose, _flags, _tile_gates
+from mmfree.ops.mlgru.triton_tiled import _compose, _flags, _gate_grads, _tile_gates
 
 # (CT steps, BD columns, num_warps, rowwise): starting points until `benchmarks/kernels.py --sweep` is run
 FWD_CONFIG: tuple[int, int, int, bool] = (16, 128, 1, False)
@@ -86,6 +86,24 @@ def _look_back(FLAGS, AGG, INC, b, k, step, stop, NC, ND, pid_d, D, cols, dmask,
 
 
 @triton.jit
+def _row_gates(F, C, RESET, MASK, b, t, T, D, base, cols, dmask, lb, HAS_LB: tl.constexpr,
+               HAS_RESET: tl.constexpr, HAS_MASK: tl.constexpr):  # fmt: skip
+    # the rowwise forward's step t: (a, i) of `_tile_gates` for the D-block `cols`, t < T, the load mask
+    ok = t < T
+    lm = dmask & ((cols * 0 + t) < T)  # vector form (the interpreter mis-types scalar & vector)
+    fr = tl.load(F + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
+    c = tl.load(C + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
+    keep = 1.0
+    if HAS_RESET:
+        keep = 1.0 - tl.load(RESET + b * T + t, mask=ok, other=0).to(tl.float32)
+    m = 1.0
+    if HAS_MASK:
+        m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
+    a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+    return a, i, ok, lm
+
+
+@triton.jit
 def _fwd_kernel(
     F,
     C,
@@ -125,17 +143,9 @@ def _fwd_kernel(
         agg_b = tl.zeros([BD], dtype=tl.float32)
         for r in tl.static_range(CT):
             t = t0 + r
-            ok = t < T
-            lm = dmask & ((cols * 0 + t) < T)  # vector form (the interpreter mis-types scalar & vector)
-            fr = tl.load(F + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
-            c = tl.load(C + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
-            keep = 1.0
-            if HAS_RESET:
-                keep = 1.0 - tl.load(RESET + b * T + t, mask=ok, other=0).to(tl.float32)
-            m = 1.0
-            if HAS_MASK:
-                m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-            a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+            a, i, ok, lm = _row_gates(
+                F, C, RESET, MASK, b, t, T, D, base, cols, dmask, lb, HAS_LB, HAS_RESET, HAS_MASK
+            )
             a = tl.where(ok, a, 1.0)  # steps past T are identity maps
             i = tl.where(ok, i, 0.0)
             agg_b = a * agg_b + i
@@ -189,17 +199,9 @@ def _fwd_kernel(
         h = carry
         for r in tl.static_range(CT):
             t = t0 + r
-            ok = t < T
-            lm = dmask & ((cols * 0 + t) < T)  # vector form (the interpreter mis-types scalar & vector)
-            fr = tl.load(F + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
-            c = tl.load(C + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
-            keep = 1.0
-            if HAS_RESET:
-                keep = 1.0 - tl.load(RESET + b * T + t, mask=ok, other=0).to(tl.float32)
-            m = 1.0
-            if HAS_MASK:
-                m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-            a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+            a, i, ok, lm = _row_gates(
+                F, C, RESET, MASK, b, t, T, D, base, cols, dmask, lb, HAS_LB, HAS_RESET, HAS_MASK
+            )
             h = a * h + i
             tl.store(H + base + t * D + cols, h.to(H.dtype.element_ty), mask=lm)
     else:
@@ -254,12 +256,7 @@ def _bwd_row(
         m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
     a, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
     dh = a_next * dh + do
-    df = dh * (h_prev * keep - silu * m)
-    dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
-    if HAS_LB:
-        dfr = df * (1.0 - lb) * sig * (1.0 - sig)
-    else:
-        dfr = df * sig * (1.0 - sig)
+    df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
     tl.store(DF + off, dfr.to(DF.dtype.element_ty), mask=lm)
     tl.store(DC + off, dc.to(DC.dtype.element_ty), mask=lm)
     return dh, tl.where(ok, a, 1.0), tl.where(lm, df * (1.0 - sig), 0.0)
@@ -420,12 +417,7 @@ def _bwd_kernel(
         if HAS_H0:
             h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
             h_prev = tl.where((t == 0)[:, None], h0[None, :], h_prev)
-        df = dh2 * (h_prev * keep - silu * m)
-        dc = dh2 * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
-        if HAS_LB:
-            dfr = df * (1.0 - lb2) * sig * (1.0 - sig)
-        else:
-            dfr = df * sig * (1.0 - sig)
+        df, dfr, dc = _gate_grads(dh2, h_prev, keep, m, lb2, c, sig, f, silu, sig_c, HAS_LB)
         tl.store(DF + ptr, dfr.to(DF.dtype.element_ty), mask=lmask)
         tl.store(DC + ptr, dc.to(DC.dtype.element_ty), mask=lmask)
         dlb = tl.sum(tl.where(lmask, df * (1.0 - sig), 0.0), axis=0)

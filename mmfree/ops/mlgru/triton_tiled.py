@@ -44,6 +44,20 @@ def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr):
 
 
 @triton.jit
+def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.constexpr):
+    # a step's gradients from dh (and the gates of `_tile_gates`): df (through f; the lower bound's
+    # gradient is df (1 - sig)), df_raw (through the sigmoid and the bound) and dc_raw (through SiLU)
+    df = dh * (h_prev * keep - silu * m)
+    dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
+    ds = sig * (1.0 - sig)
+    if HAS_LB:
+        dfr = df * (1.0 - lb) * ds
+    else:
+        dfr = df * ds
+    return df, dfr, dc
+
+
+@triton.jit
 def _fwd_tiled_kernel(
     F,
     C,
@@ -188,14 +202,9 @@ def _bwd_tiled_kernel(
         y = tl.where(tmask[:, None], do, 0.0)
         px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)
         dh = px * carry[None, :] + py  # [CT, BD]
-        df = dh * (h_prev * keep - silu * m)
-        dc = dh * (1.0 - f) * m * sig_c * (1.0 + c * (1.0 - sig_c))
-        ds = sig * (1.0 - sig)
+        df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
         if HAS_LB:
-            dfr = df * (1.0 - lb) * ds
             dlb += tl.where(tmask[:, None], df * (1.0 - sig), 0.0)
-        else:
-            dfr = df * ds
         tl.store(DF + ptr, dfr.to(DF.dtype.element_ty), mask=lmask)
         tl.store(DC + ptr, dc.to(DC.dtype.element_ty), mask=lmask)
         carry = tl.sum(tl.where(rows[:, None] == 0, dh, 0.0), axis=0)
