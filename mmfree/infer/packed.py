@@ -324,7 +324,7 @@ def load_packed(
     if dtype is not None:
         emb = model.model.embeddings.weight.data  # [V, d]
         model.to(dtype)
-        if emb.element_size() < torch.empty((), dtype=dtype).element_size():
+        if emb.element_size() < dtype.itemsize:
             model.model.embeddings.weight.data = emb
     model.eval()
     return model
