@@ -39,14 +39,22 @@ PUBLISH_INCLUSIVE: bool = True
 
 
 @triton.jit
-def _ticket(FLAGS, NC, NPC, ND, REVERSE: tl.constexpr):
-    # virtual program id from the counter in FLAGS[0] -> (chunk, batch row, D-block), chunks in scan order
+def _chunk(FLAGS, LB, T, D, NC, NPC, ND, REVERSE: tl.constexpr, CT: tl.constexpr, BD: tl.constexpr,
+           HAS_LB: tl.constexpr):  # fmt: skip
+    # this program's chunk, from a virtual program id taken off the counter in FLAGS[0] (chunks in scan
+    # order): (chunk k, batch row b, D-block, its columns and mask, first step, row offset, lower bound)
     vid = tl.atomic_add(FLAGS, 1)
     k = vid // NPC
     if REVERSE:
         k = NC - 1 - k
     rem = vid % NPC
-    return k, rem // ND, rem % ND
+    b, pid_d = rem // ND, rem % ND
+    cols = pid_d * BD + tl.arange(0, BD)
+    dmask = cols < D
+    lb = 0.0
+    if HAS_LB:
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
+    return k, b, pid_d, cols, dmask, k * CT, b.to(tl.int64) * T * D, lb
 
 
 @triton.jit
@@ -130,14 +138,7 @@ def _fwd_kernel(
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
 ):
-    k, b, pid_d = _ticket(FLAGS, NC, NPC, ND, False)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
-    t0 = k * CT
-    base = b.to(tl.int64) * T * D
-    lb = 0.0
-    if HAS_LB:
-        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
+    k, b, pid_d, cols, dmask, t0, base, lb = _chunk(FLAGS, LB, T, D, NC, NPC, ND, False, CT, BD, HAS_LB)
     if ROWWISE:
         agg_a = tl.full([BD], 1.0, dtype=tl.float32)
         agg_b = tl.zeros([BD], dtype=tl.float32)
@@ -295,14 +296,7 @@ def _bwd_kernel(
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
 ):
-    k, b, pid_d = _ticket(FLAGS, NC, NPC, ND, True)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
-    t0 = k * CT
-    base = b.to(tl.int64) * T * D
-    lb = 0.0
-    if HAS_LB:
-        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
+    k, b, pid_d, cols, dmask, t0, base, lb = _chunk(FLAGS, LB, T, D, NC, NPC, ND, True, CT, BD, HAS_LB)
     # a at the first step after the chunk (1 past T: dfinal enters through a_T := 1)
     tn = t0 + CT
     a_after = tl.full([BD], 1.0, dtype=tl.float32)

@@ -38,6 +38,7 @@ from mmfree.ops.backend import log_once
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
+    _block,
     _mean_sq,
     _msq4,
     _norm_quarters,
@@ -63,10 +64,7 @@ def _mlgru_in_kernel(
     SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
-    rmask = rows < B
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
+    rows, rmask, rn, nmask = _block(B, N, ROWS, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, PATH)  # the first weight tiles, before the inputs are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, PATH)
     p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, PATH)
@@ -142,10 +140,7 @@ def _bitlinear_kernel(
     SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
-    rmask = rows < B
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
+    rows, rmask, rn, nmask = _block(B, N, ROWS, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, PATH)
     _wait_inputs(PDL)
     r1 = tl.zeros([ROWS], dtype=tl.float32) + 1.0
@@ -199,10 +194,7 @@ def _glu_in_kernel(
     SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
-    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
-    rmask = rows < B
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < I
+    rows, rmask, rn, nmask = _block(B, I, ROWS, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, PATH)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, PATH)  # the up rows I..2I-1
     _wait_inputs(PDL)

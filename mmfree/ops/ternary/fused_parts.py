@@ -16,6 +16,14 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 
 @triton.jit
+def _block(B, N, ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
+    # this program's batch rows and output columns, with their masks: (rows, rmask, rn, nmask)
+    rows = tl.program_id(1) * ROWS + tl.arange(0, ROWS)
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    return rows, rows < B, rn, rn < N
+
+
+@triton.jit
 def _rnd(v, REF):
     # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; bf16 is
     # rounded half to even on the bits (the interpreter's fp32 -> bf16 cast truncates instead)
