@@ -11,6 +11,7 @@ option set: the per-token sum of the kernels (4 per layer times the layer count,
 the whole step (every layer, embedding to logits) captured the same way; that row is the ground truth.
 
     python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
+    python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 """
 
@@ -44,6 +45,32 @@ def timer(cuda: bool, quick: bool) -> Callable[[Callable[[], object]], float]:
         return (time.perf_counter() - start) * 1e3
 
     return wall
+
+
+def parse_tile(text: str) -> tuple[int, int, int] | None:
+    """`"32x8"` -> (32, 8, 256), `"64x8x512"` -> (64, 8, 512): BLOCK_N x warps [x largest BLOCK_Q in
+    bytes] of the batch-1 GEMV; `""` or `"default"` -> None (the tile tables in `fused.py`)."""
+    if text in ("", "default"):
+        return None
+    try:
+        vals = [int(v) for v in text.split("x")]
+    except ValueError:
+        vals = []
+    if len(vals) not in (2, 3) or any(v <= 0 or v & (v - 1) for v in vals):
+        raise SystemExit(
+            f"tile {text!r} must read BLOCK_NxWARPS[xBLOCK_Q], powers of two, e.g. 32x8 or 64x8x512"
+        )
+    return (vals[0], vals[1], vals[2] if len(vals) == 3 else 256)
+
+
+def set_tile(tile: tuple[int, int, int] | None) -> None:
+    """Installs one batch-1 tile for every layer width (None: the defaults) for the kernels launched next."""
+    fused_ops.GEMV_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[0]
+    fused_ops.WORDS_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[1]
+
+
+DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES)
+DEFAULT_OPTIONS = fused_ops.OPTIONS
 
 
 def copy_gbs(cuda: bool, bench: Callable[[Callable[[], object]], float]) -> float:
@@ -96,6 +123,27 @@ def kernel_calls(step: FusedDecodeStep) -> list[tuple[str, Callable[[], None], i
     return calls
 
 
+def time_step(
+    model: torch.nn.Module, preset: str, name: str, bench: Callable[[Callable[[], object]], float], bw: float
+) -> list[tuple[str, str, str, float, str, str]]:
+    """Rows of one option set and tile: each kernel alone, their per-token sum and the whole step."""
+    rows: list[tuple[str, str, str, float, str, str]] = []
+    step = FusedDecodeStep(model)
+    n_layers = len(step.layers)
+    total = 0.0
+    for kname, call, nbytes in kernel_calls(step):
+        ms = bench(call)
+        total += ms if kname.startswith("final") else ms * n_layers
+        rate = nbytes / ms / 1e6
+        rows.append((preset, name, kname, ms * 1e3, f"{rate:.0f} GB/s", f"{rate / bw:.2f}x copy"))
+    tok = torch.randint(0, model.config.vocab_size, (1,), device=step.device)  # [1]
+    states = [torch.zeros(1, step.width, device=step.device) for _ in range(n_layers)]  # L x [1, d']
+    step_ms = bench(lambda: step(tok, states))
+    rows.append((preset, name, "sum of kernels per token", total * 1e3, "-", "-"))
+    rows.append((preset, name, "whole step", step_ms * 1e3, "-", f"{step_ms / total:.2f}x sum"))
+    return rows
+
+
 def run(args: argparse.Namespace) -> None:
     cuda = not args.cpu_check
     device = "cuda" if cuda else "cpu"
@@ -106,38 +154,36 @@ def run(args: argparse.Namespace) -> None:
     for preset in args.presets:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
-        n_layers = cfg.num_hidden_layers
-        for opt in args.options:
+        for opt, tile in [(o, t) for o in args.options for t in args.tiles]:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
-            name = opt or "default"
-            step = FusedDecodeStep(model)
-            total = 0.0
-            for kname, call, nbytes in kernel_calls(step):
-                ms = bench(call)
-                per_token = ms if kname.startswith("final") else ms * n_layers
-                total += per_token
-                rate = nbytes / ms / 1e6
-                rows.append((preset, name, kname, ms * 1e3, f"{rate:.0f} GB/s", f"{rate / bw:.2f}x copy"))
-            tok = torch.randint(0, cfg.vocab_size, (1,), device=device)  # [1]
-            states = [torch.zeros(1, step.width, device=device) for _ in range(n_layers)]  # L x [1, d']
-            step_ms = bench(lambda step=step, tok=tok, states=states: step(tok, states))
-            rows.append((preset, name, "sum of kernels per token", total * 1e3, "-", "-"))
-            rows.append((preset, name, "whole step", step_ms * 1e3, "-", f"{step_ms / total:.2f}x sum"))
-        fused_ops.OPTIONS = frozenset()
+            set_tile(parse_tile(tile))
+            name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
+            try:
+                rows += time_step(model, preset, name, bench, bw)
+            except Exception as err:  # a tile the compiler rejects (out of resources) is reported, not fatal
+                rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
+        fused_ops.OPTIONS = DEFAULT_OPTIONS
+        set_tile(None)
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
-    print(f"{'preset':<6} {'options':<16} {'kernel':<26} {'us':>9} {'weights rate':>13} {'vs peer':>11}")
+    print(f"{'preset':<6} {'options':<24} {'kernel':<26} {'us':>9} {'weights rate':>13} {'vs peer':>11}")
     for preset, name, kname, us, rate, ratio in rows:
-        print(f"{preset:<6} {name:<16} {kname:<26} {us:9.1f} {rate:>13} {ratio:>11}")
+        print(f"{preset:<6} {name:<24} {kname:<26} {us:9.1f} {rate:>13} {ratio:>11}")
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", type=lambda s: s.split(","), default=["370m", "1.3b", "13b"])
     p.add_argument(
-        "--options", type=lambda s: s.split(","), default=["", "dp4a", "pdl", "single", "dp4a+pdl+single"],
-        help='comma-separated option sets, options joined by "+" ("" = the default kernels)',
+        "--options",
+        type=lambda s: s.split(","),
+        default=["", "dp4a", "dp4a+pdl", "dp4a+single"],
+        help='comma-separated option sets, options joined by "+" ("" = none: the byte path)',
+    )
+    p.add_argument(
+        "--tiles", type=lambda s: s.split(","), default=["default"],
+        help="comma-separated batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer timing repeats")
     p.add_argument("--cpu-check", action="store_true", help="run the plumbing on CPU (TRITON_INTERPRET=1)")

@@ -16,17 +16,22 @@ fi
 # Three calls fit a 30-minute device budget (each under 10 minutes; the parts' limits are upper bounds):
 #   PARTS="gpu_tests kernels_mlgru"                    tests first: a kernel option that fails them is not timed
 #   PARTS="decode_options decode_kernels decode_floor" batch-1 decode: options, per-kernel times, floor ratios
+#   PARTS="kernels_mlgru decode_tiles decode_targets"  look-back scan configs; dp4a tiles; 370M/13B vs peers
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
-part kernels_mlgru 150 python3 benchmarks/kernels.py --quick --only mlgru
+part kernels_mlgru 200 python3 benchmarks/kernels.py --quick --only mlgru --sweep-lookback
 part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5 --profile 15
 part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl,fused+dp4a+pdl+single,fused+dp4a+pdl+single@16x4,fused+dp4a+pdl@32x8,fused+dp4a+pdl@64x8 --budget 210
 part decode_kernels 160 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
+part decode_tiles 240 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --options dp4a --quick \
+  --tiles default,16x4,32x8,64x8,128x8,64x16,64x8x512
+part decode_targets 200 python3 benchmarks/decode.py --presets 370m,13b --models packed,fake,llama --batches 1 \
+  --prompts 128 --contexts "" --budget 170
 part decode_floor 150 python3 benchmarks/decode.py --presets 1.3b,2.7b,13b --models packed --batches 1 --prompts 128 \
   --contexts "" --budget 120
 part decode_fused 100 python3 benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16 --budget 80
@@ -56,4 +61,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_floor eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

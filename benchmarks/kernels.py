@@ -188,7 +188,7 @@ SWEEP: list[tuple[int, int, int, bool]] = [
 ]
 
 
-def _mlgru_case(B: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
+def _sweep_inputs(B: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
     """Random bf16 MLGRU inputs on the GPU and the tiled kernels' outputs on them (the sweeps' reference):
     (f_raw, c_raw, lower_bound, dh, h, df, dc)."""
     from mmfree.ops.mlgru import triton_tiled as tt
@@ -215,7 +215,7 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    f, c, lb, dh, h_ref, df_ref, dc_ref = _mlgru_case(8, 2048, 1024)
+    f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(8, 2048, 1024)
     unit = f.numel() * 2
 
     best_f: tuple[float, tuple[int, int, int], bool] | None = None
@@ -302,7 +302,7 @@ def _lookback_batch(
     """One batch size of `sweep_lookback`: rows per config, times added to `totals` (inf on a mismatch)."""
     from mmfree.ops.mlgru import triton_lookback as lk
 
-    f, c, lb, dh, h_ref, df_ref, dc_ref = _mlgru_case(B, T, D)
+    f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, T, D)
     unit = f.numel() * 2
 
     for cfg in LOOKBACK_SWEEP:
@@ -332,6 +332,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
     p.add_argument("--sweep", action="store_true", help="also time the tiled MLGRU kernels per tile config")
+    p.add_argument("--sweep-lookback", action="store_true", help="time the look-back kernels per config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear"), default="all")
     p.add_argument(
         "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,PRE;CT,BD,W' here"
@@ -342,6 +343,7 @@ def main() -> None:
     copy_gbs, _ = ceilings(args.quick)
     if args.sweep:
         sweep_mlgru(args.quick, copy_gbs, args.save_best)
+    if args.sweep or args.sweep_lookback:
         sweep_lookback(args.quick, copy_gbs)
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)

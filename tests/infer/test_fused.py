@@ -247,6 +247,7 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
     byte path's bits, and the model's own step. Widths whose packed rows hold whole words (48 -> 12 bytes,
     80 -> 20), so every BitLinear takes the word path."""
     model = _model(48, 80, gate_form, True, dtype)
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset())
     assert fused_ops._config(1, 48, 48, (torch.zeros(48, 12, dtype=torch.uint8),)).path == 0
     tokens = torch.randint(0, model.config.vocab_size, (1,))
     states = [torch.randn(1, 48) for _ in range(2)]  # L x [1, d']
@@ -337,6 +338,7 @@ def test_single_tile_limits(monkeypatch) -> None:
 
 def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options("") == frozenset()
+    assert fused_ops.parse_options("none") == frozenset()
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError, match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'single'\]"

@@ -282,18 +282,20 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
     (2**62, 32, 256, 8),
 )
 
-# Options of the batch-1 kernels, off by default until measured on an H200 (`MMFREE_FUSED_OPTIONS=dp4a,pdl`
-# or this set; benchmarks/decode.py --fused-options compares them):
+# Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
+# default "dp4a", the fastest measured on an H200: BENCHMARKS.md, `benchmarks/decode.py --models fused+...`):
 # - "dp4a": the GEMV loads 32-bit words of 16 codes and multiplies four codes per `dp4a` instruction
 #   (shift, mask, dp4a: 0.75 instructions per weight against about 4 for the byte broadcast, whose integer
-#   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4.
+#   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4. H200,
+#   batch 1: 370M 0.98 -> 0.73 ms per token, 1.3B 1.92 -> 1.17, 13B 14.9 -> 5.65.
 # - "pdl": programmatic dependent launch (sm_90+): each kernel is launched while the previous one runs,
-#   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation.
+#   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation. Measured with
+#   dp4a: 7% faster at 370M, 3% slower at 1.3B and 17% slower at 13B, so not a default.
 # - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
 #   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
 #   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
-#   `benchmarks/sass_counts.py`). Its sums of squares add four quarter sums, so its norms can differ from
-#   the default's in the last bit; the other options never change the bits.
+#   `benchmarks/sass_counts.py`; measured 1-10% slower on the H200). Its sums of squares add four quarter
+#   sums, so its norms can differ from the default's in the last bit; the other options never change the bits.
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
@@ -303,8 +305,8 @@ SINGLE_MAX_Q_BYTES = 256
 
 
 def parse_options(text: str) -> frozenset[str]:
-    """`"dp4a,pdl"` -> {"dp4a", "pdl"}; an empty string is no option; unknown names are an error."""
-    names = frozenset(t.strip() for t in text.split(",") if t.strip())
+    """`"dp4a,pdl"` -> {"dp4a", "pdl"}; "" or "none" is no option; unknown names are an error."""
+    names = frozenset(t.strip() for t in text.split(",") if t.strip() and t.strip() != "none")
     unknown = sorted(names - KNOWN_OPTIONS)
     if unknown:
         raise ValueError(
@@ -313,7 +315,7 @@ def parse_options(text: str) -> frozenset[str]:
     return names
 
 
-OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", ""))
+OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a"))
 
 
 class _Launch(NamedTuple):
