@@ -18,6 +18,7 @@ fi
 #   PARTS="decode_options decode_kernels decode_floor" batch-1 decode: options, per-kernel times, floor ratios
 #   PARTS="kernels_mlgru decode_tiles decode_targets"  look-back scan configs; dp4a tiles; 370M/13B vs peers
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
+#   (decode_tiles2: narrower dp4a tiles, after decode_tiles found the narrowest of its list fastest)
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -30,6 +31,8 @@ part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --b
 part decode_kernels 160 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
 part decode_tiles 240 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --options dp4a --quick \
   --tiles default,16x4,32x8,64x8,128x8,64x16,64x8x512
+part decode_tiles2 100 python3 benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a --quick \
+  --tiles 8x4,16x2,8x2,16x4x128
 part decode_targets 200 python3 benchmarks/decode.py --presets 370m,13b --models packed,fake,llama --batches 1 \
   --prompts 128 --contexts "" --budget 170
 part decode_floor 150 python3 benchmarks/decode.py --presets 1.3b,2.7b,13b --models packed --batches 1 --prompts 128 \
