@@ -266,20 +266,18 @@ DOT_TILES: tuple[tuple[int, int, int, int, int], ...] = (
 
 # Tiles of the batch-1 GEMV on CUDA, (max N, BLOCK_N, largest BLOCK_Q in bytes, num_warps): the first row with
 # N <= max N. GEMV_TILES (the byte path) ran the 370M rows of BENCHMARKS.md' fused decode step; larger N is a
-# guess. WORDS_TILES (the dp4a path) are UNMEASURED GUESSES from static sm_90 SASS (`benchmarks/
-# sass_counts.py`, no GPU): per program the prologue and the activation codes cost the same whatever
-# BLOCK_N, so the instructions per weight fall as BLOCK_N grows (1024-wide kernels: byte path 18-37 at
-# BLOCK_N 8, dp4a 12-30 at 8, 7-16 at 16, 4-11 at 32), while a narrow layer wants BLOCK_N small enough to
-# keep every SM busy. At 13B shapes the byte path's ~15 instructions per weight come to about 6 ms per
-# token at the H200's warp issue rate: what bounds that preset (8.2 ms measured).
+# guess. WORDS_TILES (the dp4a path) are the fastest whole steps of an H200 sweep (`benchmarks/
+# decode_kernels.py --options dp4a --tiles ...`, 2026-11-28): 8 rows / 4 warps at 370M (0.68 ms per token;
+# 16x4 0.72, 32x8 0.79, 64x8 0.90), 16 rows / 4 warps from 1.3B (1.11 ms; 8x4 1.12, 32x8 1.23) to 13B
+# (5.41 ms; 32x8 5.58, 64x8 5.82, 8x4 6.73, 128x8 7.00). Wider tiles amortize the per-program norm/quant
+# prologue (static SASS, `benchmarks/sass_counts.py`) but leave fewer programs to keep loads in flight.
 GEMV_TILES: tuple[tuple[int, int, int, int], ...] = (
     (4096, 8, 256, 4),
     (2**62, 16, 256, 4),
 )
 WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
     (1024, 8, 256, 4),
-    (4096, 16, 256, 4),
-    (2**62, 32, 256, 8),
+    (2**62, 16, 256, 4),
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
