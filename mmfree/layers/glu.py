@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from mmfree.layers.bitlinear import BitLinear
+from mmfree.ops.glu import swiglu
 
 
 def glu_intermediate_size(hidden_size: int, hidden_ratio: int = 4) -> int:
@@ -27,5 +27,4 @@ class GLU(nn.Module):
         self.down_proj.init_scheme = "normal_residual"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        gate, up = self.gate_proj(x).chunk(2, dim=-1)  # [..., I] each
-        return self.down_proj(F.silu(gate) * up)
+        return self.down_proj(swiglu(self.gate_proj(x)))  # [..., 2I] -> [..., I] -> [..., d]

@@ -113,3 +113,15 @@ def test_lm_head_loss_bf16():
     assert torch.allclose(loss, loss_ref, rtol=1e-2)
     for name, a, b in zip(("dhidden", "dweight", "dnorm"), g, g_ref):
         assert_close_scaled(a, b, 2 * BF16, name)
+
+
+def test_swiglu_bf16():
+    from mmfree.ops.glu import swiglu_naive
+    from mmfree.ops.glu.triton import swiglu_triton
+
+    y = torch.randn(8, 2048, 2 * 2816, device="cuda", dtype=torch.bfloat16) * 3  # [B, T, 2I] (370M GLU)
+    dout = torch.randn(8, 2048, 2816, device="cuda")  # [B, T, I]
+    out, (dy,) = _grads(swiglu_triton, [y], dout)
+    out_ref, (dy_ref,) = _grads(lambda t: swiglu_naive(t.float()), [y], dout)
+    assert_close_scaled(out, out_ref, BF16, "out")
+    assert_close_scaled(dy, dy_ref, 2 * BF16, "dy")
