@@ -30,9 +30,10 @@ import triton.language as tl
 
 from mmfree.ops.mlgru.triton_tiled import _compose, _flags, _gate_grads, _tile_gates
 
-# (CT steps, BD columns, num_warps, rowwise): starting points until `benchmarks/kernels.py --sweep` is run
-FWD_CONFIG: tuple[int, int, int, bool] = (16, 128, 1, False)
-BWD_CONFIG: tuple[int, int, int, bool] = (16, 256, 1, True)
+# (CT steps, BD columns, num_warps, rowwise): the fastest of `benchmarks/kernels.py --sweep-lookback` on an
+# H200 (2026-11-28, summed over B=8 and 32 at T=2048, D=1024; BENCHMARKS.md)
+FWD_CONFIG: tuple[int, int, int, bool] = (8, 512, 2, False)
+BWD_CONFIG: tuple[int, int, int, bool] = (4, 256, 1, False)
 # programs publish inclusive prefixes (decoupled look-back); False forces every look-back through the
 # aggregates back to the initial state, which the interpreter tests use to exercise that path
 PUBLISH_INCLUSIVE: bool = True
