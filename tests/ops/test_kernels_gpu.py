@@ -125,3 +125,15 @@ def test_swiglu_bf16():
     out_ref, (dy_ref,) = _grads(lambda t: swiglu_naive(t.float()), [y], dout)
     assert_close_scaled(out, out_ref, BF16, "out")
     assert_close_scaled(dy, dy_ref, 2 * BF16, "dy")
+
+
+def test_ternarize_real_shape():
+    from mmfree.ops.quant import ternary_codes
+    from mmfree.ops.quant.triton import ternarize_triton
+
+    w = torch.randn(5632, 2048, device="cuda", dtype=torch.bfloat16) * 0.02  # [N, K] (1.3B gate/up)
+    codes, g, wq = ternarize_triton(w, torch.bfloat16)
+    codes_ref, g_ref = ternary_codes(w)
+    assert torch.allclose(g, g_ref, rtol=1e-5, atol=0)
+    assert (codes != codes_ref).float().mean() < 1e-5
+    assert torch.equal(wq, (codes.float() * g).to(torch.bfloat16))

@@ -9,7 +9,8 @@ applied in the epilogue. `INT8_GEMM` picks the product: "triton" (fused epilogue
 on GPUs with int8 tensor cores (capability >= 8.0) and "bf16" elsewhere.
 
 Backward (straight-through both quantizers): `dXn = dY @ W_q` with the dequantized weight `W_q = codes_w * g`
-cached next to the codes (built once per optimizer step, in the gradient's dtype), `dW = dY^T @ x_q` with
+cached next to the codes (written by the same pass that ternarizes the weight, `mmfree.ops.quant.triton`,
+once per optimizer step, in the input's dtype), `dW = dY^T @ x_q` with
 `x_q` dequantized from the saved codes, then the RMSNorm backward recomputes the normalized input from `x`.
 Five launches in all (two cuBLAS products, the dequantization, the norm backward and its dweight sum).
 Saved: x, the int8 codes, the scales and rstd (no bf16/fp32 normalized copy).
@@ -25,6 +26,7 @@ import triton.language as tl
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from mmfree.ops.norm.triton import rms_gate_bwd
+from mmfree.ops.quant.triton import ternarize_triton
 
 INT8_GEMM: str = "auto"
 _STEPS = [0]  # optimizer steps taken by any torch optimizer in this process (part of the cache key)
@@ -170,18 +172,16 @@ def norm_quant(
 
 
 def _ternary_entry(
-    weight: torch.Tensor,
+    weight: torch.Tensor, wq_dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor, dict[torch.dtype, torch.Tensor]]:
-    """(codes, g, dequantized-weight cache by dtype) of a weight, rebuilt when the weight changes."""
+    """(codes, g, dequantized-weight cache by dtype) of a weight, rebuilt when the weight changes; a rebuild
+    also writes `W_q` in wq_dtype in the same pass (`mmfree.ops.quant.triton`) when wq_dtype is given."""
     key = (weight.data_ptr(), weight._version, _STEPS[0], tuple(weight.shape), weight.device)
     cached = getattr(weight, "_mmfree_ternary", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2], cached[3]
-    with torch.no_grad():
-        w = weight.detach().float()  # [N, K]
-        g = w.abs().mean().clamp(min=1e-5)  # []
-        codes = (w * (1.0 / g)).round().clamp(-1, 1).to(torch.int8)  # [N, K]
-    entry = (key, codes, g, {})
+    codes, g, wq = ternarize_triton(weight, wq_dtype)  # [N, K] int8, [], [N, K] or None
+    entry = (key, codes, g, {wq_dtype: wq} if wq is not None else {})
     weight._mmfree_ternary = entry
     return entry[1], entry[2], entry[3]
 
@@ -305,7 +305,8 @@ class BitLinearFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, norm_weight, weight, bias, eps):
         q, s, rstd = norm_quant(x, norm_weight, eps)  # [M, K] int8, [M], [M]
-        codes, g, wq_cache = _ternary_entry(weight)  # [N, K] int8, [], {dtype: [N, K]}
+        wq_dtype = x.dtype if ctx.needs_input_grad[0] or ctx.needs_input_grad[1] else None  # W_q for dX
+        codes, g, wq_cache = _ternary_entry(weight, wq_dtype)  # [N, K] int8, [], {dtype: [N, K]}
         y = int8_linear(q, s, codes, g, bias, x.dtype)  # [M, N]
         ctx.save_for_backward(x, norm_weight, q, s, rstd, codes, g)
         ctx.wq_cache = wq_cache
