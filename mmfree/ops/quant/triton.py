@@ -18,7 +18,6 @@ from mmfree.ops.quant.naive import WEIGHT_EPS
 from mmfree.ops.ternary.fused_parts import _rnd
 
 BLOCK = 4096  # weight elements per program
-_ROUND_MAGIC = 12582912.0  # 1.5 * 2**23: (y + c) - c rounds fp32 |y| < 2**22 half to even
 
 
 @triton.jit
@@ -27,10 +26,9 @@ def _ternarize_kernel(W, INV, G, CODES, WQ, n, WRITE_WQ: tl.constexpr, BLOCK: tl
     mask = e < n
     inv = tl.load(INV)
     y = tl.load(W + e, mask=mask, other=0.0).to(tl.float32) * inv
-    y = tl.minimum(
-        tl.maximum(y, -2.0), 2.0
-    )  # beyond +-1.5 everything clamps to +-1; keeps the rounding exact
-    c = tl.minimum(tl.maximum((y + _ROUND_MAGIC) - _ROUND_MAGIC, -1.0), 1.0)
+    y = tl.minimum(tl.maximum(y, -2.0), 2.0)  # past +-1.5 all clamps to +-1 anyway
+    c = (y + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even, as torch.round
+    c = tl.minimum(tl.maximum(c, -1.0), 1.0)
     tl.store(CODES + e, c.to(tl.int8), mask=mask)
     if WRITE_WQ:
         # rounded to nearest even explicitly: the interpreter's fp32 -> bf16 cast truncates
@@ -58,6 +56,14 @@ def ternarize_triton(
     wq = torch.empty(w.shape, dtype=wq_dtype, device=w.device) if wq_dtype is not None else None  # [N, K]
     if w.numel():
         _ternarize_kernel[(triton.cdiv(w.numel(), BLOCK),)](
-            w, inv, g, codes, wq if wq is not None else codes, w.numel(), WRITE_WQ=wq is not None, BLOCK=BLOCK
+            w,
+            inv,
+            g,
+            codes,
+            wq if wq is not None else codes,
+            w.numel(),
+            WRITE_WQ=wq is not None,
+            BLOCK=BLOCK,
+            num_warps=8,
         )
     return codes, g, wq
