@@ -13,11 +13,13 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 { date -u; nvidia-smi -L; python3 -c "import torch, triton, transformers; print(torch.__version__, triton.__version__, transformers.__version__)"; } | tee "$OUT/env.txt"
 # PARTS="gpu_tests decode_fused ..." runs only those parts (the whole script can outlast one 10-minute call).
-# Three calls fit a 30-minute device budget (each under 10 minutes; the parts' limits are upper bounds):
+# Groups that each fit one call (under 10 minutes; the parts' limits are upper bounds). Session 4 ran the
+# first four; the next session starts with the fifth (the fused ternarization of session 4 is untimed):
 #   PARTS="gpu_tests kernels_mlgru"                    tests first: a kernel option that fails them is not timed
 #   PARTS="decode_options decode_kernels decode_floor" batch-1 decode: options, per-kernel times, floor ratios
 #   PARTS="kernels_mlgru decode_tiles decode_targets"  look-back scan configs; dp4a tiles; 370M/13B vs peers
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
+#   PARTS="gpu_tests train_13b_b8 train_370m_b32"      next: new GPU tests, then training with the fused ternarization
 #   (decode_tiles2: narrower dp4a tiles, after decode_tiles found the narrowest of its list fastest)
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
