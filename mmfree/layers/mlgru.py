@@ -15,6 +15,7 @@ from torch import nn
 
 from mmfree.layers.bitlinear import BitLinear
 from mmfree.layers.norm import RMSNorm
+from mmfree.ops.bitlinear import bitlinear_shared
 from mmfree.ops.mlgru import mlgru
 from mmfree.ops.norm import rms_norm_swish_gate
 
@@ -61,6 +62,17 @@ class MLGRU(nn.Module):
             proj.init_scheme = "xavier"
         self.o_proj.init_scheme = "xavier_residual"
 
+    def _input_projections(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """i, f, g projections of x `[B, T, d]`: one shared-input op for three plain BitLinears (one backward
+        pass for their norms on the Triton path), else each module (packed or otherwise swapped ones)."""
+        projs = (self.i_proj, self.f_proj, self.g_proj)
+        if all(type(p) is BitLinear and p.bias is None and p.norm.eps == projs[0].norm.eps for p in projs):
+            i_raw, f_raw, g = bitlinear_shared(
+                x, [p.norm.weight for p in projs], [p.weight for p in projs], projs[0].norm.eps
+            )
+            return i_raw, f_raw, g
+        return self.i_proj(x), self.f_proj(x), self.g_proj(x)
+
     def forward(
         self,
         x: torch.Tensor,
@@ -73,10 +85,8 @@ class MLGRU(nn.Module):
 
         Returns the output `[B, T, d]` and the final state `[B, d']` (fp32).
         """
-        i_raw = self.i_proj(x)  # [B, T, d']
-        f_raw = self.f_proj(x)  # [B, T, d']
+        i_raw, f_raw, g = self._input_projections(x)  # [B, T, d'] each
         h, final = mlgru(f_raw, i_raw, lower_bound, state, reset, mask)  # [B, T, d'], [B, d']
-        g = self.g_proj(x)  # [B, T, d']
         if self.gate_form == "official":
             o = rms_norm_swish_gate(g, h, self.g_norm.weight, self.g_norm.eps)  # [B, T, d']
         else:

@@ -1,4 +1,4 @@
-"""The element-wise training kernels compile for an H200 (sm_90) on a machine without a GPU.
+"""The element-wise and norm training kernels compile for an H200 (sm_90) on a machine without a GPU.
 
 The interpreter runs a kernel's Python, so it accepts code that Triton's compiler rejects (a plain global
 float inside `@triton.jit`, for one). Here each kernel is lowered to PTX for sm_90 by Triton's own
@@ -24,6 +24,7 @@ import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 
+from mmfree.ops.bitlinear.shared import _rms_shared_bwd_kernel
 from mmfree.ops.glu.triton import _swiglu_bwd_kernel, _swiglu_fwd_kernel
 from mmfree.ops.quant.triton import _ternarize_kernel
 
@@ -43,6 +44,9 @@ for dt in ("bf16", "fp32"):
     for wq in (True, False):
         ptrs = {"W": f"*{dt}", "INV": "*fp32", "G": "*fp32", "CODES": "*i8", "WQ": f"*{dt}" if wq else "*i8"}
         out.append(ptx(_ternarize_kernel, ptrs, {"WRITE_WQ": wq, "BLOCK": 4096}, 8))
+    for nw in ("bf16", "fp32"):
+        ptrs = {"X": f"*{dt}", "W": f"*{nw}", "DXN": f"*{dt}", "RSTD": "*fp32", "DX": f"*{dt}", "DWP": "*fp32"}
+        out.append(ptx(_rms_shared_bwd_kernel, ptrs, {"P": 3, "PP": 4, "BLOCK_N": 2048}, 8))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))
 """

@@ -137,3 +137,28 @@ def test_ternarize_real_shape():
     assert torch.allclose(g, g_ref, rtol=1e-5, atol=0)
     assert (codes != codes_ref).float().mean() < 1e-5
     assert torch.equal(wq, (codes.float() * g).to(torch.bfloat16))
+
+
+def test_bitlinear_shared_bf16():
+    from mmfree.ops.bitlinear.shared import bitlinear_shared_triton
+    from mmfree.ops.bitlinear.triton import bitlinear_triton
+
+    x = torch.randn(8, 2048, 1024, device="cuda", dtype=torch.bfloat16)  # [B, T, d] (370M MLGRU input)
+    nws = [torch.rand(1024, device="cuda", dtype=torch.bfloat16) + 0.5 for _ in range(3)]  # 3 x [d]
+    ws = [torch.randn(1024, 1024, device="cuda", dtype=torch.bfloat16) * 0.02 for _ in range(3)]  # 3 x [d, d]
+    dys = [torch.randn(8, 2048, 1024, device="cuda") for _ in range(3)]  # 3 x [B, T, d]
+    runs = []
+    for shared in (True, False):
+        leaves = [t.detach().clone().requires_grad_(True) for t in [x, *nws, *ws]]
+        xl, nl, wl = leaves[0], leaves[1:4], leaves[4:]
+        ys = (
+            bitlinear_shared_triton(xl, nl, wl, 1e-6)
+            if shared
+            else [bitlinear_triton(xl, n, w, None, 1e-6) for n, w in zip(nl, wl)]
+        )
+        sum((y.float() * dy).sum() for y, dy in zip(ys, dys)).backward()
+        runs.append((ys, [t.grad for t in leaves]))
+    for a, b in zip(runs[0][0], runs[1][0]):
+        assert torch.equal(a, b)
+    for name, a, b in zip(["dx", "dnw0", "dnw1", "dnw2", "dw0", "dw1", "dw2"], runs[0][1], runs[1][1]):
+        assert_close_scaled(a, b, BF16, name)

@@ -38,6 +38,25 @@ def bitlinear(
     return bitlinear_naive(x, norm_weight, weight, bias, eps)
 
 
+def bitlinear_shared(
+    x: torch.Tensor,
+    norm_weights: list[torch.Tensor],
+    weights: list[torch.Tensor],
+    eps: float = 1e-6,
+    backend: str | None = None,
+) -> list[torch.Tensor]:
+    """Several bias-free BitLinears of the same input `[..., K]` (each its own norm weight `[K]` and weight
+    `[N_p, K]`, one epsilon) -> their outputs `[..., N_p]`. The same values as one `bitlinear` call each;
+    on the Triton path the backward runs the norms' backward for all of them in one pass (`shared.py`)."""
+    if use_triton("bitlinear", x, *weights, backend=backend):
+        from mmfree.ops.bitlinear.shared import bitlinear_shared_triton
+
+        if torch.is_autocast_enabled(x.device.type):
+            x = x.to(torch.get_autocast_dtype(x.device.type))
+        return bitlinear_shared_triton(x, norm_weights, weights, eps)
+    return [bitlinear(x, nw, w, None, eps, backend=backend) for nw, w in zip(norm_weights, weights)]
+
+
 def invalidate_weight_cache() -> None:
     """Drop the Triton path's cached ternarized weights. Optimizer steps do this by themselves; call it after
     writing weights through `.data` or by other means outside an optimizer."""
@@ -48,4 +67,4 @@ def invalidate_weight_cache() -> None:
         module.invalidate_weight_cache()
 
 
-__all__ = ["bitlinear", "bitlinear_naive", "invalidate_weight_cache"]
+__all__ = ["bitlinear", "bitlinear_naive", "bitlinear_shared", "invalidate_weight_cache"]
