@@ -46,3 +46,14 @@ def test_ternarize_zero_weight_and_no_copy(device):
     assert g.item() == pytest.approx(1e-5)
     with pytest.raises(ValueError, match="float tensor"):
         _triton(torch.zeros(4, 8, dtype=torch.int8, device=device), None)
+
+
+def test_ternarize_of_a_cpu_weight_outside_the_interpreter(monkeypatch):
+    """`ternarize` on a CPU weight with the interpreter off takes the reference, not a Triton launch."""
+    from mmfree.ops.bitlinear import triton as bl
+
+    monkeypatch.setattr(bl, "interpret_mode", lambda: False)
+    w = torch.randn(6, 10)
+    codes, g = bl.ternarize(w)
+    codes_ref, g_ref = ternary_codes(w)
+    assert torch.equal(codes, codes_ref) and torch.equal(g, g_ref)

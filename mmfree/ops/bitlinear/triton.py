@@ -25,7 +25,9 @@ import triton
 import triton.language as tl
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
+from mmfree.ops.backend import interpret_mode
 from mmfree.ops.norm.triton import rms_gate_bwd
+from mmfree.ops.quant.naive import ternary_codes
 from mmfree.ops.quant.triton import ternarize_triton
 
 INT8_GEMM: str = "auto"
@@ -180,7 +182,11 @@ def _ternary_entry(
     cached = getattr(weight, "_mmfree_ternary", None)
     if cached is not None and cached[0] == key:
         return cached[1], cached[2], cached[3]
-    codes, g, wq = ternarize_triton(weight, wq_dtype)  # [N, K] int8, [], [N, K] or None
+    if weight.is_cuda or interpret_mode():
+        codes, g, wq = ternarize_triton(weight, wq_dtype)  # [N, K] int8, [], [N, K] or None
+    else:  # a CPU weight outside the interpreter (`ternarize` called directly): the reference
+        codes, g = ternary_codes(weight.detach())
+        wq = (codes.float() * g).to(wq_dtype) if wq_dtype is not None else None
     entry = (key, codes, g, {wq_dtype: wq} if wq is not None else {})
     weight._mmfree_ternary = entry
     return entry[1], entry[2], entry[3]
