@@ -26,7 +26,7 @@ part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
 part kernels_mlgru 200 python3 benchmarks/kernels.py --quick --only mlgru --sweep-lookback
 part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup 2 --steps 5 --profile 15
-part train_13b_b8 150 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4 --profile 15
+part train_13b_b8 200 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official,llama-sdpa --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl,fused+dp4a+pdl+single,fused+dp4a+pdl+single@16x4,fused+dp4a+pdl@32x8,fused+dp4a+pdl@64x8 --budget 210
