@@ -38,6 +38,7 @@ from mmfree.ops.backend import log_once
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
+    _act_scale3,
     _block,
     _mean_sq,
     _msq4,
@@ -99,9 +100,7 @@ def _mlgru_in_kernel(
         ri = 1.0 / tl.sqrt(ms + eps_i)
         rf = 1.0 / tl.sqrt(ms + eps_f)
         rg = 1.0 / tl.sqrt(ms + eps_g)
-        si = _act_scale(X, H, WA, r1, WI, ri, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-        sf = _act_scale(X, H, WA, r1, WF, rf, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-        sg = _act_scale(X, H, WA, r1, WG, rg, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+        si, sf, sg = _act_scale3(X, WA, r1, WI, ri, WF, rf, WG, rg, rows, rmask, D, stride_x, ROWS, BLOCK_K)
         for i0 in range(0, Kq, BLOCK_Q):
             ii = i0 + rq
             for j in tl.static_range(4):

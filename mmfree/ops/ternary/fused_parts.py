@@ -106,6 +106,23 @@ def _act_scale(
 
 
 @triton.jit
+def _act_scale3(X, W1, r1, WA, ra, WB, rb, WC, rc, rows, rmask, K, stride_x, ROWS: tl.constexpr,
+                BLOCK_K: tl.constexpr):  # fmt: skip
+    # `_act_scale` (MODE 1: src = RMSNorm(x) * w1) for three second norms in one pass: (s_a, s_b, s_c)
+    amax_a = tl.zeros([ROWS], dtype=tl.float32)
+    amax_b = tl.zeros([ROWS], dtype=tl.float32)
+    amax_c = tl.zeros([ROWS], dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        k = k0 + tl.arange(0, BLOCK_K)
+        kmask = k < K
+        v = _src(X, X, W1, r1, rows, rmask, k, kmask, stride_x, 0, 1)
+        amax_a = tl.maximum(amax_a, tl.max(tl.abs(_normed(v, WA, ra, k, kmask, X)), axis=1))
+        amax_b = tl.maximum(amax_b, tl.max(tl.abs(_normed(v, WB, rb, k, kmask, X)), axis=1))
+        amax_c = tl.maximum(amax_c, tl.max(tl.abs(_normed(v, WC, rc, k, kmask, X)), axis=1))
+    return _inv_amax(amax_a), _inv_amax(amax_b), _inv_amax(amax_c)
+
+
+@triton.jit
 def _inv_amax(amax):
     # [ROWS] int8 scale 127 * (1 / max(amax, 1e-5)), as torch evaluates `127.0 / tensor` (a reciprocal, then
     # a product)
