@@ -38,11 +38,13 @@ def test_triton_backend_matches_torch_backend(gen, device, monkeypatch):
 
     # Relative norm errors, not elementwise: a last-bit difference can move one int8 activation code at
     # a rounding tie, and in a recurrent model that small change carries along the rest of the sequence.
+    # Over 120 seeds the largest were 8.4e-3 (logits) and 1.1e-2 (a gradient), median about 2e-7: the bounds
+    # sit about 3.5x above that tail (a wrong kernel is off by O(0.1-1); the per-op tests hold tight bounds).
     def rel(a: torch.Tensor, b: torch.Tensor) -> float:
         return ((a.double() - b.double()).norm() / b.double().norm().clamp_min(1e-12)).item()
 
-    assert rel(logits, logits_ref) < 5e-3
+    assert rel(logits, logits_ref) < 3e-2
     assert torch.allclose(loss, loss_ref, rtol=1e-3, atol=1e-4)
     assert grads.keys() == grads_ref.keys()
     for name, g_ref in grads_ref.items():
-        assert rel(grads[name], g_ref) < 2e-2, f"{name}: relative error {rel(grads[name], g_ref):.3e}"
+        assert rel(grads[name], g_ref) < 4e-2, f"{name}: relative error {rel(grads[name], g_ref):.3e}"
