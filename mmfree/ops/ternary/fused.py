@@ -291,8 +291,9 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 # - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
 #   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
 #   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
-#   `benchmarks/sass_counts.py`; measured 1-10% slower on the H200). Its sums of squares add four quarter
-#   sums, so its norms can differ from the default's in the last bit; the other options never change the bits.
+#   `benchmarks/sass_counts.py`; on the H200 up to 10% slower at 370M and 1.3B, within 3% at 13B). Its sums
+#   of squares add four quarter sums, so its norms can differ from the default's in the last bit; the other
+#   options never change the bits.
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
