@@ -184,9 +184,9 @@ def _ternary_entry(
         return cached[1], cached[2], cached[3]
     if weight.is_cuda or interpret_mode():
         codes, g, wq = ternarize_triton(weight, wq_dtype)  # [N, K] int8, [], [N, K] or None
-    else:  # a CPU weight outside the interpreter (`ternarize` called directly): the reference
-        codes, g = ternary_codes(weight.detach())
-        wq = (codes.float() * g).to(wq_dtype) if wq_dtype is not None else None
+    else:  # a CPU weight outside the interpreter (`ternarize` called directly): the reference; a backward
+        codes, g = ternary_codes(weight.detach())  # builds W_q itself (`dequantized_weight`)
+        wq = None
     entry = (key, codes, g, {wq_dtype: wq} if wq is not None else {})
     weight._mmfree_ternary = entry
     return entry[1], entry[2], entry[3]

@@ -47,10 +47,10 @@ from mmfree.ops.ternary.fused_parts import (
     _pick,
     _proj,
     _proj2,
+    _quarter,
     _quarters,
     _rnd,
     _scale4,
-    _src,
     _tile,
     _wait_inputs,
     _ysum,
@@ -104,9 +104,7 @@ def _mlgru_in_kernel(
         for i0 in range(0, Kq, BLOCK_Q):
             ii = i0 + rq
             for j in tl.static_range(4):
-                k = j * Kq + ii
-                km = (ii < Kq) & (k < D)
-                v = _src(X, H, WA, r1, rows, rmask, k, km, stride_x, 0, 1)
+                v, k, km = _quarter(X, H, WA, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
                 acc_i, qsum_i = _proj(acc_i, qsum_i, p_i, v, WI, ri, si, k, km, X, j, PATH, ASM)
                 acc_f, qsum_f = _proj(acc_f, qsum_f, p_f, v, WF, rf, sf, k, km, X, j, PATH, ASM)
                 acc_g, qsum_g = _proj(acc_g, qsum_g, p_g, v, WG, rg, sg, k, km, X, j, PATH, ASM)
@@ -172,9 +170,7 @@ def _bitlinear_kernel(
         for i0 in range(0, Kq, BLOCK_Q):
             ii = i0 + rq
             for j in tl.static_range(4):
-                k = j * Kq + ii
-                km = (ii < Kq) & (k < K)
-                v = _src(X, H, W1, r1, rows, rmask, k, km, stride_x, stride_h, MODE)
+                v, k, km = _quarter(X, H, W1, r1, rows, rmask, j, ii, Kq, K, stride_x, stride_h, MODE)
                 acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
             p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     y = _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
@@ -218,9 +214,7 @@ def _glu_in_kernel(
         for i0 in range(0, Kq, BLOCK_Q):
             ii = i0 + rq
             for j in tl.static_range(4):
-                k = j * Kq + ii
-                km = (ii < Kq) & (k < D)
-                v = _src(X, X, WM, r1, rows, rmask, k, km, stride_x, 0, 1)
+                v, k, km = _quarter(X, X, WM, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
                 acc_a, acc_b, qsum = _proj2(
                     acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, km, X, j, PATH, ASM
                 )

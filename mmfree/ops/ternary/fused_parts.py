@@ -99,9 +99,7 @@ def _act_scale(
         k = k0 + tl.arange(0, BLOCK_K)
         kmask = k < K
         v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)
-        w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
-        xn = _rnd(v * r2[:, None] * w[None, :], X)
-        amax = tl.maximum(amax, tl.max(tl.abs(xn), axis=1))
+        amax = tl.maximum(amax, tl.max(tl.abs(_normed(v, W2, r2, k, kmask, X)), axis=1))
     return _inv_amax(amax)
 
 
@@ -131,8 +129,9 @@ def _inv_amax(amax):
 
 @triton.jit
 def _quarter(X, H, W1, r1, rows, rmask, J: tl.constexpr, rq, Kq, K, stride_x, stride_h, MODE: tl.constexpr):
-    # the single-tile prologue ("single" option): quarter J of the input row, the columns J Kq + rq that
-    # byte rq of the 2-bit layout covers, as `_src` in MODE gives it; with those columns and their mask
+    # quarter J of the input row at the bytes rq of the 2-bit layout (the columns J Kq + rq), as `_src` in
+    # MODE gives it, with those columns and their mask: one K step of the GEMV loop, or with rq the whole
+    # packed row, the single-tile prologue ("single" option)
     k = J * Kq + rq
     kmask = (rq < Kq) & (k < K)
     return _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE), k, kmask
@@ -209,8 +208,7 @@ def _out_scale(G, s):
 @triton.jit
 def _codes(v, W2, r2, s, k, kmask, X):
     # [ROWS, BQ] int32 codes clamp(round_half_even(xn * s), -128, 127) of xn = v * r2 * w2 (model dtype)
-    w = tl.load(W2 + k, mask=kmask, other=0.0).to(tl.float32)
-    xn = _rnd(v * r2[:, None] * w[None, :], X)
+    xn = _normed(v, W2, r2, k, kmask, X)
     q = (xn * s[:, None] + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
     q = tl.minimum(tl.maximum(q, -128.0), 127.0)
     return q.to(tl.int32)
