@@ -173,7 +173,7 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
                 6,
             )
         )
-    for ct, bd, w, rowwise in ((16, 128, 1, False), lk.BWD_CONFIG):
+    for ct, bd, w, rowwise in ((16, 128, 1, False), lk.BWD_CONFIG, (16, 256, 1, True)):
         c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True, "HAS_DFINAL": True}
         rows.append(
             (

@@ -97,7 +97,7 @@ def _look_back(FLAGS, AGG, INC, b, k, step, stop, NC, ND, pid_d, D, cols, dmask,
 @triton.jit
 def _row_gates(F, C, RESET, MASK, b, t, T, D, base, cols, dmask, lb, HAS_LB: tl.constexpr,
                HAS_RESET: tl.constexpr, HAS_MASK: tl.constexpr):  # fmt: skip
-    # the rowwise forward's step t: (a, i) of `_tile_gates` for the D-block `cols`, t < T, the load mask
+    # a rowwise step t: (a, i) of `_tile_gates` for the D-block `cols`, t < T, the load mask
     ok = t < T
     lm = dmask & ((cols * 0 + t) < T)  # vector form (the interpreter mis-types scalar & vector)
     fr = tl.load(F + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
@@ -314,14 +314,11 @@ def _bwd_kernel(
         a_next = a_after
         for r in tl.static_range(CT):
             t = t0 + CT - 1 - r
-            ok = t < T
-            lm = dmask & ((cols * 0 + t) < T)  # vector form (the interpreter mis-types scalar & vector)
-            fr = tl.load(F + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
+            # a_t only (C := F: the unused i is dropped by the compiler; no mask: it does not enter a)
+            a, _, ok, lm = _row_gates(
+                F, F, RESET, RESET, b, t, T, D, base, cols, dmask, lb, HAS_LB, HAS_RESET, False
+            )
             do = tl.load(DO + base + t * D + cols, mask=lm, other=0.0).to(tl.float32)
-            keep = 1.0
-            if HAS_RESET:
-                keep = 1.0 - tl.load(RESET + b * T + t, mask=ok, other=0).to(tl.float32)
-            a, _, _, _, _, _ = _tile_gates(fr, fr, lb, keep, 1.0, HAS_LB)
             agg_b = a_next * agg_b + do
             agg_a = agg_a * a_next
             a_next = tl.where(ok, a, 1.0)
