@@ -37,7 +37,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from decode_kernels import parse_tile, set_tile  # benchmarks/ (the script's own folder)
+from decode_kernels import copy_bandwidth, parse_tile, set_tile  # benchmarks/ (the script's own folder)
 from torch import nn
 
 import mmfree.ops.ternary.fused as fused_ops
@@ -60,22 +60,6 @@ def _free() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def copy_bandwidth(device: str) -> float:
-    """Bytes per second of a large device copy, counting the bytes read and written (the issue's and
-    `kernels.py`'s convention; a read-only stream such as a GEMV can approach it)."""
-    n = (1 << 30) if device == "cuda" else (1 << 27)
-    src = torch.empty(n, dtype=torch.uint8, device=device)
-    dst = torch.empty_like(src)
-    best = float("inf")
-    for _ in range(5):
-        _sync(device)
-        t = time.perf_counter()
-        dst.copy_(src)
-        _sync(device)
-        best = min(best, time.perf_counter() - t)
-    return 2 * n / best  # bytes read + bytes written over the time
 
 
 def time_decode(
