@@ -264,6 +264,37 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
 
 @pytest.mark.interpret
 @needs_triton
+@pytest.mark.parametrize(
+    "gate_form,dtype,B",
+    [("official", torch.float32, 1), ("paper", torch.bfloat16, 1), ("official", torch.bfloat16, 3)],
+)
+def test_prequant_gives_the_dp4a_bits(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) -> None:
+    """The "prequant" option (codes from one quantization launch, then a pure word GEMV) against the dp4a
+    kernels, which derive the codes in every program: the same formulas, so the same bits, at batch 1 and
+    at batch 3 on the CUDA-core path (DOT_MIN_BATCH raised); and the model's own step. A width whose packed
+    rows are not whole words (40 -> 10 bytes) keeps the byte path without it."""
+    model = _model(48, 80, gate_form, True, dtype)
+    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 4)
+    words = (torch.zeros(48, 12, dtype=torch.uint8),)
+    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
+    assert not fused_ops._config(B, 48, 48, words).prequant
+    tokens = torch.randint(0, model.config.vocab_size, (B,))
+    states = [torch.randn(B, 48) for _ in range(2)]  # L x [B, d']
+    base_logits, base_states = _step_outputs(model, tokens, states)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
+    cfg = fused_ops._config(B, 48, 48, words)
+    assert cfg.prequant and cfg.path == 1 and not cfg.single
+    assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
+    pre_logits, pre_states = _step_outputs(model, tokens, states)
+    assert torch.equal(pre_logits, base_logits)
+    for a, b in zip(pre_states, base_states):
+        assert torch.equal(a, b)
+    assert not torch.equal(pre_states[0], states[0])
+    _check_step(model, B, tight=1e-5, loose=3e-2)
+
+
+@pytest.mark.interpret
+@needs_triton
 def test_narrow_embedding_is_cast_at_lookup() -> None:
     """An fp32 model whose embedding is stored in bf16 (`mmfree pack --embedding-dtype`): the fused step
     gathers bf16 rows and computes in fp32, as the model's own step does."""
@@ -341,7 +372,8 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options("none") == frozenset()
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
-        ValueError, match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'single'\]"
+        ValueError,
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'prequant', 'single'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
 
@@ -388,6 +420,8 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl,single", "370m", 1),
         ("dp4a,pdl", "1.3b", 1),
         ("dp4a,pdl,single", "1.3b", 1),
+        ("dp4a,prequant", "370m", 1),
+        ("dp4a,prequant,pdl", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:

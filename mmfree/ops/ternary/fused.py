@@ -35,25 +35,27 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.backend import log_once
+from mmfree.ops.ternary import prequant
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
     _act_scale3,
     _block,
+    _glu_out,
+    _linear_out,
     _mean_sq,
+    _mlgru_out,
     _msq4,
     _norm_quarters,
-    _out_scale,
     _pick,
     _proj,
     _proj2,
     _quarter,
     _quarters,
-    _rnd,
     _scale4,
     _tile,
     _wait_inputs,
-    _ysum,
+    _y,
 )
 
 
@@ -111,22 +113,10 @@ def _mlgru_in_kernel(
             p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-    yi = _rnd(_ysum(acc_i, qsum_i, PATH).to(tl.float32) * _out_scale(GI, si)[:, None], X)
-    yf = _rnd(_ysum(acc_f, qsum_f, PATH).to(tl.float32) * _out_scale(GF, sf)[:, None], X)
-    yg = _rnd(_ysum(acc_g, qsum_g, PATH).to(tl.float32) * _out_scale(GG, sg)[:, None], X)
-    f = tl.sigmoid(yf)
-    if HAS_LB:
-        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)
-        f = lb[None, :] + (1.0 - lb[None, :]) * f
-    hm = rmask[:, None] & nmask[None, :]
-    hp = tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
-    h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
-    tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
-    if OFFICIAL:
-        out = yg
-    else:
-        out = _rnd(_rnd(tl.sigmoid(yg), X) * _rnd(h, X), X)
-    tl.store(OUT + rows[:, None] * stride_o + rn[None, :], out.to(OUT.dtype.element_ty), mask=hm)
+    yi = _y(acc_i, qsum_i, GI, si, X, PATH)
+    yf = _y(acc_f, qsum_f, GF, sf, X, PATH)
+    yg = _y(acc_g, qsum_g, GG, sg, X, PATH)
+    _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
 
 
 @triton.jit
@@ -173,12 +163,7 @@ def _bitlinear_kernel(
                 v, k, km = _quarter(X, H, W1, r1, rows, rmask, j, ii, Kq, K, stride_x, stride_h, MODE)
                 acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
             p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-    y = _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
-    ym = rmask[:, None] & nmask[None, :]
-    yp = Y + rows[:, None] * stride_y + rn[None, :]
-    if RESIDUAL:
-        y = tl.load(yp, mask=ym, other=0.0).to(tl.float32) + y
-    tl.store(yp, _rnd(y, Y).to(Y.dtype.element_ty), mask=ym)
+    _linear_out(_y(acc, qsum, G, s, X, PATH), Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
@@ -220,12 +205,9 @@ def _glu_in_kernel(
                 )
             p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-    scale = _out_scale(G, s)[:, None]
-    gate = _rnd(_ysum(acc_a, qsum, PATH).to(tl.float32) * scale, X)
-    up = _rnd(_ysum(acc_b, qsum, PATH).to(tl.float32) * scale, X)
-    u = _rnd(gate * tl.sigmoid(gate), X) * up
-    um = rmask[:, None] & nmask[None, :]
-    tl.store(U + rows[:, None] * stride_u + rn[None, :], _rnd(u, U).to(U.dtype.element_ty), mask=um)
+    _glu_out(
+        _y(acc_a, qsum, G, s, X, PATH), _y(acc_b, qsum, G, s, X, PATH), U, X, rows, rmask, rn, nmask, stride_u
+    )
 
 
 class TernaryProj(NamedTuple):
@@ -288,7 +270,11 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   `benchmarks/sass_counts.py`; on the H200 up to 10% slower at 370M and 1.3B, within 3% at 13B). Its sums
 #   of squares add four quarter sums, so its norms can differ from the default's in the last bit; the other
 #   options never change the bits.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single"})
+# - "prequant": on the dp4a path, each BitLinear input is normalized and quantized once per step by a small
+#   kernel into int8 codes (+ scale, code sum), and the GEMV kernels stream weight words against them
+#   (`prequant.py`): no per-program prologue, two launches per kernel instead of one. Same bits as the
+#   default. Takes precedence over "single".
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -323,6 +309,7 @@ class _Launch(NamedTuple):
     asm: bool = False  # dp4a as one instruction (CUDA) or spelled out (the interpreter)
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
+    prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
 
     @property
     def dot(self) -> bool:
@@ -362,10 +349,23 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     rows = min(16, triton.next_power_of_2(max(B, 1)))
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
-    single = B == 1 and "single" in OPTIONS and kq <= (SINGLE_MAX_Q if path == 1 else SINGLE_MAX_Q_BYTES)
+    pre = path == 1 and "prequant" in OPTIONS
+    single = (
+        B == 1
+        and not pre
+        and "single" in OPTIONS
+        and kq <= (SINGLE_MAX_Q if path == 1 else SINGLE_MAX_Q_BYTES)
+    )
     if not cuda:  # the interpreter: few programs
         return _Launch(
-            path, rows, 64, max(16, triton.next_power_of_2(kq)) if single else 16, 64, 1, single=single
+            path,
+            rows,
+            64,
+            max(16, triton.next_power_of_2(kq)) if single else 16,
+            64,
+            1,
+            single=single,
+            prequant=pre,
         )
     bn, bq_max, warps = next(t[1:] for t in (WORDS_TILES if path == 1 else GEMV_TILES) if t[0] >= N)
     bq = (
@@ -375,7 +375,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single)
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre)
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
@@ -449,6 +449,11 @@ def mlgru_input_step(
     if B == 0:
         return
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
+    if cfg.prequant:
+        prequant.mlgru_input_step(
+            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg
+        )
+        return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _mlgru_in_kernel[grid](
         x, attn_norm[0], _packed_arg(i_proj.packed, cfg), _packed_arg(f_proj.packed, cfg),
@@ -499,6 +504,9 @@ def bitlinear_step(
     if B == 0:
         return
     cfg = _config(B, N, K, (proj.packed,))
+    if cfg.prequant:
+        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg)
+        return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
         x, w1, h, proj.norm_weight, proj.scale, _packed_arg(proj.packed, cfg), out,
@@ -530,6 +538,9 @@ def glu_input_step(
         return
     inter = N2 // 2
     cfg = _config(B, inter, D, (gate_proj.packed,))
+    if cfg.prequant:
+        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg)
+        return
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, _packed_arg(gate_proj.packed, cfg), out,

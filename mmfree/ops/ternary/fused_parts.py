@@ -290,6 +290,50 @@ def _ysum(acc, qsum, PATH: tl.constexpr):
 
 
 @triton.jit
+def _y(acc, qsum, G, s, X, PATH: tl.constexpr):
+    # [ROWS, BN] BitLinear output in fp32, rounded to the model dtype: the exact int32 sums times g / s
+    return _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
+
+
+@triton.jit
+def _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
+               OFFICIAL: tl.constexpr):  # fmt: skip
+    # MLGRU epilogue: f = sigmoid(yf) (lifted by the lower bound), h = f h_prev + SiLU(yi) (1 - f) in place in
+    # the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper")
+    f = tl.sigmoid(yf)
+    if HAS_LB:
+        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)
+        f = lb[None, :] + (1.0 - lb[None, :]) * f
+    hm = rmask[:, None] & nmask[None, :]
+    hp = tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
+    h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
+    tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
+    if OFFICIAL:
+        out = yg
+    else:
+        out = _rnd(_rnd(tl.sigmoid(yg), X) * _rnd(h, X), X)
+    tl.store(OUT + rows[:, None] * stride_o + rn[None, :], out.to(OUT.dtype.element_ty), mask=hm)
+
+
+@triton.jit
+def _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL: tl.constexpr):
+    # BitLinear epilogue: store y, or add it to the residual stream Y in place
+    ym = rmask[:, None] & nmask[None, :]
+    yp = Y + rows[:, None] * stride_y + rn[None, :]
+    if RESIDUAL:
+        y = tl.load(yp, mask=ym, other=0.0).to(tl.float32) + y
+    tl.store(yp, _rnd(y, Y).to(Y.dtype.element_ty), mask=ym)
+
+
+@triton.jit
+def _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u):
+    # GLU epilogue: U = SiLU(gate) * up, each product rounded to the model dtype as the unfused path stores it
+    u = _rnd(gate * tl.sigmoid(gate), X) * up
+    um = rmask[:, None] & nmask[None, :]
+    tl.store(U + rows[:, None] * stride_u + rn[None, :], _rnd(u, U).to(U.dtype.element_ty), mask=um)
+
+
+@triton.jit
 def _mac(acc, p, q, J: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr):
     # acc + the codes q `[ROWS, BQ]` times quarter J of the tile p. PATH 2: on the int8 tensor cores with the
     # weights {-1, 0, 1} (exact in int32, nothing to subtract after); PATH 1: dp4a of the words' quarter-J
