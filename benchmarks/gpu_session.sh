@@ -40,6 +40,10 @@ part decode_targets 200 python3 benchmarks/decode.py --presets 370m,13b --models
 part decode_floor 150 python3 benchmarks/decode.py --presets 1.3b,2.7b,13b --models packed --batches 1 --prompts 128 \
   --contexts "" --budget 120
 part decode_fused 100 python3 benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16 --budget 80
+part decode_prequant 300 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
+  --options dp4a,dp4a+prequant,dp4a+prequant+pdl --tiles default,32x4,64x8,16x4x512
+part decode_prequant_step 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 \
+  --contexts "" --models packed,fused+dp4a+prequant,fused+dp4a+prequant+pdl --budget 170
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
@@ -66,4 +70,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

@@ -8,6 +8,10 @@
   (forward: read f, c, write h; backward: read f, c, h, dh, write df, dc), against the device-to-device copy
   bandwidth measured in the same run (peer), plus flash-linear-attention's HGRN ops when `fla` imports.
 - The bf16 matmul rate (8192^3) measured in the same run, for scale.
+- `--sweep-int8`: the fused BitLinear's int8 GEMM (`_int8_matmul_kernel`, scales in the epilogue) at each
+  `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
+  (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
+  the current config's bits (int32 sums are exact).
 - `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, prefetch)` tile config, then the
   look-back kernels at each `(CT, BD, num_warps, rowwise)` config at B=8 and B=32 (the best installed).
 
@@ -328,12 +332,76 @@ def _lookback_batch(
         totals[cfg][1] += bwd if ok_b else float("inf")
 
 
+# (BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages) of the int8 GEMM sweep; the first is `_gemm_config`'s
+INT8_SWEEP = (
+    (128, 128, 128, 8, 4),
+    (128, 256, 128, 8, 3),
+    (256, 128, 128, 8, 3),
+    (128, 256, 64, 8, 4),
+    (256, 128, 64, 8, 4),
+    (128, 128, 64, 4, 4),
+    (128, 128, 128, 4, 4),
+    (64, 256, 128, 4, 4),
+    (128, 256, 128, 8, 4),
+)
+
+
+def sweep_int8(quick: bool) -> None:
+    mod = importlib.import_module("mmfree.ops.bitlinear.triton")
+    shapes = [("370m qkv/o", 1024, 1024), ("370m gate", 1024, 5632), ("370m down", 2816, 1024),
+              ("1.3b qkv/o", 2048, 2048), ("1.3b gate", 2048, 11264), ("1.3b down", 5632, 2048)]  # fmt: skip
+    original = mod._gemm_config
+    totals: dict[tuple[int, int, int, int, int], float] = {}
+    try:
+        for name, K, N in shapes:
+            _int8_case(mod, name, 8 * 2048, K, N, quick, totals)
+    finally:
+        mod._gemm_config = original
+    for cfg, total in sorted(totals.items(), key=lambda kv: kv[1]):
+        add("int8 sweep", "sum over shapes", "x".join(str(v) for v in cfg), total, "-")
+
+
+def _int8_case(mod, name: str, M: int, K: int, N: int, quick: bool, totals: dict) -> None:
+    """One shape of `sweep_int8`: the peers, then every INT8_SWEEP config (its time added to totals)."""
+    q = torch.randint(-128, 128, (M, K), dtype=torch.int8, device="cuda")  # [M, K]
+    codes = torch.randint(-1, 2, (N, K), dtype=torch.int8, device="cuda")  # [N, K]
+    s = torch.rand(M, device="cuda") + 0.5  # [M]
+    g = torch.tensor(0.02, device="cuda")
+    xb = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)  # [M, K]
+    wb = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)  # [N, K]
+
+    def rate(ms: float) -> str:
+        return f"{2 * M * N * K / ms / 1e9:.0f} TOP/s"
+
+    def run() -> torch.Tensor:
+        return mod.int8_linear(q, s, codes, g, None, torch.bfloat16)  # [M, N]
+
+    peer = bench(lambda: xb @ wb.t(), quick)
+    add("int8 sweep", name, "bf16 x @ W^T (peer)", peer, rate(peer), "1.00x")
+    ms = bench(lambda: torch._int_mm(q, codes.t()), quick)
+    add("int8 sweep", name, "torch._int_mm (no scale)", ms, rate(ms), f"{peer / ms:.2f}x")
+    ref = run()
+    for cfg in INT8_SWEEP:
+        mod._gemm_config = lambda M_, N_, dev, cfg=cfg: cfg
+        tag = "x".join(str(v) for v in cfg)
+        try:
+            ok = torch.equal(run(), ref)
+            ms = bench(run, quick)
+        except Exception as e:  # a config the compiler rejects (shared memory) is reported
+            add("int8 sweep", name, tag, float("nan"), type(e).__name__[:14])
+            totals[cfg] = float("inf")
+            continue
+        totals[cfg] = totals.get(cfg, 0.0) + (ms if ok else float("inf"))
+        add("int8 sweep", name, tag + ("" if ok else " MISMATCH"), ms, rate(ms), f"{peer / ms:.2f}x")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
     p.add_argument("--sweep", action="store_true", help="also time the tiled MLGRU kernels per tile config")
     p.add_argument("--sweep-lookback", action="store_true", help="time the look-back kernels per config only")
-    p.add_argument("--only", choices=("all", "mlgru", "bitlinear"), default="all")
+    p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
+    p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
         "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,PRE;CT,BD,W' here"
     )
@@ -345,6 +413,8 @@ def main() -> None:
         sweep_mlgru(args.quick, copy_gbs, args.save_best)
     if args.sweep or args.sweep_lookback:
         sweep_lookback(args.quick, copy_gbs)
+    if args.sweep_int8:
+        sweep_int8(args.quick)
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)
     if args.only in ("all", "bitlinear"):
