@@ -256,24 +256,29 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a", the fastest measured on an H200: BENCHMARKS.md, `benchmarks/decode.py --models fused+...`):
+# default "dp4a,prequant,pdl", the fastest measured on an H200: BENCHMARKS.md, `benchmarks/decode.py
+# --models fused+...`; batch 1, ms per token: 370M 0.68 -> 0.50, 1.3B 1.10 -> 0.66, 13B 5.27 -> 2.27 against
+# dp4a alone):
 # - "dp4a": the GEMV loads 32-bit words of 16 codes and multiplies four codes per `dp4a` instruction
 #   (shift, mask, dp4a: 0.75 instructions per weight against about 4 for the byte broadcast, whose integer
 #   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4. H200,
 #   batch 1: 370M 0.98 -> 0.73 ms per token, 1.3B 1.92 -> 1.17, 13B 14.9 -> 5.65.
-# - "pdl": programmatic dependent launch (sm_90+): each kernel is launched while the previous one runs,
-#   loads its first weight tiles, then waits (griddepcontrol) before it reads any activation. Measured with
-#   dp4a: 7% faster at 370M, 3% slower at 1.3B and 17% slower at 13B, so not a default.
+# - "pdl": programmatic dependent launch (sm_90+; elsewhere it is dropped with one log line): each kernel
+#   is launched while the previous one runs, loads its first weight tiles (and with "prequant" its norm
+#   weights), then waits (griddepcontrol) before it reads any activation. Without "prequant" it measured 7%
+#   faster at 370M, 3% slower at 1.3B and 17% slower at 13B; with it, 15-25% faster at every size.
 # - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
 #   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
 #   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
 #   `benchmarks/sass_counts.py`; on the H200 up to 10% slower at 370M and 1.3B, within 3% at 13B). Its sums
 #   of squares add four quarter sums, so its norms can differ from the default's in the last bit; the other
 #   options never change the bits.
-# - "prequant": on the dp4a path, each BitLinear input is normalized and quantized once per step by a small
-#   kernel into int8 codes (+ scale, code sum), and the GEMV kernels stream weight words against them
-#   (`prequant.py`): no per-program prologue, two launches per kernel instead of one. Same bits as the
-#   default. Takes precedence over "single".
+# - "prequant": on the dp4a path, each BitLinear input is normalized and quantized once per step by a
+#   one-program-per-row kernel into int8 codes (+ scale, code sum), and the GEMV kernels stream weight words
+#   against them (`prequant.py`): no per-program prologue, two launches per kernel instead of one. Its norms
+#   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
+#   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.78x
+#   the copy bandwidth (0.23x without).
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
@@ -293,7 +298,7 @@ def parse_options(text: str) -> frozenset[str]:
     return names
 
 
-OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a"))
+OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl"))
 
 
 class _Launch(NamedTuple):

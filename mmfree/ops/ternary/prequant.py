@@ -3,13 +3,15 @@
 The default fused kernels (`fused.py`) recompute the input's RMSNorm and int8 quantization in every
 program: several dependent block reductions over the whole row before the first weight tile is used, and
 the codes of every quarter re-derived inside the GEMV loop. Here one small kernel does that once per row
-(`_quant_kernel`: the same formulas through the same helpers, `fused_parts.py`) and writes the int8 codes
-in column order, zero-padded to 4 Kq columns (Kq = packed bytes per weight row), with their scale s and
-code sum. Viewed as int32, those codes are the activation words of the dp4a path: word j Kw + m (Kw = Kq /
+(`_quant_kernel`: the formulas of `fused_parts.py`'s prologue on the row held whole in registers, so its
+sums run in another order than the default's and a code can differ at a rounding tie, as with the "single"
+option) and writes the int8 codes in column order, zero-padded to 4 Kq columns (Kq = packed bytes per
+weight row), with their scale s and code sum. Viewed as int32, those codes are the activation words of the dp4a path: word j Kw + m (Kw = Kq /
 4) holds the codes of columns j Kq + 4m .. j Kq + 4m + 3, exactly the columns that quarter j of weight word
 m encodes. The GEMV kernels are then pure streams of weight words: per tile, four L2-resident activation
-words per weight word and one `dp4a` per quarter, no reduction before the first tile. The epilogues are the
-default kernels' (`fused_parts.py`), so both paths give the same bits.
+words per weight word and one `dp4a` per quarter, no reduction before the first tile, and two tiles in
+flight per projection (the next one loads while this one is multiplied). The epilogues are the
+default kernels' (`fused_parts.py`).
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
@@ -26,15 +28,12 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.ternary.fused_parts import (
-    _act_scale,
-    _act_scale3,
-    _codes,
     _dp4a,
     _glu_out,
+    _inv_amax,
     _linear_out,
-    _mean_sq,
     _mlgru_out,
-    _src,
+    _rnd,
     _tile,
     _wait_inputs,
     _y,
@@ -48,52 +47,47 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, ROWS: tl.constexpr, BLOCK_K: tl.constexpr,
+    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    # Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS `[NORMS, B]` int32 sums
+    # one row per program, held whole in registers (one load of each input, then three dependent block
+    # reductions): Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS
+    # `[NORMS, B]` int32 code sums
+    row = tl.program_id(0)
+    k = tl.arange(0, BLOCK)
+    kmask = k < K
+    w1 = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)  # the weights first: with PDL they load
+    wa = tl.load(WA + k, mask=kmask, other=0.0).to(tl.float32)  # while the previous kernel finishes
+    wb = wa
+    wc = wa
+    if NORMS == 3:
+        wb = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
+        wc = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
     _wait_inputs(PDL)
-    rows = tl.program_id(0) * ROWS + tl.arange(0, ROWS)
-    rmask = rows < B
-    r1 = tl.zeros([ROWS], dtype=tl.float32) + 1.0
-    if MODE >= 1:
-        r1 = 1.0 / tl.sqrt(
-            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
-        )
-    ms = _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
-    ra = 1.0 / tl.sqrt(ms + eps_a)
-    rb = 1.0 / tl.sqrt(ms + eps_b)
-    rc = 1.0 / tl.sqrt(ms + eps_c)
+    v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
+    if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
+        v = _rnd(v * (1.0 / tl.sqrt(tl.sum(v * v, axis=0) / K + eps1)) * w1, X)
+    if MODE == 2:  # times SiLU(h), h the state rounded to the model dtype
+        h = _rnd(tl.load(H + row * stride_h + k, mask=kmask, other=0.0), X)
+        v = _rnd(v * (h * tl.sigmoid(h)), X)
+    ms = tl.sum(v * v, axis=0) / K
+    qm = k < Kp
+    _quant_store(v, wa, ms, eps_a, Q + row * Kp + k, S + row, QS + row, qm, X)
     if NORMS == 3:
-        sa, sb, sc = _act_scale3(X, W1, r1, WA, ra, WB, rb, WC, rc, rows, rmask, K, stride_x, ROWS, BLOCK_K)
-    else:
-        sa = _act_scale(X, H, W1, r1, WA, ra, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
-        sb = sa
-        sc = sa
-    sum_a = tl.zeros([ROWS], dtype=tl.int32)
-    sum_b = tl.zeros([ROWS], dtype=tl.int32)
-    sum_c = tl.zeros([ROWS], dtype=tl.int32)
-    for k0 in range(0, Kp, BLOCK_K):
-        k = k0 + tl.arange(0, BLOCK_K)
-        kmask = k < K
-        qm = rmask[:, None] & (k < Kp)[None, :]
-        v = _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE)  # [ROWS, BK]
-        q = _codes(v, WA, ra, sa, k, kmask, X)  # [ROWS, BK] int32, 0 past K
-        tl.store(Q + rows[:, None] * Kp + k[None, :], q.to(tl.int8), mask=qm)
-        sum_a += tl.sum(q, axis=1)
-        if NORMS == 3:
-            q = _codes(v, WB, rb, sb, k, kmask, X)
-            tl.store(Q + (B + rows[:, None]) * Kp + k[None, :], q.to(tl.int8), mask=qm)
-            sum_b += tl.sum(q, axis=1)
-            q = _codes(v, WC, rc, sc, k, kmask, X)
-            tl.store(Q + (2 * B + rows[:, None]) * Kp + k[None, :], q.to(tl.int8), mask=qm)
-            sum_c += tl.sum(q, axis=1)
-    tl.store(S + rows, sa, mask=rmask)
-    tl.store(QS + rows, sum_a, mask=rmask)
-    if NORMS == 3:
-        tl.store(S + B + rows, sb, mask=rmask)
-        tl.store(QS + B + rows, sum_b, mask=rmask)
-        tl.store(S + 2 * B + rows, sc, mask=rmask)
-        tl.store(QS + 2 * B + rows, sum_c, mask=rmask)
+        _quant_store(v, wb, ms, eps_b, Q + (B + row) * Kp + k, S + B + row, QS + B + row, qm, X)
+        _quant_store(v, wc, ms, eps_c, Q + (2 * B + row) * Kp + k, S + 2 * B + row, QS + 2 * B + row, qm, X)
+
+
+@triton.jit
+def _quant_store(v, w, ms, eps, QP, SP, QSP, qm, X):
+    # one BitLinear norm of the row v: xn = RMSNorm(v) * w (model dtype), s = 127 / max|xn|, the codes
+    # round_half_even(xn s) clamped to int8 (as `fused_parts._codes`), stored with s and their sum
+    xn = _rnd(v * (1.0 / tl.sqrt(ms + eps)) * w, X)
+    s = _inv_amax(tl.max(tl.abs(xn), axis=0))
+    q = (xn * s + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
+    q = tl.minimum(tl.maximum(q, -128.0), 127.0).to(tl.int32)
+    tl.store(QP, q.to(tl.int8), mask=qm)
+    tl.store(SP, s)
+    tl.store(QSP, tl.sum(q, axis=0))
 
 
 @triton.jit
@@ -133,6 +127,9 @@ def _mlgru_in_kernel(
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, 1)
+    n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)  # the next tiles: two in flight per projection
+    n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     _wait_inputs(PDL)
     Kw = Kq // 4
     row = tl.program_id(1)
@@ -144,9 +141,10 @@ def _mlgru_in_kernel(
         acc_i = _mac_words(acc_i, p_i, Q + row * Kq, iw, Kw, ASM)
         acc_f = _mac_words(acc_f, p_f, Q + (B + row) * Kq, iw, Kw, ASM)
         acc_g = _mac_words(acc_g, p_g, Q + (2 * B + row) * Kq, iw, Kw, ASM)
-        p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
-        p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
-        p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
+        p_i, p_f, p_g = n_i, n_f, n_g
+        n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     yi = _row_y(acc_i, 0, S, QS, GI, X, rows, rmask, B)
     yf = _row_y(acc_f, 1, S, QS, GF, X, rows, rmask, B)
     yg = _row_y(acc_g, 2, S, QS, GG, X, rows, rmask, B)
@@ -161,12 +159,14 @@ def _bitlinear_kernel(
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
+    n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     _wait_inputs(PDL)
     acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
         acc = _mac_words(acc, p, Q + tl.program_id(1) * Kq, iw, Kq // 4, ASM)
-        p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
+        p = n
+        n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     y = _row_y(acc, 0, S, QS, G, X, rows, rmask, B)
     _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
@@ -180,6 +180,8 @@ def _glu_in_kernel(
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
+    n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     _wait_inputs(PDL)
     acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
@@ -188,8 +190,9 @@ def _glu_in_kernel(
         iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
         acc_a = _mac_words(acc_a, p_a, qrow, iw, Kq // 4, ASM)
         acc_b = _mac_words(acc_b, p_b, qrow, iw, Kq // 4, ASM)
-        p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
-        p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, 1)
+        p_a, p_b = n_a, n_b
+        n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     gate = _row_y(acc_a, 0, S, QS, G, X, rows, rmask, B)
     up = _row_y(acc_b, 0, S, QS, G, X, rows, rmask, B)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
@@ -207,18 +210,20 @@ def quantize_rows(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes, scales and code sums of `[B, K]` x for 1 or 3 BitLinear norms (weight, eps), transformed first
     by MODE (0 raw, 1 RMSNorm(x) * w1, 2 RMSNorm(x) * w1 * SiLU(h)): `[NORMS, B, Kq]` int32 activation words
-    (the int8 codes, zero-padded to 4 Kq columns), `[NORMS, B]` fp32 scales and int32 sums. One launch;
-    `cfg` is the `fused._Launch` of the GEMV that reads them (its rows, block_k, warps and pdl)."""
+    (the int8 codes, zero-padded to 4 Kq columns), `[NORMS, B]` fp32 scales and int32 sums. One launch of
+    one program per row (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option."""
     B, K = x.shape
     nn = len(norms)
     q = torch.empty((nn, B, 4 * kq), dtype=torch.int8, device=x.device)
     s = torch.empty((nn, B), dtype=torch.float32, device=x.device)
     qs = torch.empty((nn, B), dtype=torch.int32, device=x.device)
     wa, wb, wc = (norms * 3)[:3] if nn == 1 else norms
-    _quant_kernel[(triton.cdiv(B, cfg.rows),)](
+    block = triton.next_power_of_2(4 * kq)
+    _quant_kernel[(B,)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, ROWS=cfg.rows, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
+        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(32, max(4, block // 512)),
+        **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
 
