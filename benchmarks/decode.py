@@ -20,7 +20,7 @@ unfused above); "fused" rows force the fused step at every batch size (its int8 
 batch 2, `DOT_TILES` in mmfree.ops.ternary.fused), to choose that limit:
   python benchmarks/decode.py --presets 370m --models fused,unfused --prompts 128 --batches 1,2,4,8,16
 A fused model can name kernel options and batch-1 tiles (`fused[+option...][@BLOCK_NxWARPS]`, options of
-`mmfree.ops.ternary.fused.KNOWN_OPTIONS`; the tile replaces GEMV_TILES and WORDS_TILES for every width), to
+`mmfree.ops.ternary.fused.KNOWN_OPTIONS`; the tile replaces GEMV_TILES, WORDS_TILES and PREQUANT_TILES for every width), to
 compare them in one run on one model per preset:
   python benchmarks/decode.py --presets 370m,13b --batches 1 --prompts 128 --contexts "" \
       --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl+single,fused+dp4a@32x8

@@ -67,9 +67,10 @@ def set_tile(tile: tuple[int, int, int] | None) -> None:
     """Installs one batch-1 tile for every layer width (None: the defaults) for the kernels launched next."""
     fused_ops.GEMV_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[0]
     fused_ops.WORDS_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[1]
+    fused_ops.PREQUANT_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[2]
 
 
-DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES)
+DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
 
 

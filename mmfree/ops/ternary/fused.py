@@ -254,11 +254,19 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
     (1024, 8, 256, 4),
     (2**62, 16, 256, 4),
 )
+# Tiles of the "prequant" GEMVs (same columns), chosen apart from WORDS_TILES (no prologue to amortize).
+# H200, 2026-11-29, `benchmarks/decode_kernels.py --options dp4a+prequant+pdl --tiles ...`, whole step: 8x4
+# / 16x4 beat 32x4, 16x8, 16x2, 8x2 and 16x4x512 at 1.3B (0.59 ms) and 13B (2.12 ms); at 370M 16x4x512 was
+# 3% faster, within the run-to-run spread.
+PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
+    (1024, 8, 256, 4),
+    (2**62, 16, 256, 4),
+)
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
 # default "dp4a,prequant,pdl", the fastest measured on an H200: BENCHMARKS.md, `benchmarks/decode.py
-# --models fused+...`; batch 1, ms per token: 370M 0.68 -> 0.50, 1.3B 1.10 -> 0.66, 13B 5.27 -> 2.27 against
-# dp4a alone):
+# --models fused+...` and `decode_kernels.py`; batch 1, ms per token: 370M 0.67 -> 0.50, 1.3B 1.09 -> 0.60,
+# 13B 5.27 -> 2.10 against dp4a alone):
 # - "dp4a": the GEMV loads 32-bit words of 16 codes and multiplies four codes per `dp4a` instruction
 #   (shift, mask, dp4a: 0.75 instructions per weight against about 4 for the byte broadcast, whose integer
 #   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4. H200,
@@ -266,7 +274,7 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 # - "pdl": programmatic dependent launch (sm_90+; elsewhere it is dropped with one log line): each kernel
 #   is launched while the previous one runs, loads its first weight tiles (and with "prequant" its norm
 #   weights), then waits (griddepcontrol) before it reads any activation. Without "prequant" it measured 7%
-#   faster at 370M, 3% slower at 1.3B and 17% slower at 13B; with it, 15-25% faster at every size.
+#   faster at 370M, 3% slower at 1.3B and 17% slower at 13B; with it, 15-32% faster at every size.
 # - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
 #   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
 #   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
@@ -277,7 +285,7 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   one-program-per-row kernel into int8 codes (+ scale, code sum), and the GEMV kernels stream weight words
 #   against them (`prequant.py`): no per-program prologue, two launches per kernel instead of one. Its norms
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
-#   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.78x
+#   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
@@ -372,7 +380,8 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             single=single,
             prequant=pre,
         )
-    bn, bq_max, warps = next(t[1:] for t in (WORDS_TILES if path == 1 else GEMV_TILES) if t[0] >= N)
+    tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
+    bn, bq_max, warps = next(t[1:] for t in tiles if t[0] >= N)
     bq = (
         max(32, triton.next_power_of_2(kq))
         if single
