@@ -207,11 +207,15 @@ def _out_scale(G, s):
 
 @triton.jit
 def _codes(v, W2, r2, s, k, kmask, X):
-    # [ROWS, BQ] int32 codes clamp(round_half_even(xn * s), -128, 127) of xn = v * r2 * w2 (model dtype)
-    xn = _normed(v, W2, r2, k, kmask, X)
-    q = (xn * s[:, None] + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
-    q = tl.minimum(tl.maximum(q, -128.0), 127.0)
-    return q.to(tl.int32)
+    # [ROWS, BQ] int32 codes of xn = v * r2 * w2 (model dtype) at the int8 scale s
+    return _int8_codes(_normed(v, W2, r2, k, kmask, X) * s[:, None])
+
+
+@triton.jit
+def _int8_codes(y):
+    # int32 codes clamp(round_half_even(y), -128, 127), as torch.round then clamp
+    q = (y + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
+    return tl.minimum(tl.maximum(q, -128.0), 127.0).to(tl.int32)
 
 
 @triton.jit

@@ -30,6 +30,7 @@ import triton.language as tl
 from mmfree.ops.ternary.fused_parts import (
     _dp4a,
     _glu_out,
+    _int8_codes,
     _inv_amax,
     _linear_out,
     _mlgru_out,
@@ -79,12 +80,11 @@ def _quant_kernel(
 
 @triton.jit
 def _quant_store(v, w, ms, eps, QP, SP, QSP, qm, X):
-    # one BitLinear norm of the row v: xn = RMSNorm(v) * w (model dtype), s = 127 / max|xn|, the codes
-    # round_half_even(xn s) clamped to int8 (as `fused_parts._codes`), stored with s and their sum
+    # one BitLinear norm of the row v: xn = RMSNorm(v) * w (model dtype), s = 127 / max|xn|, the int8 codes
+    # of xn s, stored with s and their sum
     xn = _rnd(v * (1.0 / tl.sqrt(ms + eps)) * w, X)
     s = _inv_amax(tl.max(tl.abs(xn), axis=0))
-    q = (xn * s + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
-    q = tl.minimum(tl.maximum(q, -128.0), 127.0).to(tl.int32)
+    q = _int8_codes(xn * s)
     tl.store(QP, q.to(tl.int8), mask=qm)
     tl.store(SP, s)
     tl.store(QSP, tl.sum(q, axis=0))
