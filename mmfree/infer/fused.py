@@ -170,13 +170,13 @@ class FusedDecodeStep:
         else:
             torch.index_select(self.embed, 0, tokens, out=x)  # [B, d]
         for p, h in zip(self.layers, states):
-            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"])
+            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], ws)
             gate = (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
-            bitlinear_step(go, p["o"], x, residual=True, gate=gate)
-            glu_input_step(x, p["mlp_norm"], p["gate"], u)
-            bitlinear_step(u, p["down"], x, residual=True)
+            bitlinear_step(go, p["o"], x, residual=True, gate=gate, scratch=ws)
+            glu_input_step(x, p["mlp_norm"], p["gate"], u, ws)
+            bitlinear_step(u, p["down"], x, residual=True, scratch=ws)
         if self.head is not None:
-            bitlinear_step(x, self.head, logits, pre_norm=self.final_norm)
+            bitlinear_step(x, self.head, logits, pre_norm=self.final_norm, scratch=ws)
         else:
             from mmfree.ops.norm import rms_norm
 

@@ -286,6 +286,12 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     assert cfg.prequant and cfg.path == 1 and not cfg.single
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
+    step = FusedDecodeStep(model)  # its workspace keeps the code buffers: a second step reuses them
+    for _ in range(2):
+        again = [s.clone() for s in states]
+        assert torch.equal(step(tokens, again), pre_logits)
+        assert all(torch.equal(a, b) for a, b in zip(again, pre_states))
+    assert any(k.startswith("prequant_") for k in step.workspace(B))
     _assert_rows_close(pre_logits, base_logits, 1e-4, 3e-2, "prequant vs dp4a logits")
     for idx, (a, b) in enumerate(zip(pre_states, base_states)):
         _assert_rows_close(a, b, 1e-4, 3e-2, f"prequant vs dp4a state {idx}")

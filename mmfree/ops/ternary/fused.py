@@ -436,6 +436,7 @@ def mlgru_input_step(
     state: torch.Tensor,
     out: torch.Tensor,
     official: bool,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """One MLGRU input step for B rows in one launch: `a = RMSNorm(x)`, i/f/g = BitLinear(a), recurrence.
 
@@ -445,6 +446,8 @@ def mlgru_input_step(
         lower_bound: `[d']` fp32 forget-gate lower bound or None.
         state: `[B, d']` fp32, updated in place to `h = f h + SiLU(i) (1 - f)`.
         out: `[B, d']` model dtype; receives g ("official") or sigmoid(g) * h ("paper").
+        scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
+            keeps its code buffers there instead of allocating them at every call.
     """
     B, D = x.shape if x.ndim == 2 else (-1, -1)
     _check_rows("x", x, B, D, None, x.device)
@@ -465,7 +468,7 @@ def mlgru_input_step(
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
     if cfg.prequant:
         prequant.mlgru_input_step(
-            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg
+            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
         )
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
@@ -488,6 +491,7 @@ def bitlinear_step(
     residual: bool = False,
     pre_norm: tuple[torch.Tensor, float] | None = None,
     gate: tuple[torch.Tensor, float, torch.Tensor] | None = None,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """One packed BitLinear on B rows with its input transform and epilogue fused (one launch).
 
@@ -500,6 +504,8 @@ def bitlinear_step(
         pre_norm: (weight `[K]`, eps) of an RMSNorm applied first (the final norm before the head).
         gate: (g_norm weight `[K]`, eps, state `[B, K]` fp32): the input becomes the official output gate
             `RMSNorm(x) * SiLU(h)` with h the state rounded to x's dtype.
+        scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
+            keeps its code buffers there instead of allocating them at every call.
     """
     if pre_norm is not None and gate is not None:
         raise ValueError("bitlinear_step: give pre_norm or gate, not both")
@@ -519,7 +525,7 @@ def bitlinear_step(
         return
     cfg = _config(B, N, K, (proj.packed,))
     if cfg.prequant:
-        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg)
+        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
@@ -531,7 +537,11 @@ def bitlinear_step(
 
 
 def glu_input_step(
-    x: torch.Tensor, mlp_norm: tuple[torch.Tensor, float], gate_proj: TernaryProj, out: torch.Tensor
+    x: torch.Tensor,
+    mlp_norm: tuple[torch.Tensor, float],
+    gate_proj: TernaryProj,
+    out: torch.Tensor,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """GLU gate/up step for B rows in one launch: `m = RMSNorm(x)`, `[gate, up] = BitLinear(m)`.
 
@@ -539,6 +549,8 @@ def glu_input_step(
         x: `[B, d]` residual stream (model dtype); mlp_norm: (weight `[d]`, eps) of the block's norm.
         gate_proj: the fused projection d -> 2I (rows 0..I-1 gate, I..2I-1 up).
         out: `[B, I]` model dtype; receives `SiLU(gate) * up`.
+        scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
+            keeps its code buffers there instead of allocating them at every call.
     """
     B, D = x.shape if x.ndim == 2 else (-1, -1)
     _check_rows("x", x, B, D, None, x.device)
@@ -553,7 +565,7 @@ def glu_input_step(
     inter = N2 // 2
     cfg = _config(B, inter, D, (gate_proj.packed,))
     if cfg.prequant:
-        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg)
+        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
         return
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](

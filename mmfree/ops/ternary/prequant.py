@@ -207,16 +207,26 @@ def quantize_rows(
     mode: int,
     kq: int,
     cfg: _Launch,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Codes, scales and code sums of `[B, K]` x for 1 or 3 BitLinear norms (weight, eps), transformed first
     by MODE (0 raw, 1 RMSNorm(x) * w1, 2 RMSNorm(x) * w1 * SiLU(h)): `[NORMS, B, Kq]` int32 activation words
     (the int8 codes, zero-padded to 4 Kq columns), `[NORMS, B]` fp32 scales and int32 sums. One launch of
-    one program per row (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option."""
+    one program per row (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option. The
+    buffers live in `scratch` when given (one set per shape, reused by later calls: each call's kernels run
+    after the previous call's on the stream, and with PDL the quantization kernel writes only after its
+    wait), else they are allocated."""
     B, K = x.shape
     nn = len(norms)
-    q = torch.empty((nn, B, 4 * kq), dtype=torch.int8, device=x.device)
-    s = torch.empty((nn, B), dtype=torch.float32, device=x.device)
-    qs = torch.empty((nn, B), dtype=torch.int32, device=x.device)
+    key = f"prequant_{nn}x{B}x{kq}"
+    if scratch is not None and key + "_q" in scratch:
+        q, s, qs = scratch[key + "_q"], scratch[key + "_s"], scratch[key + "_qs"]
+    else:
+        q = torch.empty((nn, B, 4 * kq), dtype=torch.int8, device=x.device)  # [NORMS, B, 4 Kq]
+        s = torch.empty((nn, B), dtype=torch.float32, device=x.device)  # [NORMS, B]
+        qs = torch.empty((nn, B), dtype=torch.int32, device=x.device)  # [NORMS, B]
+        if scratch is not None:
+            scratch[key + "_q"], scratch[key + "_s"], scratch[key + "_qs"] = q, s, qs
     wa, wb, wc = (norms * 3)[:3] if nn == 1 else norms
     block = triton.next_power_of_2(4 * kq)
     _quant_kernel[(B,)](
@@ -237,11 +247,12 @@ def mlgru_input_step(
     out: torch.Tensor,
     official: bool,
     cfg: _Launch,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """`fused.mlgru_input_step` (arguments checked there) in two launches: the codes, then the GEMV."""
     B, N, kq = x.shape[0], projs[0].packed.shape[0], projs[0].packed.shape[1]
     q, s, qs = quantize_rows(
-        x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg
+        x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
     )
     i, f, g = projs
     _mlgru_in_kernel[(triton.cdiv(N, cfg.block_n), B)](
@@ -263,10 +274,11 @@ def bitlinear_step(
     out: torch.Tensor,
     residual: bool,
     cfg: _Launch,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches."""
     B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
-    q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg)
+    q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
         x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
         RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
@@ -280,11 +292,12 @@ def glu_input_step(
     gate_proj: TernaryProj,
     out: torch.Tensor,
     cfg: _Launch,
+    scratch: dict[str, torch.Tensor] | None = None,
 ) -> None:
     """`fused.glu_input_step` (arguments checked there) in two launches: the codes, then the GEMV."""
     B, inter, kq = x.shape[0], gate_proj.packed.shape[0] // 2, gate_proj.packed.shape[1]
     q, s, qs = quantize_rows(
-        x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg
+        x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg, scratch
     )
     _glu_in_kernel[(triton.cdiv(inter, cfg.block_n), B)](
         x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, B, inter, kq, out.stride(0),
