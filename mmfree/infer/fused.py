@@ -1,11 +1,12 @@
-"""The fused single-token decode step of a packed MMFreeForCausalLM: four Triton launches per layer.
+"""The fused single-token decode step of a packed MMFreeForCausalLM: four fused calls per layer.
 
 Per layer (`mmfree.ops.ternary.fused`): (1) attn_norm + the i/f/g BitLinears + the MLGRU recurrence,
 in place in the fp32 state; (2) the output gate + o_proj + the residual add; (3) mlp_norm + gate/up +
-SiLU(gate) * up; (4) down_proj + the residual add. Around them: one embedding gather and one launch
-for the final norm + the ternary head. Each kernel does its BitLinear's RMSNorm and int8 quantization
-in its prologue, so the step is the model's own single-token forward (same rounding to the model dtype
-at every point the unfused path stores a tensor) in 4L + 2 launches.
+SiLU(gate) * up; (4) down_proj + the residual add. Around them: one embedding gather and one call for
+the final norm + the ternary head. Each call does its BitLinear's RMSNorm and int8 quantization (in the
+GEMV's prologue, or at batch 1 with the default "prequant" option in a small kernel of its own just
+before it), so the step is the model's own single-token forward (same rounding to the model dtype at
+every point the unfused path stores a tensor) in 4L + 2 calls of one or two launches each.
 
 `FusedDecodeStep` snapshots what it needs once (module tensors by reference, the per-layer lower bounds
 computed once), keeps one workspace per batch size and does no host sync and no allocation per step
@@ -70,7 +71,7 @@ def _proj(p: nn.Module) -> Any:
 
 
 class FusedDecodeStep:
-    """One decode step of a packed MMFreeForCausalLM in 4 launches per layer (+ embedding and head).
+    """One decode step of a packed MMFreeForCausalLM in 4 fused calls per layer (+ embedding and head).
 
     Call `step(tokens [B] long, states)` with one fp32 `[B, d']` contiguous state per layer: the states are
     updated in place and the logits `[B, V]` fp32 are returned in a buffer owned by this object (overwritten
@@ -120,7 +121,8 @@ class FusedDecodeStep:
         self._work: dict[int, dict[str, torch.Tensor]] = {}
 
     def workspace(self, batch: int) -> dict[str, torch.Tensor]:
-        """The buffers of one batch size (allocated at its first use): residual, gate, GLU, logits."""
+        """The buffers of one batch size (allocated at its first use): residual, gate, GLU, logits, and the
+        "prequant" code buffers the kernels add at the first step."""
         ws = self._work.get(batch)
         if ws is None:
             kw = {"dtype": self.dtype, "device": self.device}

@@ -23,6 +23,10 @@ row fits one tile keeps the row in registers and runs the prologue and the GEMV 
   final norm before the head) or the official output gate `RMSNorm(g) * SiLU(h)` (MODE 2); epilogue
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
+
+With the default options ("dp4a,prequant,pdl") a batch-1 call on whole-word rows does not run these
+kernels: it runs `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
+epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
 """
 
 from __future__ import annotations
