@@ -235,7 +235,7 @@ def _gemm_mode(device: torch.device) -> str:
 def _gemm_config(M: int, N: int, device: torch.device) -> tuple[int, int, int, int, int]:
     """(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages), fixed by shape (no autotuning). From M = 65 rows:
     the fastest of nine tiles on an H200 at the 370M / 1.3B training shapes (M = 16384; `benchmarks/
-    kernels.py --sweep-int8`, 2026-11-29): 128x128x64, 4 warps, 4 stages, 1.24-1.46x a bf16 matmul of the
+    kernels.py --sweep-int8`, 2026-11-29): 128x128x64, 4 warps, 4 stages, 1.20-1.46x a bf16 matmul of the
     same shape and 1.3x the earlier 128x128x128 / 8 warps over the six shapes."""
     if device.type != "cuda":
         return 32, 32, 32, 4, 1
