@@ -12,12 +12,13 @@
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, prefetch)` tile config, then the
-  look-back kernels at each `(CT, BD, num_warps, rowwise)` config at B=8 and B=32 (the best installed).
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, in-thread)` tile config, and
+  `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
+  (the best installed).
 
 Medians of `triton.testing.do_bench`. Every row names device, date and versions.
 
-    python benchmarks/kernels.py [--quick] [--sweep] [--only mlgru|bitlinear]
+    python benchmarks/kernels.py [--quick] [--sweep] [--sweep-lookback] [--only mlgru|bitlinear]
 """
 
 from __future__ import annotations
@@ -179,16 +180,19 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
+# (CT, BD, num_warps, in-thread) of the tiled kernels; in-thread strips (BD = 32 * num_warps) give each
+# thread one column, so the scan along time stays inside the thread
 SWEEP: list[tuple[int, int, int, bool]] = [
-    (64, 64, 4, True),
+    (32, 32, 1, True),
+    (16, 32, 1, True),
+    (64, 32, 1, True),
+    (32, 64, 2, True),
+    (16, 64, 2, True),
+    (32, 128, 4, True),
+    (8, 32, 1, True),
+    (64, 32, 4, False),
+    (128, 32, 4, False),
     (64, 64, 4, False),
-    (32, 64, 4, True),
-    (128, 64, 8, True),
-    (64, 32, 4, True),
-    (128, 32, 4, True),
-    (64, 128, 8, True),
-    (128, 128, 8, True),
-    (256, 64, 8, True),
 ]
 
 
@@ -212,45 +216,42 @@ def err(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
-    """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8, T=2048, D=1024.
+    """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8 and B=32, T=2048, D=1024.
 
     Each config's h, df and dc are checked against the default config's (max error / max value < 1e-2);
-    the fastest matching forward and backward configs are then installed (and written to `save`).
+    the matching forward and backward configs fastest summed over both batches are then installed (and
+    written to `save`).
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(8, 2048, 1024)
-    unit = f.numel() * 2
-
-    best_f: tuple[float, tuple[int, int, int], bool] | None = None
-    best_b: tuple[float, tuple[int, int, int]] | None = None
-    for ct, bd, warps, pre in SWEEP:
-        cfg = (ct, bd, warps)
-        case = f"CT={ct} BD={bd} w={warps} pre={int(pre)}"
-        tt.PREFETCH = pre
-        try:
-            h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg)
-            df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg)
-            ok = max(err(h, h_ref), err(df, df_ref), err(dc, dc_ref)) < 1e-2
-            fwd = bench(lambda cfg=cfg: tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg), quick)
-            bwd = bench(
-                lambda cfg=cfg: tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg), quick
-            )
-        except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported, not fatal
-            add("mlgru sweep", case, "error", float("nan"), type(e).__name__[:14])
-            continue
-        gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
-        tag = "tiled kernel" if ok else "MISMATCH"
-        add("mlgru sweep fwd", case, tag, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
-        add("mlgru sweep bwd", case, tag, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
-        if ok and (best_f is None or fwd < best_f[0]):
-            best_f = (fwd, cfg, pre)
-        if ok and pre and (best_b is None or bwd < best_b[0]):
-            best_b = (bwd, cfg)
-    tt.PREFETCH = True
-    if best_f is not None and best_b is not None:
-        tt.FWD_CONFIG, tt.PREFETCH, tt.BWD_CONFIG = best_f[1], best_f[2], best_b[1]
-        line = f"{','.join(map(str, best_f[1]))},{int(best_f[2])};{','.join(map(str, best_b[1]))}"
+    tot_f: dict[tuple[int, int, int, bool], float] = {cfg: 0.0 for cfg in SWEEP}
+    tot_b: dict[tuple[int, int, int, bool], float] = {cfg: 0.0 for cfg in SWEEP}
+    for B in (8, 32):
+        f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
+        unit = f.numel() * 2
+        for cfg in SWEEP:
+            case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]} it={int(cfg[3])}"
+            try:
+                h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg)
+                df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg)
+                ok = max(err(h, h_ref), err(df, df_ref), err(dc, dc_ref)) < 1e-2
+                args = (dh, None, f, c, lb, None, None, None, h_ref, cfg)
+                fwd = bench(lambda fa=(*args[2:8], cfg): tt.mlgru_fwd_tiled(*fa), quick)
+                bwd = bench(lambda args=args: tt.mlgru_bwd_tiled(*args), quick)
+            except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
+                add("mlgru sweep", case, "error", float("nan"), type(e).__name__[:14])
+                tot_f[cfg] = tot_b[cfg] = float("inf")
+                continue
+            gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
+            tag = "tiled kernel" if ok else "MISMATCH"
+            add("mlgru sweep fwd", case, tag, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
+            add("mlgru sweep bwd", case, tag, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
+            tot_f[cfg] += fwd if ok else float("inf")
+            tot_b[cfg] += bwd if ok else float("inf")
+    best_f, best_b = min(SWEEP, key=tot_f.__getitem__), min(SWEEP, key=tot_b.__getitem__)
+    if tot_f[best_f] < float("inf") and tot_b[best_b] < float("inf"):
+        tt.FWD_CONFIG, tt.BWD_CONFIG = best_f, best_b
+        line = ";".join(",".join(str(int(v)) for v in cfg) for cfg in (best_f, best_b))
         print(f"best tiles fwd;bwd = {line}")
         if save:
             with open(save, "w") as fh:
@@ -403,7 +404,7 @@ def main() -> None:
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
-        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,PRE;CT,BD,W' here"
+        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,IT;CT,BD,W,IT' here"
     )
     args = p.parse_args()
     if not torch.cuda.is_available():
@@ -411,7 +412,7 @@ def main() -> None:
     copy_gbs, _ = ceilings(args.quick)
     if args.sweep:
         sweep_mlgru(args.quick, copy_gbs, args.save_best)
-    if args.sweep or args.sweep_lookback:
+    if args.sweep_lookback:
         sweep_lookback(args.quick, copy_gbs)
     if args.sweep_int8:
         sweep_int8(args.quick)

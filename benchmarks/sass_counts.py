@@ -133,26 +133,28 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w = tt.FWD_CONFIG
+    ct, bd, w, it = tt.FWD_CONFIG
+    even = {"D": 1024, "INTHREAD": it, "EVEN": True}  # T=2048, D=1024: whole tiles
     rows.append(
         (
             "tiled forward",
             tt._fwd_tiled_kernel,
             fwd,
-            {**SCAN_FLAGS, "CT": ct, "BD": bd, "PREFETCH": True},
+            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd},
             ct,
             bd,
             w,
             6,
         )
     )
-    ct, bd, w = tt.BWD_CONFIG
+    ct, bd, w, it = tt.BWD_CONFIG
+    even = {"D": 1024, "INTHREAD": it, "EVEN": True}
     rows.append(
         (
             "tiled backward",
             tt._bwd_tiled_kernel,
             bwd,
-            {**SCAN_FLAGS, "CT": ct, "BD": bd, "HAS_DFINAL": True},
+            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd, "HAS_DFINAL": True},
             ct,
             bd,
             w,

@@ -110,13 +110,14 @@ def build(impl: str, preset: str) -> nn.Module:
 
 
 def set_mlgru_tiles(spec: str) -> None:
-    """Install MLGRU tile configs 'CT,BD,W,PRE;CT,BD,W' (as written by `kernels.py --save-best`)."""
+    """Install MLGRU tile configs 'CT,BD,W,IT;CT,BD,W,IT' (IT: in-thread 0/1; as written by `kernels.py
+    --save-best`)."""
     from mmfree.ops.mlgru import triton_tiled
 
-    fwd, bwd = spec.split(";")
-    ct, bd, w, pre = (int(v) for v in fwd.split(","))
-    triton_tiled.FWD_CONFIG, triton_tiled.PREFETCH = (ct, bd, w), bool(pre)
-    triton_tiled.BWD_CONFIG = tuple(int(v) for v in bwd.split(","))
+    fwd, bwd = (
+        (*(int(v) for v in part.split(",")[:3]), bool(int(part.split(",")[3]))) for part in spec.split(";")
+    )
+    triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = fwd, bwd
 
 
 # Kernel-name patterns of the profile's categories, first match wins (a heuristic over the names of this
@@ -251,7 +252,7 @@ def main() -> None:
         "--timeout", type=int, default=900, help="seconds per row before it is reported as 'timeout'"
     )
     p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
-    p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,PRE;CT,BD,W' for mmfree-triton")
+    p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,IT;CT,BD,W,IT' for mmfree-triton")
     p.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="after timing, profile one step per row: device time by category and the N longest kernels",

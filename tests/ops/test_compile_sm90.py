@@ -1,5 +1,5 @@
-"""The element-wise and norm training kernels and the "prequant" decode kernels compile for an H200 (sm_90)
-on a machine without a GPU.
+"""The element-wise, norm and tiled MLGRU training kernels and the "prequant" decode kernels compile for an
+H200 (sm_90) on a machine without a GPU.
 
 The interpreter runs a kernel's Python, so it accepts code that Triton's compiler rejects (a plain global
 float inside `@triton.jit`, for one). Here each kernel is lowered to PTX for sm_90 by Triton's own
@@ -27,6 +27,7 @@ from triton.compiler import ASTSource
 
 from mmfree.ops.bitlinear.shared import _rms_shared_bwd_kernel
 from mmfree.ops.glu.triton import _swiglu_bwd_kernel, _swiglu_fwd_kernel
+from mmfree.ops.mlgru import triton_tiled as tt
 from mmfree.ops.quant.triton import _ternarize_kernel
 from mmfree.ops.ternary import prequant as pq
 
@@ -49,21 +50,32 @@ for dt in ("bf16", "fp32"):
     for nw in ("bf16", "fp32"):
         ptrs = {"X": f"*{dt}", "W": f"*{nw}", "DXN": f"*{dt}", "RSTD": "*fp32", "DX": f"*{dt}", "DWP": "*fp32"}
         out.append(ptx(_rms_shared_bwd_kernel, ptrs, {"P": 3, "PP": 4, "BLOCK_N": 2048}, 8))
+    flags = {"HAS_H0": True, "HAS_LB": True, "HAS_RESET": True, "HAS_MASK": True}
+    scan = {"F": f"*{dt}", "C": f"*{dt}", "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32",
+            "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
+            "DH0": "*fp32", "DLB": "*fp32"}
+    for it, even in ((True, True), (True, False), (False, True)):
+        tile = {"D": 1024, "CT": 32, "BD": 32 if it else 64, "INTHREAD": it, "EVEN": even, **flags}
+        out.append(ptx(tt._fwd_tiled_kernel, scan, tile, 1 if it else 4))
+        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, 1 if it else 4))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))
 
 # the "prequant" decode kernels (launched with programmatic dependent launch by default)
 BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
-out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "PDL": True, "BLOCK": 8192}, 16),
-       ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "PDL": True, "BLOCK": 2048}, 4)]
-gemv = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BLOCK_Q": 256}
-words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
-out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-               "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
-out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
-out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
+out = []
+for early in (False, True):
+    pdl = {"PDL": True, "EARLY": early}
+    out += [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "BLOCK": 8192, **pdl}, 16),
+            ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "BLOCK": 2048, **pdl}, 4)]
+    gemv = {"ASM": True, "BLOCK_N": 16, "BLOCK_Q": 256, **pdl}
+    words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
+    out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
+                   "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
+                   {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
+    out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
+    out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 """

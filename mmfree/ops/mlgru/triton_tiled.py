@@ -4,7 +4,9 @@ Each program walks the time axis in tiles of `[CT, BD]` (D contiguous, so the ti
 16-byte accesses), computes the gates of the whole tile, solves the affine recurrence inside the tile with
 `tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
 applies the carry from the previous tile and stores the tile; the carry is the tile's last row. The next
-tile's loads are issued before the current tile is computed (`PREFETCH`), so two tiles are in flight.
+tile's loads are issued before the current tile is computed, so two tiles are in flight. In-thread strips
+(`_columns`) give each thread one column, so the scan runs inside the thread; when whole tiles cover the
+input (`EVEN`), no access carries a mask.
 Inputs are read once: forward reads f_raw, c_raw and writes h; backward reads f_raw, c_raw, dh and the saved
 h (the rows shifted by one step, `a_{t+1}` and `h_{t-1}`, come from the same lines, mostly from cache) and
 writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse scan of
@@ -17,11 +19,10 @@ import torch
 import triton
 import triton.language as tl
 
-# (CT steps, BD columns, num_warps): the fastest of `benchmarks/kernels.py --sweep` on an H200 (B=8, T=2048,
-# D=1024, 2026-11-28): narrow 32-column strips (more programs in flight) beat 64 and 128 columns
-FWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
-BWD_CONFIG: tuple[int, int, int] = (128, 32, 4)
-PREFETCH: bool = True
+# (CT steps, BD columns, num_warps, in-thread): in-thread strips hide the columns' contiguity so that each
+# thread owns one column (`_columns`); the others load 16-byte vectors and spread a tile's rows over threads
+FWD_CONFIG: tuple[int, int, int, bool] = (32, 32, 1, True)
+BWD_CONFIG: tuple[int, int, int, bool] = (16, 32, 1, True)
 
 
 @triton.jit
@@ -58,6 +59,18 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
+def _columns(pid_d, D: tl.constexpr, SD, BD: tl.constexpr, INTHREAD: tl.constexpr):
+    # a strip's column mask and the columns' element offsets; SD is 1 (D is contiguous): multiplying by it
+    # at run time hides the columns' contiguity from the compiler, so a strip of BD = 32 * num_warps
+    # columns gets one column per thread and the scan along time runs inside each thread (no shuffles, no
+    # shared memory), at the price of 2-byte accesses (a warp still reads 64 contiguous bytes a row)
+    cols = pid_d * BD + tl.arange(0, BD)
+    if INTHREAD:
+        return cols < D, cols * SD
+    return cols < D, cols
+
+
+@triton.jit(do_not_specialize=["SD"])
 def _fwd_tiled_kernel(
     F,
     C,
@@ -68,43 +81,53 @@ def _fwd_tiled_kernel(
     H,
     FINAL,
     T,
-    D,
+    SD,
+    D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
+    INTHREAD: tl.constexpr,
+    EVEN: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
-    PREFETCH: tl.constexpr,
 ):
+    # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
+    dmask, coff = _columns(pid_d, D, SD, BD, INTHREAD)
     rows = tl.arange(0, CT)
+    roff = rows[:, None] * D  # [CT, 1] row offsets inside a tile (compile-time)
     base = b.to(tl.int64) * T * D
+    fp = F + base + coff[None, :]  # [1, BD] pointers to the current tile's first row
+    cp = C + base + coff[None, :]
+    hp = H + base + coff[None, :]
     lb = 0.0
     if HAS_LB:
-        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        lb = tl.load(LB + coff, mask=dmask, other=0.0).to(tl.float32)[None, :]
     if HAS_H0:
-        h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
+        h = tl.load(H0 + b * D + coff, mask=dmask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BD], dtype=tl.float32)
-    ptr = base + rows[:, None] * D + cols[None, :]  # [CT, BD] offsets of the first tile
     lmask = (rows < T)[:, None] & dmask[None, :]
-    f_nx = tl.load(F + ptr, mask=lmask, other=0.0)
-    c_nx = tl.load(C + ptr, mask=lmask, other=0.0)
+    if EVEN:
+        f_nx = tl.load(fp + roff)  # [CT, BD], two tiles in flight
+        c_nx = tl.load(cp + roff)
+    else:
+        f_nx = tl.load(fp + roff, mask=lmask, other=0.0)
+        c_nx = tl.load(cp + roff, mask=lmask, other=0.0)
     for t0 in range(0, T, CT):
         t = t0 + rows
         tmask = t < T
-        if PREFETCH:
-            f_cur, c_cur = f_nx, c_nx
-            nmask = (t + CT < T)[:, None] & dmask[None, :]
-            f_nx = tl.load(F + ptr + CT * D, mask=nmask, other=0.0)
-            c_nx = tl.load(C + ptr + CT * D, mask=nmask, other=0.0)
+        f_cur, c_cur = f_nx, c_nx
+        if EVEN:
+            # the last tile's prefetch re-reads itself (in bounds, unused)
+            step = tl.where(t0 + CT < T, CT * D, 0)
+            f_nx = tl.load(fp + step + roff)
+            c_nx = tl.load(cp + step + roff)
         else:
-            lmask = tmask[:, None] & dmask[None, :]
-            f_cur = tl.load(F + ptr, mask=lmask, other=0.0)
-            c_cur = tl.load(C + ptr, mask=lmask, other=0.0)
+            nmask = (t + CT < T)[:, None] & dmask[None, :]
+            f_nx = tl.load(fp + CT * D + roff, mask=nmask, other=0.0)
+            c_nx = tl.load(cp + CT * D + roff, mask=nmask, other=0.0)
         keep = 1.0
         if HAS_RESET:
             keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
@@ -112,18 +135,21 @@ def _fwd_tiled_kernel(
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
         a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB)
-        # steps past T are identity maps, so the last row carries the state at T - 1
-        a = tl.where(tmask[:, None], a, 1.0)
-        i = tl.where(tmask[:, None], i, 0.0)
+        if not EVEN:
+            # steps past T are identity maps, so the last row carries the state at T - 1
+            a = tl.where(tmask[:, None], a, 1.0)
+            i = tl.where(tmask[:, None], i, 0.0)
         pa, pb = tl.associative_scan((a, i), 0, _compose)
         hh = pa * h[None, :] + pb  # [CT, BD]
-        tl.store(H + ptr, hh.to(H.dtype.element_ty), mask=tmask[:, None] & dmask[None, :])
+        tl.store(hp + roff, hh.to(H.dtype.element_ty), mask=None if EVEN else tmask[:, None] & dmask[None, :])
         h = tl.sum(tl.where(rows[:, None] == CT - 1, hh, 0.0), axis=0)
-        ptr += CT * D
-    tl.store(FINAL + b * D + cols, h, mask=dmask)
+        fp += CT * D
+        cp += CT * D
+        hp += CT * D
+    tl.store(FINAL + b * D + coff, h, mask=dmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["SD"])
 def _bwd_tiled_kernel(
     F,
     C,
@@ -139,9 +165,12 @@ def _bwd_tiled_kernel(
     DH0,
     DLB,
     T,
-    D,
+    SD,
+    D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
+    INTHREAD: tl.constexpr,
+    EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
@@ -149,45 +178,54 @@ def _bwd_tiled_kernel(
     HAS_MASK: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
+    dmask, coff = _columns(pid_d, D, SD, BD, INTHREAD)
     rows = tl.arange(0, CT)
+    roff = rows[:, None] * D  # [CT, 1]
     base = b.to(tl.int64) * T * D
+    n_tiles = tl.cdiv(T, CT)
+    last = (n_tiles - 1) * CT * D
+    fp = F + base + last + coff[None, :]  # [1, BD] pointers to the last tile's first row (walked backwards)
+    cp = C + base + last + coff[None, :]
+    hp = H + base + last + coff[None, :]
+    dop = DO + base + last + coff[None, :]
+    dfp = DF + base + last + coff[None, :]
+    dcp = DC + base + last + coff[None, :]
     lb = 0.0
     lb_row = 0.0
     if HAS_LB:
-        lb_row = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
+        lb_row = tl.load(LB + coff, mask=dmask, other=0.0).to(tl.float32)
         lb = lb_row[None, :]
     h0 = 0.0
     if HAS_H0:
-        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        h0 = tl.load(H0 + b * D + coff, mask=dmask, other=0.0).to(tl.float32)[None, :]
     # carry = dh at the first step after the tile ("dh_T" is dfinal, entering through a_T := 1)
     if HAS_DFINAL:
-        carry = tl.load(DFINAL + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
+        carry = tl.load(DFINAL + b * D + coff, mask=dmask, other=0.0).to(tl.float32)
     else:
         carry = tl.zeros([BD], dtype=tl.float32)
     dlb = tl.zeros([CT, BD], dtype=tl.float32)
-    n_tiles = tl.cdiv(T, CT)
     for k in range(0, n_tiles):
         t0 = (n_tiles - 1 - k) * CT
         t = t0 + rows
         tmask = t < T
-        nmask = (t + 1) < T
-        pmask = (t >= 1) & tmask
-        lmask = tmask[:, None] & dmask[None, :]
-        ptr = base + t[:, None] * D + cols[None, :]  # [CT, BD]
-        fr = tl.load(F + ptr, mask=lmask, other=0.0).to(tl.float32)
-        c = tl.load(C + ptr, mask=lmask, other=0.0).to(tl.float32)
-        do = tl.load(DO + ptr, mask=lmask, other=0.0).to(tl.float32)
-        fr_next = tl.load(F + ptr + D, mask=nmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
-        h_prev = tl.load(H + ptr - D, mask=pmask[:, None] & dmask[None, :], other=0.0).to(tl.float32)
+        nmask = ((t + 1) < T)[:, None] & dmask[None, :]
+        pmask = ((t >= 1) & tmask)[:, None] & dmask[None, :]
+        lmask = None if EVEN else tmask[:, None] & dmask[None, :]
+        zero = None if EVEN else 0.0
+        fr = tl.load(fp + roff, mask=lmask, other=zero).to(tl.float32)
+        c = tl.load(cp + roff, mask=lmask, other=zero).to(tl.float32)
+        do = tl.load(dop + roff, mask=lmask, other=zero).to(tl.float32)
+        fr_next = tl.load(fp + D + roff, mask=nmask, other=0.0).to(tl.float32)
+        h_prev = tl.load(hp - D + roff, mask=pmask, other=0.0).to(tl.float32)
         if HAS_H0:
             h_prev = tl.where((t == 0)[:, None], h0, h_prev)
         keep = 1.0
         keep_next = 1.0
         if HAS_RESET:
             keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
-            keep_next = 1.0 - tl.load(RESET + b * T + t + 1, mask=nmask, other=0).to(tl.float32)[:, None]
+            keep_next = (
+                1.0 - tl.load(RESET + b * T + t + 1, mask=(t + 1) < T, other=0).to(tl.float32)[:, None]
+            )
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
@@ -198,27 +236,43 @@ def _bwd_tiled_kernel(
         else:
             a_next = sig_n * keep_next
         # x_t = a_{t+1} (1 past the end: the carry is dfinal), y_t = dout_t; rows past T pass the carry on
-        x = tl.where(nmask[:, None], a_next, 1.0)
-        y = tl.where(tmask[:, None], do, 0.0)
+        x = tl.where(((t + 1) < T)[:, None], a_next, 1.0)
+        y = do
+        if not EVEN:
+            y = tl.where(tmask[:, None], do, 0.0)
         px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)
         dh = px * carry[None, :] + py  # [CT, BD]
         df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
         if HAS_LB:
-            dlb += tl.where(tmask[:, None], df * (1.0 - sig), 0.0)
-        tl.store(DF + ptr, dfr.to(DF.dtype.element_ty), mask=lmask)
-        tl.store(DC + ptr, dc.to(DC.dtype.element_ty), mask=lmask)
+            if EVEN:
+                dlb += df * (1.0 - sig)
+            else:
+                dlb += tl.where(tmask[:, None], df * (1.0 - sig), 0.0)
+        tl.store(dfp + roff, dfr.to(DF.dtype.element_ty), mask=lmask)
+        tl.store(dcp + roff, dc.to(DC.dtype.element_ty), mask=lmask)
         carry = tl.sum(tl.where(rows[:, None] == 0, dh, 0.0), axis=0)
+        fp -= CT * D
+        cp -= CT * D
+        hp -= CT * D
+        dop -= CT * D
+        dfp -= CT * D
+        dcp -= CT * D
     # dh0 = a_0 dh_0
-    fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
+    fr0 = tl.load(F + base + coff, mask=dmask, other=0.0).to(tl.float32)
     sig0 = 1.0 / (1.0 + tl.exp(-fr0))
     a0 = sig0
     if HAS_LB:
         a0 = lb_row + (1.0 - lb_row) * sig0
     if HAS_RESET:
         a0 = a0 * (1.0 - tl.load(RESET + b * T).to(tl.float32))
-    tl.store(DH0 + b * D + cols, a0 * carry, mask=dmask)
+    tl.store(DH0 + b * D + coff, a0 * carry, mask=dmask)
     if HAS_LB:
-        tl.store(DLB + b * D + cols, tl.sum(dlb, axis=0), mask=dmask)
+        tl.store(DLB + b * D + coff, tl.sum(dlb, axis=0), mask=dmask)
+
+
+def _even(T: int, D: int, ct: int, bd: int) -> bool:
+    """Whether whole tiles cover [T, D] exactly, so the kernels drop every mask."""
+    return T % ct == 0 and D % bd == 0
 
 
 def _flags(lower_bound, reset, mask) -> dict[str, bool]:
@@ -236,10 +290,10 @@ def mlgru_fwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps), default `FWD_CONFIG`.
+    config: (CT, BD, num_warps, in-thread), default `FWD_CONFIG`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps = config or FWD_CONFIG
+    ct, bd, warps, inthread = config or FWD_CONFIG
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -252,11 +306,13 @@ def mlgru_fwd_tiled(
         h,
         final,
         T,
-        D,
+        1,
+        D=D,
         CT=ct,
         BD=bd,
+        INTHREAD=inthread,
+        EVEN=_even(T, D, ct, bd),
         HAS_H0=initial_state is not None,
-        PREFETCH=PREFETCH,
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
     )
@@ -277,7 +333,7 @@ def mlgru_bwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
-    ct, bd, warps = config or BWD_CONFIG
+    ct, bd, warps, inthread = config or BWD_CONFIG
     df = torch.empty_like(f_raw)  # [B, T, D]
     dc = torch.empty_like(c_raw)  # [B, T, D]
     dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
@@ -297,9 +353,12 @@ def mlgru_bwd_tiled(
         dh0,
         dlb if dlb is not None else dh0,
         T,
-        D,
+        1,
+        D=D,
         CT=ct,
         BD=bd,
+        INTHREAD=inthread,
+        EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
         num_warps=warps,
