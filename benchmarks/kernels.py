@@ -12,7 +12,7 @@
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, in-thread)` tile config, and
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps)` tile config, and
   `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
   (the best installed).
 
@@ -180,19 +180,14 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
-# (CT, BD, num_warps, in-thread) of the tiled kernels; in-thread strips (BD = 32 * num_warps) give each
-# thread one column, so the scan along time stays inside the thread
-SWEEP: list[tuple[int, int, int, bool]] = [
-    (32, 32, 1, True),
-    (16, 32, 1, True),
-    (64, 32, 1, True),
-    (32, 64, 2, True),
-    (16, 64, 2, True),
-    (32, 128, 4, True),
-    (8, 32, 1, True),
-    (64, 32, 4, False),
-    (128, 32, 4, False),
-    (64, 64, 4, False),
+# (CT, BD, num_warps) of the tiled kernels
+SWEEP: list[tuple[int, int, int]] = [
+    (64, 32, 4),
+    (128, 32, 4),
+    (64, 64, 4),
+    (32, 32, 2),
+    (64, 32, 2),
+    (32, 64, 2),
 ]
 
 
@@ -224,13 +219,13 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    tot_f: dict[tuple[int, int, int, bool], float] = {cfg: 0.0 for cfg in SWEEP}
-    tot_b: dict[tuple[int, int, int, bool], float] = {cfg: 0.0 for cfg in SWEEP}
+    tot_f: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
+    tot_b: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
     for B in (8, 32):
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
         unit = f.numel() * 2
         for cfg in SWEEP:
-            case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]} it={int(cfg[3])}"
+            case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]}"
             try:
                 h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg)
                 df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg)
@@ -251,7 +246,7 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     best_f, best_b = min(SWEEP, key=tot_f.__getitem__), min(SWEEP, key=tot_b.__getitem__)
     if tot_f[best_f] < float("inf") and tot_b[best_b] < float("inf"):
         tt.FWD_CONFIG, tt.BWD_CONFIG = best_f, best_b
-        line = ";".join(",".join(str(int(v)) for v in cfg) for cfg in (best_f, best_b))
+        line = ";".join(",".join(str(v) for v in cfg) for cfg in (best_f, best_b))
         print(f"best tiles fwd;bwd = {line}")
         if save:
             with open(save, "w") as fh:
@@ -404,7 +399,7 @@ def main() -> None:
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
-        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,IT;CT,BD,W,IT' here"
+        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W;CT,BD,W' here"
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

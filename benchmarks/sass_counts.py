@@ -133,8 +133,8 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w, it = tt.FWD_CONFIG
-    even = {"D": 1024, "INTHREAD": it, "EVEN": True}  # T=2048, D=1024: whole tiles
+    ct, bd, w = tt.FWD_CONFIG
+    even = {"D": 1024, "EVEN": True}  # T=2048, D=1024: whole tiles
     rows.append(
         (
             "tiled forward",
@@ -147,8 +147,8 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
             6,
         )
     )
-    ct, bd, w, it = tt.BWD_CONFIG
-    even = {"D": 1024, "INTHREAD": it, "EVEN": True}
+    ct, bd, w = tt.BWD_CONFIG
+    even = {"D": 1024, "EVEN": True}
     rows.append(
         (
             "tiled backward",

@@ -54,28 +54,25 @@ for dt in ("bf16", "fp32"):
     scan = {"F": f"*{dt}", "C": f"*{dt}", "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32",
             "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
             "DH0": "*fp32", "DLB": "*fp32"}
-    for it, even in ((True, True), (True, False), (False, True)):
-        tile = {"D": 1024, "CT": 32, "BD": 32 if it else 64, "INTHREAD": it, "EVEN": even, **flags}
-        out.append(ptx(tt._fwd_tiled_kernel, scan, tile, 1 if it else 4))
-        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, 1 if it else 4))
+    for even in (True, False):
+        tile = {"D": 1024, "CT": 64, "BD": 32, "EVEN": even, **flags}
+        out.append(ptx(tt._fwd_tiled_kernel, scan, tile, 4))
+        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, 4))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))
 
 # the "prequant" decode kernels (launched with programmatic dependent launch by default)
 BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
-out = []
-for early in (False, True):
-    pdl = {"PDL": True, "EARLY": early}
-    out += [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "BLOCK": 8192, **pdl}, 16),
-            ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "BLOCK": 2048, **pdl}, 4)]
-    gemv = {"ASM": True, "BLOCK_N": 16, "BLOCK_Q": 256, **pdl}
-    words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
-    out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-                   "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-                   {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
-    out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
-    out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
+out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "PDL": True, "BLOCK": 8192}, 16),
+       ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "PDL": True, "BLOCK": 2048}, 4)]
+gemv = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BLOCK_Q": 256}
+words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
+out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
+               "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
+               {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
+out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
+out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 """

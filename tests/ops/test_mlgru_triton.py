@@ -19,16 +19,13 @@ pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reas
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(
-    ("chunk_size", "form", "inthread"),
-    [(None, "chunked", True), (8, "chunked", True), (None, "tiled", True), (None, "tiled", False)],
-)
+@pytest.mark.parametrize(("chunk_size", "form"), [(None, "chunked"), (8, "chunked"), (None, "tiled")])
 @pytest.mark.parametrize("full", [True, False])
-def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, inthread, full, monkeypatch):
+def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4, inthread))
-    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 1 if inthread else 4, inthread))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4))
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
 
     B, T, D = 2, 37, 19 if full else 48
     tol = TOL[dtype]
@@ -36,14 +33,13 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, inthread,
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("inthread", [True, False])
-def test_mlgru_tiled_whole_tiles(gen, device, dtype, inthread, monkeypatch):
+def test_mlgru_tiled_whole_tiles(gen, device, dtype, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
 
     assert triton_tiled._even(32, 64, 16, 32)
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 1 if inthread else 4, inthread))
-    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 1 if inthread else 4, inthread))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4))
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
     tol = TOL[dtype]
     check_mlgru_form(gen, device, 2, 32, 64, dtype, True, tol, 3 * tol, form="tiled")
 
@@ -53,8 +49,8 @@ def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
     from mmfree.ops.mlgru.triton import mlgru_triton
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4, True))
-    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4, False))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4))
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4))
     f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, 2, 11, 19, torch.float32, device, True)
     h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None, form="chunked")
     h_chk, fin_chk = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=3)

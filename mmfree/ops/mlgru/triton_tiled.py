@@ -4,9 +4,8 @@ Each program walks the time axis in tiles of `[CT, BD]` (D contiguous, so the ti
 16-byte accesses), computes the gates of the whole tile, solves the affine recurrence inside the tile with
 `tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
 applies the carry from the previous tile and stores the tile; the carry is the tile's last row. The next
-tile's loads are issued before the current tile is computed, so two tiles are in flight. In-thread strips
-(`_columns`) give each thread one column, so the scan runs inside the thread; when whole tiles cover the
-input (`EVEN`), no access carries a mask.
+tile's loads are issued before the current tile is computed, so two tiles are in flight. When whole tiles
+cover the input (`EVEN`), no access carries a mask.
 Inputs are read once: forward reads f_raw, c_raw and writes h; backward reads f_raw, c_raw, dh and the saved
 h (the rows shifted by one step, `a_{t+1}` and `h_{t-1}`, come from the same lines, mostly from cache) and
 writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse scan of
@@ -19,10 +18,10 @@ import torch
 import triton
 import triton.language as tl
 
-# (CT steps, BD columns, num_warps, in-thread): in-thread strips hide the columns' contiguity so that each
-# thread owns one column (`_columns`); the others load 16-byte vectors and spread a tile's rows over threads
-FWD_CONFIG: tuple[int, int, int, bool] = (32, 32, 1, True)
-BWD_CONFIG: tuple[int, int, int, bool] = (16, 32, 1, True)
+# (CT steps, BD columns, num_warps): the fastest of `benchmarks/kernels.py --sweep` on an H200 (summed over
+# B=8 and 32 at T=2048, D=1024, 2026-11-29): narrow 32-column strips (more programs in flight) win
+FWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
+BWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
 
 
 @triton.jit
@@ -59,18 +58,6 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
-def _columns(pid_d, D: tl.constexpr, SD, BD: tl.constexpr, INTHREAD: tl.constexpr):
-    # a strip's column mask and the columns' element offsets; SD is 1 (D is contiguous): multiplying by it
-    # at run time hides the columns' contiguity from the compiler, so a strip of BD = 32 * num_warps
-    # columns gets one column per thread and the scan along time runs inside each thread (no shuffles, no
-    # shared memory), at the price of 2-byte accesses (a warp still reads 64 contiguous bytes a row)
-    cols = pid_d * BD + tl.arange(0, BD)
-    if INTHREAD:
-        return cols < D, cols * SD
-    return cols < D, cols
-
-
-@triton.jit(do_not_specialize=["SD"])
 def _fwd_tiled_kernel(
     F,
     C,
@@ -81,11 +68,9 @@ def _fwd_tiled_kernel(
     H,
     FINAL,
     T,
-    SD,
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
-    INTHREAD: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
@@ -94,18 +79,19 @@ def _fwd_tiled_kernel(
 ):
     # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    dmask, coff = _columns(pid_d, D, SD, BD, INTHREAD)
+    cols = pid_d * BD + tl.arange(0, BD)
+    dmask = cols < D
     rows = tl.arange(0, CT)
     roff = rows[:, None] * D  # [CT, 1] row offsets inside a tile (compile-time)
     base = b.to(tl.int64) * T * D
-    fp = F + base + coff[None, :]  # [1, BD] pointers to the current tile's first row
-    cp = C + base + coff[None, :]
-    hp = H + base + coff[None, :]
+    fp = F + base + cols[None, :]  # [1, BD] pointers to the current tile's first row
+    cp = C + base + cols[None, :]
+    hp = H + base + cols[None, :]
     lb = 0.0
     if HAS_LB:
-        lb = tl.load(LB + coff, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
     if HAS_H0:
-        h = tl.load(H0 + b * D + coff, mask=dmask, other=0.0).to(tl.float32)
+        h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BD], dtype=tl.float32)
     lmask = (rows < T)[:, None] & dmask[None, :]
@@ -146,10 +132,10 @@ def _fwd_tiled_kernel(
         fp += CT * D
         cp += CT * D
         hp += CT * D
-    tl.store(FINAL + b * D + coff, h, mask=dmask)
+    tl.store(FINAL + b * D + cols, h, mask=dmask)
 
 
-@triton.jit(do_not_specialize=["SD"])
+@triton.jit
 def _bwd_tiled_kernel(
     F,
     C,
@@ -165,11 +151,9 @@ def _bwd_tiled_kernel(
     DH0,
     DLB,
     T,
-    SD,
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
-    INTHREAD: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
@@ -178,29 +162,30 @@ def _bwd_tiled_kernel(
     HAS_MASK: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    dmask, coff = _columns(pid_d, D, SD, BD, INTHREAD)
+    cols = pid_d * BD + tl.arange(0, BD)
+    dmask = cols < D
     rows = tl.arange(0, CT)
     roff = rows[:, None] * D  # [CT, 1]
     base = b.to(tl.int64) * T * D
     n_tiles = tl.cdiv(T, CT)
     last = (n_tiles - 1) * CT * D
-    fp = F + base + last + coff[None, :]  # [1, BD] pointers to the last tile's first row (walked backwards)
-    cp = C + base + last + coff[None, :]
-    hp = H + base + last + coff[None, :]
-    dop = DO + base + last + coff[None, :]
-    dfp = DF + base + last + coff[None, :]
-    dcp = DC + base + last + coff[None, :]
+    fp = F + base + last + cols[None, :]  # [1, BD] pointers to the last tile's first row (walked backwards)
+    cp = C + base + last + cols[None, :]
+    hp = H + base + last + cols[None, :]
+    dop = DO + base + last + cols[None, :]
+    dfp = DF + base + last + cols[None, :]
+    dcp = DC + base + last + cols[None, :]
     lb = 0.0
     lb_row = 0.0
     if HAS_LB:
-        lb_row = tl.load(LB + coff, mask=dmask, other=0.0).to(tl.float32)
+        lb_row = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
         lb = lb_row[None, :]
     h0 = 0.0
     if HAS_H0:
-        h0 = tl.load(H0 + b * D + coff, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
     # carry = dh at the first step after the tile ("dh_T" is dfinal, entering through a_T := 1)
     if HAS_DFINAL:
-        carry = tl.load(DFINAL + b * D + coff, mask=dmask, other=0.0).to(tl.float32)
+        carry = tl.load(DFINAL + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
         carry = tl.zeros([BD], dtype=tl.float32)
     dlb = tl.zeros([CT, BD], dtype=tl.float32)
@@ -258,16 +243,16 @@ def _bwd_tiled_kernel(
         dfp -= CT * D
         dcp -= CT * D
     # dh0 = a_0 dh_0
-    fr0 = tl.load(F + base + coff, mask=dmask, other=0.0).to(tl.float32)
+    fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
     sig0 = 1.0 / (1.0 + tl.exp(-fr0))
     a0 = sig0
     if HAS_LB:
         a0 = lb_row + (1.0 - lb_row) * sig0
     if HAS_RESET:
         a0 = a0 * (1.0 - tl.load(RESET + b * T).to(tl.float32))
-    tl.store(DH0 + b * D + coff, a0 * carry, mask=dmask)
+    tl.store(DH0 + b * D + cols, a0 * carry, mask=dmask)
     if HAS_LB:
-        tl.store(DLB + b * D + coff, tl.sum(dlb, axis=0), mask=dmask)
+        tl.store(DLB + b * D + cols, tl.sum(dlb, axis=0), mask=dmask)
 
 
 def _even(T: int, D: int, ct: int, bd: int) -> bool:
@@ -290,10 +275,10 @@ def mlgru_fwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps, in-thread), default `FWD_CONFIG`.
+    config: (CT, BD, num_warps), default `FWD_CONFIG`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps, inthread = config or FWD_CONFIG
+    ct, bd, warps = config or FWD_CONFIG
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -306,11 +291,9 @@ def mlgru_fwd_tiled(
         h,
         final,
         T,
-        1,
         D=D,
         CT=ct,
         BD=bd,
-        INTHREAD=inthread,
         EVEN=_even(T, D, ct, bd),
         HAS_H0=initial_state is not None,
         num_warps=warps,
@@ -333,7 +316,7 @@ def mlgru_bwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
-    ct, bd, warps, inthread = config or BWD_CONFIG
+    ct, bd, warps = config or BWD_CONFIG
     df = torch.empty_like(f_raw)  # [B, T, D]
     dc = torch.empty_like(c_raw)  # [B, T, D]
     dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
@@ -353,11 +336,9 @@ def mlgru_bwd_tiled(
         dh0,
         dlb if dlb is not None else dh0,
         T,
-        1,
         D=D,
         CT=ct,
         BD=bd,
-        INTHREAD=inthread,
         EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,

@@ -291,10 +291,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-# - "early": with "prequant" and "pdl", each kernel lets the next one launch as soon as it starts, not
-#   after its wait: a GEMV's weight tiles then load while the quantization kernel before it still waits
-#   for the GEMV before that (the waits, and so the data each kernel reads, are unchanged).
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "early"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -330,7 +327,6 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
-    early: bool = False  # with pdl and prequant: each kernel lets the next launch before it waits
 
     @property
     def dot(self) -> bool:
@@ -397,8 +393,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    early = pdl and pre and "early" in OPTIONS
-    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, early=early)
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre)
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:

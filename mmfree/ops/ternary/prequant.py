@@ -36,9 +36,8 @@ from mmfree.ops.ternary.fused_parts import (
     _mlgru_out,
     _rnd,
     _tile,
+    _wait_inputs,
     _y,
-    gdc_launch_dependents,
-    gdc_wait,
 )
 
 if TYPE_CHECKING:
@@ -46,33 +45,14 @@ if TYPE_CHECKING:
 
 
 @triton.jit
-def _launch_next(PDL: tl.constexpr, EARLY: tl.constexpr):
-    # "early": let the next kernel launch at once (it loads its weights while this one waits and works);
-    # its own wait still covers this kernel's completion, so nothing it reads can be stale
-    if PDL and EARLY:
-        gdc_launch_dependents()
-
-
-@triton.jit
-def _wait_inputs(PDL: tl.constexpr, EARLY: tl.constexpr):
-    # with PDL, everything before this point (weights only) overlaps the previous kernel: wait for it to
-    # finish and its writes to land, then (unless already done) let the next kernel launch
-    if PDL:
-        gdc_wait()
-        if not EARLY:
-            gdc_launch_dependents()
-
-
-@triton.jit
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, EARLY: tl.constexpr, BLOCK: tl.constexpr,
+    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # one row per program, held whole in registers (one load of each input, then three dependent block
     # reductions): Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS
     # `[NORMS, B]` int32 code sums
-    _launch_next(PDL, EARLY)
     row = tl.program_id(0)
     k = tl.arange(0, BLOCK)
     kmask = k < K
@@ -83,7 +63,7 @@ def _quant_kernel(
     if NORMS == 3:
         wb = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
         wc = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
-    _wait_inputs(PDL, EARLY)
+    _wait_inputs(PDL)
     v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
         v = _rnd(v * (1.0 / tl.sqrt(tl.sum(v * v, axis=0) / K + eps1)) * w1, X)
@@ -140,10 +120,9 @@ def _row_y(acc, n: tl.constexpr, S, QS, G, X, rows, rmask, B):
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
-    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, EARLY: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
-    _launch_next(PDL, EARLY)
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -151,7 +130,7 @@ def _mlgru_in_kernel(
     n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)  # the next tiles: two in flight per projection
     n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    _wait_inputs(PDL, EARLY)
+    _wait_inputs(PDL)
     Kw = Kq // 4
     row = tl.program_id(1)
     acc_i = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
@@ -176,14 +155,12 @@ def _mlgru_in_kernel(
 def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
-    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, EARLY: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
+    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
-    _launch_next(PDL, EARLY)
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    _wait_inputs(PDL, EARLY)
+    _wait_inputs(PDL)
     acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
@@ -198,15 +175,14 @@ def _bitlinear_kernel(
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
-    ASM: tl.constexpr, PDL: tl.constexpr, EARLY: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
-    _launch_next(PDL, EARLY)
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
     n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    _wait_inputs(PDL, EARLY)
+    _wait_inputs(PDL)
     acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
@@ -256,7 +232,7 @@ def quantize_rows(
     _quant_kernel[(B,)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, EARLY=cfg.early, BLOCK=block, num_warps=min(32, max(4, block // 512)),
+        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(32, max(4, block // 512)),
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
@@ -283,7 +259,7 @@ def mlgru_input_step(
         x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         B, N, kq, state.stride(0), out.stride(0),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, EARLY=cfg.early,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl,
         BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -305,7 +281,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
         x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
-        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, EARLY=cfg.early, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
+        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
         **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -325,6 +301,5 @@ def glu_input_step(
     )
     _glu_in_kernel[(triton.cdiv(inter, cfg.block_n), B)](
         x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, B, inter, kq, out.stride(0),
-        ASM=cfg.asm, PDL=cfg.pdl, EARLY=cfg.early, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
-        **cfg.launch_kwargs(),
+        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
