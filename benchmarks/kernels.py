@@ -183,11 +183,19 @@ def _mlgru_case(
 # (CT, BD, num_warps) of the tiled kernels
 SWEEP: list[tuple[int, int, int]] = [
     (64, 32, 4),
-    (128, 32, 4),
-    (64, 64, 4),
     (32, 32, 2),
+    (16, 32, 2),
+    (32, 32, 1),
+    (16, 32, 1),
+    (32, 32, 4),
     (64, 32, 2),
     (32, 64, 2),
+    (16, 64, 2),
+    (32, 64, 4),
+    (64, 64, 8),
+    (128, 32, 8),
+    (64, 16, 4),
+    (32, 16, 2),
 ]
 
 
@@ -213,14 +221,16 @@ def err(a: torch.Tensor, b: torch.Tensor) -> float:
 def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8 and B=32, T=2048, D=1024.
 
-    Each config's h, df and dc are checked against the default config's (max error / max value < 1e-2);
-    the matching forward and backward configs fastest summed over both batches are then installed (and
-    written to `save`).
+    Each config's h, df and dc are checked against the default tiles' (max error / max value < 1e-2); the
+    fastest matching config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from
+    these), and the fastest summed over both batches is written to `save`.
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
     tot_f: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
     tot_b: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
+    per_b_f: dict[tuple[int, tuple[int, int, int]], float] = {}  # (B, config) -> ms, inf on a mismatch
+    per_b_b: dict[tuple[int, tuple[int, int, int]], float] = {}
     for B in (8, 32):
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
         unit = f.numel() * 2
@@ -235,17 +245,22 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
                 bwd = bench(lambda args=args: tt.mlgru_bwd_tiled(*args), quick)
             except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
                 add("mlgru sweep", case, "error", float("nan"), type(e).__name__[:14])
-                tot_f[cfg] = tot_b[cfg] = float("inf")
+                tot_f[cfg] = tot_b[cfg] = per_b_f[(B, cfg)] = per_b_b[(B, cfg)] = float("inf")
                 continue
             gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
             tag = "tiled kernel" if ok else "MISMATCH"
             add("mlgru sweep fwd", case, tag, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
             add("mlgru sweep bwd", case, tag, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
-            tot_f[cfg] += fwd if ok else float("inf")
-            tot_b[cfg] += bwd if ok else float("inf")
+            per_b_f[(B, cfg)] = fwd if ok else float("inf")
+            per_b_b[(B, cfg)] = bwd if ok else float("inf")
+            tot_f[cfg] += per_b_f[(B, cfg)]
+            tot_b[cfg] += per_b_b[(B, cfg)]
+    for B in (8, 32):
+        for d, tot in (("fwd", per_b_f), ("bwd", per_b_b)):
+            cfg = min(SWEEP, key=lambda k, B=B, tot=tot: tot[(B, k)])
+            print(f"best {d} tile at B={B}: {cfg} ({tot[(B, cfg)]:.3f} ms)")
     best_f, best_b = min(SWEEP, key=tot_f.__getitem__), min(SWEEP, key=tot_b.__getitem__)
     if tot_f[best_f] < float("inf") and tot_b[best_b] < float("inf"):
-        tt.FWD_CONFIG, tt.BWD_CONFIG = best_f, best_b
         line = ";".join(",".join(str(v) for v in cfg) for cfg in (best_f, best_b))
         print(f"best tiles fwd;bwd = {line}")
         if save:

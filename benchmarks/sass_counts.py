@@ -133,7 +133,7 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w = tt.FWD_CONFIG
+    ct, bd, w = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
     even = {"D": 1024, "EVEN": True}  # T=2048, D=1024: whole tiles
     rows.append(
         (
@@ -147,7 +147,7 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
             6,
         )
     )
-    ct, bd, w = tt.BWD_CONFIG
+    ct, bd, w = tt.bwd_config(32, 1024)
     even = {"D": 1024, "EVEN": True}
     rows.append(
         (

@@ -129,3 +129,17 @@ def test_mlgru_auto_form_choice():
     assert _pick_form(1, 3, 8, 64, "tiled") == "tiled"
     assert _pick_form(8, 2048, 1024, None, "chunked") == "chunked"
     assert _pick_form(8, 2048, 1024, None, "lookback") == "lookback"  # only when asked for
+
+
+def test_tiled_tiles_follow_the_strip_count(monkeypatch):
+    """The tiled kernels take their tile from the strip-count tables unless a config is forced."""
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    monkeypatch.setattr(tt, "FWD_TILES", ((4, (16, 32, 4)), (2**62, (8, 32, 2))))
+    monkeypatch.setattr(tt, "BWD_TILES", ((4, (4, 64, 4)), (2**62, (2, 64, 1))))
+    assert tt.fwd_config(2, 64) == (16, 32, 4)  # 2 x 2 strips
+    assert tt.fwd_config(3, 64) == (8, 32, 2)  # 6 strips
+    assert tt.bwd_config(1, 100) == (4, 64, 4)  # 1 x 4 strips
+    assert tt.bwd_config(1, 129) == (2, 64, 1)  # 5 strips
+    monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1))
+    assert tt.fwd_config(3, 64) == (4, 8, 1)

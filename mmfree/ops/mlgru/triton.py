@@ -413,7 +413,7 @@ def _pick_form(B: int, T: int, D: int, chunk_size: int | None, form: str) -> str
         raise ValueError(f"mlgru (triton): form must be one of {_FORMS}; got {form!r}")
     if form != "auto":
         return form
-    strips = B * triton.cdiv(D, triton_tiled.FWD_CONFIG[1])
+    strips = B * triton.cdiv(D, triton_tiled.fwd_config(B, D)[1])
     tiled = chunk_size is None and T >= TILED_MIN_T and strips >= TILED_MIN_PROGRAMS
     return "tiled" if tiled else "chunked"
 

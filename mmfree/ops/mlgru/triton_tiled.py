@@ -18,10 +18,31 @@ import torch
 import triton
 import triton.language as tl
 
-# (CT steps, BD columns, num_warps): the fastest of `benchmarks/kernels.py --sweep` on an H200 (summed over
-# B=8 and 32 at T=2048, D=1024, 2026-11-29): narrow 32-column strips (more programs in flight) win
-FWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
-BWD_CONFIG: tuple[int, int, int] = (64, 32, 4)
+# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps)): the first entry covering the call's
+# strips is its tile. The fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024
+# (2026-11-29): at B=8 (256 strips) four warps per strip, at B=32 (1024 strips) lighter two-warp programs,
+# more of them resident. A tile's rows are split over its warps; each thread owns one column of its warp's
+# rows, so the scan runs serially inside the thread, then across the warps.
+FWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 32, 4)), (2**62, (32, 32, 2)))
+BWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 32, 4)), (2**62, (32, 64, 2)))
+# a tile for every call instead of the tables (tests and sweeps set these)
+FWD_CONFIG: tuple[int, int, int] | None = None
+BWD_CONFIG: tuple[int, int, int] | None = None
+
+
+def fwd_config(B: int, D: int) -> tuple[int, int, int]:
+    """The forward tile (CT, BD, num_warps) of a `[B, T, D]` call."""
+    return FWD_CONFIG or _from_table(FWD_TILES, B, D)
+
+
+def bwd_config(B: int, D: int) -> tuple[int, int, int]:
+    """The backward tile (CT, BD, num_warps) of a `[B, T, D]` call."""
+    return BWD_CONFIG or _from_table(BWD_TILES, B, D)
+
+
+def _from_table(table: tuple[tuple[int, tuple[int, int, int]], ...], B: int, D: int) -> tuple[int, int, int]:
+    strips = B * triton.cdiv(D, 32)
+    return next(cfg for most, cfg in table if strips <= most)
 
 
 @triton.jit
@@ -275,10 +296,10 @@ def mlgru_fwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps), default `FWD_CONFIG`.
+    config: (CT, BD, num_warps), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps = config or FWD_CONFIG
+    ct, bd, warps = config or fwd_config(B, D)
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -316,7 +337,7 @@ def mlgru_bwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
-    ct, bd, warps = config or BWD_CONFIG
+    ct, bd, warps = config or bwd_config(B, D)
     df = torch.empty_like(f_raw)  # [B, T, D]
     dc = torch.empty_like(c_raw)  # [B, T, D]
     dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
