@@ -183,19 +183,14 @@ def _mlgru_case(
 # (CT, BD, num_warps) of the tiled kernels
 SWEEP: list[tuple[int, int, int]] = [
     (64, 32, 4),
+    (64, 16, 4),
+    (32, 16, 2),
     (32, 32, 2),
     (16, 32, 2),
     (32, 32, 1),
     (16, 32, 1),
-    (32, 32, 4),
-    (64, 32, 2),
+    (64, 32, 1),
     (32, 64, 2),
-    (16, 64, 2),
-    (32, 64, 4),
-    (64, 64, 8),
-    (128, 32, 8),
-    (64, 16, 4),
-    (32, 16, 2),
 ]
 
 
@@ -221,51 +216,58 @@ def err(a: torch.Tensor, b: torch.Tensor) -> float:
 def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8 and B=32, T=2048, D=1024.
 
-    Each config's h, df and dc are checked against the default tiles' (max error / max value < 1e-2); the
-    fastest matching config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from
-    these), and the fastest summed over both batches is written to `save`.
+    The backward runs each `SWEEP` tile, the forward each with one and with two tiles loading ahead. Each
+    config's h, df and dc are checked against the default tiles' (max error / max value < 1e-2); the fastest
+    matching config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from these), and
+    the fastest summed over both batches is written to `save`.
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    tot_f: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
-    tot_b: dict[tuple[int, int, int], float] = {cfg: 0.0 for cfg in SWEEP}
-    per_b_f: dict[tuple[int, tuple[int, int, int]], float] = {}  # (B, config) -> ms, inf on a mismatch
-    per_b_b: dict[tuple[int, tuple[int, int, int]], float] = {}
+    fwd_cfgs = [(*cfg, depth) for cfg in SWEEP for depth in (1, 2)]
+    times: dict[tuple[str, int, tuple[int, ...]], float] = {}  # (direction, B, config) -> ms, inf if wrong
     for B in (8, 32):
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
         unit = f.numel() * 2
-        for cfg in SWEEP:
-            case = f"B={B} CT={cfg[0]} BD={cfg[1]} w={cfg[2]}"
-            try:
-                h, _ = tt.mlgru_fwd_tiled(f, c, lb, None, None, None, cfg)
-                df, dc, _, _ = tt.mlgru_bwd_tiled(dh, None, f, c, lb, None, None, None, h_ref, cfg)
-                ok = max(err(h, h_ref), err(df, df_ref), err(dc, dc_ref)) < 1e-2
-                args = (dh, None, f, c, lb, None, None, None, h_ref, cfg)
-                fwd = bench(lambda fa=(*args[2:8], cfg): tt.mlgru_fwd_tiled(*fa), quick)
-                bwd = bench(lambda args=args: tt.mlgru_bwd_tiled(*args), quick)
-            except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
-                add("mlgru sweep", case, "error", float("nan"), type(e).__name__[:14])
-                tot_f[cfg] = tot_b[cfg] = per_b_f[(B, cfg)] = per_b_b[(B, cfg)] = float("inf")
-                continue
-            gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
-            tag = "tiled kernel" if ok else "MISMATCH"
-            add("mlgru sweep fwd", case, tag, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
-            add("mlgru sweep bwd", case, tag, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
-            per_b_f[(B, cfg)] = fwd if ok else float("inf")
-            per_b_b[(B, cfg)] = bwd if ok else float("inf")
-            tot_f[cfg] += per_b_f[(B, cfg)]
-            tot_b[cfg] += per_b_b[(B, cfg)]
-    for B in (8, 32):
-        for d, tot in (("fwd", per_b_f), ("bwd", per_b_b)):
-            cfg = min(SWEEP, key=lambda k, B=B, tot=tot: tot[(B, k)])
-            print(f"best {d} tile at B={B}: {cfg} ({tot[(B, cfg)]:.3f} ms)")
-    best_f, best_b = min(SWEEP, key=tot_f.__getitem__), min(SWEEP, key=tot_b.__getitem__)
-    if tot_f[best_f] < float("inf") and tot_b[best_b] < float("inf"):
-        line = ";".join(",".join(str(v) for v in cfg) for cfg in (best_f, best_b))
-        print(f"best tiles fwd;bwd = {line}")
-        if save:
-            with open(save, "w") as fh:
-                fh.write(line)
+        for direction, cfgs in (("fwd", fwd_cfgs), ("bwd", SWEEP)):
+            for cfg in cfgs:
+                case = f"B={B} {'x'.join(map(str, cfg))}"
+                times[(direction, B, cfg)] = float("inf")
+                try:
+                    if direction == "fwd":
+                        args = (f, c, lb, None, None, None, cfg)
+                        ok = err(tt.mlgru_fwd_tiled(*args)[0], h_ref) < 1e-2
+                        ms = bench(lambda args=args: tt.mlgru_fwd_tiled(*args), quick)
+                    else:
+                        args = (dh, None, f, c, lb, None, None, None, h_ref, cfg)
+                        df, dc, _, _ = tt.mlgru_bwd_tiled(*args)
+                        ok = max(err(df, df_ref), err(dc, dc_ref)) < 1e-2
+                        ms = bench(lambda args=args: tt.mlgru_bwd_tiled(*args), quick)
+                except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
+                    add(f"mlgru sweep {direction}", case, "error", float("nan"), type(e).__name__[:14])
+                    continue
+                gbs = (3 if direction == "fwd" else 6) * unit / ms / 1e6
+                tag = "tiled kernel" if ok else "MISMATCH"
+                add(
+                    f"mlgru sweep {direction}",
+                    case,
+                    tag,
+                    ms,
+                    f"{gbs:.0f} GB/s",
+                    f"{gbs / copy_gbs:.2f}x copy",
+                )
+                if ok:
+                    times[(direction, B, cfg)] = ms
+    best = {}
+    for direction, cfgs in (("fwd", fwd_cfgs), ("bwd", SWEEP)):
+        for B in (8, 32):
+            cfg = min(cfgs, key=lambda k, d=direction, B=B: times[(d, B, k)])
+            print(f"best {direction} tile at B={B}: {cfg} ({times[(direction, B, cfg)]:.3f} ms)")
+        best[direction] = min(cfgs, key=lambda k, d=direction: times[(d, 8, k)] + times[(d, 32, k)])
+    line = ";".join(",".join(str(v) for v in best[d]) for d in ("fwd", "bwd"))
+    print(f"best tiles fwd;bwd (summed over both batches) = {line}")
+    if save:
+        with open(save, "w") as fh:
+            fh.write(line)
 
 
 # (CT, BD, num_warps, rowwise) of the look-back kernels: BD = 32 * num_warps * (columns per thread) keeps the
@@ -414,7 +416,7 @@ def main() -> None:
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
-        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W;CT,BD,W' here"
+        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,DEPTH;CT,BD,W' here"
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

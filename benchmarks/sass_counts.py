@@ -133,14 +133,14 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
+    ct, bd, w, depth = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
     even = {"D": 1024, "EVEN": True}  # T=2048, D=1024: whole tiles
     rows.append(
         (
             "tiled forward",
             tt._fwd_tiled_kernel,
             fwd,
-            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd},
+            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd, "DEPTH": depth},
             ct,
             bd,
             w,

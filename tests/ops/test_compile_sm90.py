@@ -56,7 +56,8 @@ for dt in ("bf16", "fp32"):
             "DH0": "*fp32", "DLB": "*fp32"}
     for even in (True, False):
         tile = {"D": 1024, "CT": 64, "BD": 32, "EVEN": even, **flags}
-        out.append(ptx(tt._fwd_tiled_kernel, scan, tile, 4))
+        for depth in (1, 2):
+            out.append(ptx(tt._fwd_tiled_kernel, scan, {**tile, "DEPTH": depth}, 4))
         out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, 4))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))

@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reas
 def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4, 1 if full else 2))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
 
     B, T, D = 2, 37, 19 if full else 48
@@ -33,12 +33,13 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, full, mon
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_mlgru_tiled_whole_tiles(gen, device, dtype, monkeypatch):
+@pytest.mark.parametrize("depth", [1, 2])
+def test_mlgru_tiled_whole_tiles(gen, device, dtype, depth, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
 
     assert triton_tiled._even(32, 64, 16, 32)
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4, depth))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4))
     tol = TOL[dtype]
     check_mlgru_form(gen, device, 2, 32, 64, dtype, True, tol, 3 * tol, form="tiled")
@@ -49,7 +50,7 @@ def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
     from mmfree.ops.mlgru.triton import mlgru_triton
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4, 2))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4))
     f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, 2, 11, 19, torch.float32, device, True)
     h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None, form="chunked")
@@ -135,11 +136,11 @@ def test_tiled_tiles_follow_the_strip_count(monkeypatch):
     """The tiled kernels take their tile from the strip-count tables unless a config is forced."""
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    monkeypatch.setattr(tt, "FWD_TILES", ((4, (16, 32, 4)), (2**62, (8, 32, 2))))
+    monkeypatch.setattr(tt, "FWD_TILES", ((4, (16, 32, 4, 1)), (2**62, (8, 32, 2, 2))))
     monkeypatch.setattr(tt, "BWD_TILES", ((4, (4, 64, 4)), (2**62, (2, 64, 1))))
-    assert tt.fwd_config(2, 64) == (16, 32, 4)  # 2 x 2 strips
-    assert tt.fwd_config(3, 64) == (8, 32, 2)  # 6 strips
+    assert tt.fwd_config(2, 64) == (16, 32, 4, 1)  # 2 x 2 strips
+    assert tt.fwd_config(3, 64) == (8, 32, 2, 2)  # 6 strips
     assert tt.bwd_config(1, 100) == (4, 64, 4)  # 1 x 4 strips
     assert tt.bwd_config(1, 129) == (2, 64, 1)  # 5 strips
-    monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1))
-    assert tt.fwd_config(3, 64) == (4, 8, 1)
+    monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1, 1))
+    assert tt.fwd_config(3, 64) == (4, 8, 1, 1)

@@ -14,24 +14,31 @@ writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse 
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
 
-# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps)): the first entry covering the call's
-# strips is its tile. The fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024
-# (2026-11-29): at B=8 (256 strips) four warps per strip, at B=32 (1024 strips) lighter two-warp programs,
-# more of them resident. A tile's rows are split over its warps; each thread owns one column of its warp's
-# rows, so the scan runs serially inside the thread, then across the warps.
-FWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 32, 4)), (2**62, (32, 32, 2)))
-BWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 32, 4)), (2**62, (32, 64, 2)))
-# a tile for every call instead of the tables (tests and sweeps set these)
-FWD_CONFIG: tuple[int, int, int] | None = None
+# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps[, depth])): the first entry covering
+# the call's strips is its tile. The fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048,
+# D=1024 (2026-11-29): at B=8 (256 strips) narrow four-warp programs (more of them), at B=32 (1024 strips)
+# light one- and two-warp programs (no or little shared memory). A tile's rows are split over its warps;
+# each thread owns one column of its warp's rows, so the scan runs serially inside the thread, then across
+# the warps (through shared memory, which bounds the many-warp tiles: ncu, BENCHMARKS.md).
+FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
+    (512, (64, 16, 4, 1)),
+    (2**62, (32, 32, 1, 1)),
+)
+BWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 16, 4)), (2**62, (16, 32, 2)))
+# a tile for every call instead of the tables (tests and sweeps set these); the forward's has a fourth
+# entry, the number of tiles loading ahead of the one being solved (1 or 2)
+FWD_CONFIG: tuple[int, int, int, int] | None = None
 BWD_CONFIG: tuple[int, int, int] | None = None
 
 
-def fwd_config(B: int, D: int) -> tuple[int, int, int]:
-    """The forward tile (CT, BD, num_warps) of a `[B, T, D]` call."""
+def fwd_config(B: int, D: int) -> tuple[int, int, int, int]:
+    """The forward tile (CT, BD, num_warps, depth) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
 
 
@@ -40,7 +47,7 @@ def bwd_config(B: int, D: int) -> tuple[int, int, int]:
     return BWD_CONFIG or _from_table(BWD_TILES, B, D)
 
 
-def _from_table(table: tuple[tuple[int, tuple[int, int, int]], ...], B: int, D: int) -> tuple[int, int, int]:
+def _from_table(table: tuple[tuple[int, tuple[int, ...]], ...], B: int, D: int) -> Any:
     strips = B * triton.cdiv(D, 32)
     return next(cfg for most, cfg in table if strips <= most)
 
@@ -79,6 +86,19 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
+def _ahead(
+    P, roff, t0, K: tl.constexpr, T, rows, dmask, CT: tl.constexpr, D: tl.constexpr, EVEN: tl.constexpr
+):
+    # the [CT, BD] tile K tiles after the one at step t0 (P points at that tile's first row); when EVEN a
+    # tile past the end re-reads the one at t0 instead (in bounds, never used)
+    if EVEN:
+        return tl.load(P + tl.where(t0 + K * CT < T, K * CT * D, 0) + roff)
+    return tl.load(
+        P + K * CT * D + roff, mask=((t0 + K * CT + rows) < T)[:, None] & dmask[None, :], other=0.0
+    )
+
+
+@triton.jit
 def _fwd_tiled_kernel(
     F,
     C,
@@ -93,12 +113,13 @@ def _fwd_tiled_kernel(
     CT: tl.constexpr,
     BD: tl.constexpr,
     EVEN: tl.constexpr,
+    DEPTH: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
 ):
-    # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
+    # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask; DEPTH (1 or 2): tiles loading ahead
     pid_d, b = tl.program_id(0), tl.program_id(1)
     cols = pid_d * BD + tl.arange(0, BD)
     dmask = cols < D
@@ -115,26 +136,24 @@ def _fwd_tiled_kernel(
         h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BD], dtype=tl.float32)
-    lmask = (rows < T)[:, None] & dmask[None, :]
-    if EVEN:
-        f_nx = tl.load(fp + roff)  # [CT, BD], two tiles in flight
-        c_nx = tl.load(cp + roff)
-    else:
-        f_nx = tl.load(fp + roff, mask=lmask, other=0.0)
-        c_nx = tl.load(cp + roff, mask=lmask, other=0.0)
+    # [CT, BD] tiles in flight: the current one and DEPTH more
+    f_n1 = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
+    c_n1 = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
+    f_n2, c_n2 = f_n1, c_n1
+    if DEPTH == 2:
+        f_n2 = _ahead(fp, roff, 0, 1, T, rows, dmask, CT, D, EVEN)
+        c_n2 = _ahead(cp, roff, 0, 1, T, rows, dmask, CT, D, EVEN)
     for t0 in range(0, T, CT):
         t = t0 + rows
         tmask = t < T
-        f_cur, c_cur = f_nx, c_nx
-        if EVEN:
-            # the last tile's prefetch re-reads itself (in bounds, unused)
-            step = tl.where(t0 + CT < T, CT * D, 0)
-            f_nx = tl.load(fp + step + roff)
-            c_nx = tl.load(cp + step + roff)
+        f_cur, c_cur = f_n1, c_n1
+        if DEPTH == 2:
+            f_n1, c_n1 = f_n2, c_n2
+            f_n2 = _ahead(fp, roff, t0, 2, T, rows, dmask, CT, D, EVEN)
+            c_n2 = _ahead(cp, roff, t0, 2, T, rows, dmask, CT, D, EVEN)
         else:
-            nmask = (t + CT < T)[:, None] & dmask[None, :]
-            f_nx = tl.load(fp + CT * D + roff, mask=nmask, other=0.0)
-            c_nx = tl.load(cp + CT * D + roff, mask=nmask, other=0.0)
+            f_n1 = _ahead(fp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
+            c_n1 = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
         keep = 1.0
         if HAS_RESET:
             keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
@@ -292,14 +311,14 @@ def mlgru_fwd_tiled(
     initial_state: torch.Tensor | None,
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
-    config: tuple[int, int, int] | None = None,
+    config: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps), default `fwd_config(B, D)`.
+    config: (CT, BD, num_warps, depth), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps = config or fwd_config(B, D)
+    ct, bd, warps, depth = config or fwd_config(B, D)
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -316,6 +335,7 @@ def mlgru_fwd_tiled(
         CT=ct,
         BD=bd,
         EVEN=_even(T, D, ct, bd),
+        DEPTH=depth,
         HAS_H0=initial_state is not None,
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
