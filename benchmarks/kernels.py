@@ -180,17 +180,22 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
-# (CT, BD, num_warps) of the tiled kernels
-SWEEP: list[tuple[int, int, int]] = [
-    (64, 32, 4),
-    (64, 16, 4),
-    (32, 16, 2),
-    (32, 32, 2),
-    (16, 32, 2),
-    (32, 32, 1),
-    (16, 32, 1),
-    (64, 32, 1),
-    (32, 64, 2),
+# (CT, BD, num_warps, V) of the tiled kernels (the forward also runs each with depth 1 and 2): V = 8 spreads
+# a tile's rows over lanes and warps; BD / V = 32 * num_warps keeps them inside each thread
+SWEEP: list[tuple[int, int, int, int]] = [
+    (64, 16, 4, 8),
+    (32, 32, 1, 8),
+    (16, 32, 2, 8),
+    (32, 32, 2, 8),
+    (64, 32, 4, 8),
+    (16, 64, 1, 2),
+    (32, 64, 1, 2),
+    (16, 128, 2, 2),
+    (16, 128, 1, 4),
+    (32, 128, 1, 4),
+    (16, 32, 1, 1),
+    (32, 32, 1, 1),
+    (16, 256, 1, 8),
 ]
 
 
@@ -223,7 +228,7 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    fwd_cfgs = [(*cfg, depth) for cfg in SWEEP for depth in (1, 2)]
+    fwd_cfgs = [(*cfg[:3], depth, cfg[3]) for cfg in SWEEP for depth in (1, 2)]
     times: dict[tuple[str, int, tuple[int, ...]], float] = {}  # (direction, B, config) -> ms, inf if wrong
     for B in (8, 32):
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
@@ -416,7 +421,9 @@ def main() -> None:
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
-        "--save-best", default=None, help="with --sweep: write the best tiles 'CT,BD,W,DEPTH;CT,BD,W' here"
+        "--save-best",
+        default=None,
+        help="with --sweep: write the best tiles 'CT,BD,W,DEPTH,V;CT,BD,W,V' here",
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

@@ -54,11 +54,11 @@ for dt in ("bf16", "fp32"):
     scan = {"F": f"*{dt}", "C": f"*{dt}", "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32",
             "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
             "DH0": "*fp32", "DLB": "*fp32"}
-    for even in (True, False):
-        tile = {"D": 1024, "CT": 64, "BD": 32, "EVEN": even, **flags}
+    for even, v, warps in ((True, 8, 4), (False, 8, 4), (True, 2, 1), (False, 1, 1)):
+        tile = {"D": 1024, "CT": 32, "BD": 32 if v == 8 else 32 * v, "V": v, "EVEN": even, **flags}
         for depth in (1, 2):
-            out.append(ptx(tt._fwd_tiled_kernel, scan, {**tile, "DEPTH": depth}, 4))
-        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, 4))
+            out.append(ptx(tt._fwd_tiled_kernel, scan, {**tile, "DEPTH": depth}, warps))
+        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, warps))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))
 

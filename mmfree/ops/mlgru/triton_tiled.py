@@ -20,30 +20,32 @@ import torch
 import triton
 import triton.language as tl
 
-# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps[, depth])): the first entry covering
-# the call's strips is its tile. The fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048,
-# D=1024 (2026-11-29): at B=8 (256 strips) narrow four-warp programs (more of them), at B=32 (1024 strips)
-# light one- and two-warp programs (no or little shared memory). A tile's rows are split over its warps;
-# each thread owns one column of its warp's rows, so the scan runs serially inside the thread, then across
-# the warps (through shared memory, which bounds the many-warp tiles: ncu, BENCHMARKS.md).
-FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (512, (64, 16, 4, 1)),
-    (2**62, (32, 32, 1, 1)),
+# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, [depth,] V)): the first entry
+# covering the call's strips is its tile. A tile is `[CT, BD / V, V]`: each thread holds V adjacent columns
+# (one V-wide access); with V = 8 (16 bytes) a tile's rows spread over lanes and warps, and the scan
+# crosses them (shuffles, shared memory); with BD / V = 32 * num_warps each thread holds whole columns
+# and the scan stays inside it. depth: tiles loading ahead of the one being solved (1 or 2). The fastest
+# of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024 (2026-11-29; BENCHMARKS.md).
+FWD_TILES: tuple[tuple[int, tuple[int, int, int, int, int]], ...] = (
+    (512, (64, 16, 4, 1, 8)),
+    (2**62, (32, 32, 1, 1, 8)),
 )
-BWD_TILES: tuple[tuple[int, tuple[int, int, int]], ...] = ((512, (64, 16, 4)), (2**62, (16, 32, 2)))
-# a tile for every call instead of the tables (tests and sweeps set these); the forward's has a fourth
-# entry, the number of tiles loading ahead of the one being solved (1 or 2)
-FWD_CONFIG: tuple[int, int, int, int] | None = None
-BWD_CONFIG: tuple[int, int, int] | None = None
+BWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
+    (512, (64, 16, 4, 8)),
+    (2**62, (16, 32, 2, 8)),
+)
+# a tile for every call instead of the tables (tests and sweeps set these)
+FWD_CONFIG: tuple[int, int, int, int, int] | None = None
+BWD_CONFIG: tuple[int, int, int, int] | None = None
 
 
-def fwd_config(B: int, D: int) -> tuple[int, int, int, int]:
-    """The forward tile (CT, BD, num_warps, depth) of a `[B, T, D]` call."""
+def fwd_config(B: int, D: int) -> tuple[int, int, int, int, int]:
+    """The forward tile (CT, BD, num_warps, depth, V) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
 
 
-def bwd_config(B: int, D: int) -> tuple[int, int, int]:
-    """The backward tile (CT, BD, num_warps) of a `[B, T, D]` call."""
+def bwd_config(B: int, D: int) -> tuple[int, int, int, int]:
+    """The backward tile (CT, BD, num_warps, V) of a `[B, T, D]` call."""
     return BWD_CONFIG or _from_table(BWD_TILES, B, D)
 
 
@@ -86,15 +88,24 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
+def _strip(pid_d, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr):
+    # a strip's BD columns as `[BD / V, V]` (V adjacent columns per thread, one V-wide access each) and
+    # their mask: with BD / V = 32 * num_warps every thread holds all CT rows of its columns, so the scan
+    # along time runs inside the thread
+    cols = pid_d * BD + (tl.arange(0, BD // V) * V)[:, None] + tl.arange(0, V)[None, :]
+    return cols, cols < D
+
+
+@triton.jit
 def _ahead(
     P, roff, t0, K: tl.constexpr, T, rows, dmask, CT: tl.constexpr, D: tl.constexpr, EVEN: tl.constexpr
 ):
-    # the [CT, BD] tile K tiles after the one at step t0 (P points at that tile's first row); when EVEN a
-    # tile past the end re-reads the one at t0 instead (in bounds, never used)
+    # the `[CT, BD / V, V]` tile K tiles after the one at step t0 (P points at that tile's first row); when
+    # EVEN a tile past the end re-reads the one at t0 instead (in bounds, never used)
     if EVEN:
         return tl.load(P + tl.where(t0 + K * CT < T, K * CT * D, 0) + roff)
     return tl.load(
-        P + K * CT * D + roff, mask=((t0 + K * CT + rows) < T)[:, None] & dmask[None, :], other=0.0
+        P + K * CT * D + roff, mask=((t0 + K * CT + rows) < T)[:, None, None] & dmask[None, :, :], other=0.0
     )
 
 
@@ -112,6 +123,7 @@ def _fwd_tiled_kernel(
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
+    V: tl.constexpr,
     EVEN: tl.constexpr,
     DEPTH: tl.constexpr,
     HAS_H0: tl.constexpr,
@@ -121,22 +133,21 @@ def _fwd_tiled_kernel(
 ):
     # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask; DEPTH (1 or 2): tiles loading ahead
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
+    cols, dmask = _strip(pid_d, D, BD, V)  # [BD / V, V]
     rows = tl.arange(0, CT)
-    roff = rows[:, None] * D  # [CT, 1] row offsets inside a tile (compile-time)
+    roff = rows[:, None, None] * D  # [CT, 1, 1] row offsets inside a tile (compile-time)
     base = b.to(tl.int64) * T * D
-    fp = F + base + cols[None, :]  # [1, BD] pointers to the current tile's first row
-    cp = C + base + cols[None, :]
-    hp = H + base + cols[None, :]
+    fp = F + base + cols[None, :, :]  # [1, BD / V, V] pointers to the current tile's first row
+    cp = C + base + cols[None, :, :]
+    hp = H + base + cols[None, :, :]
     lb = 0.0
     if HAS_LB:
-        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :, :]
     if HAS_H0:
         h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
-        h = tl.zeros([BD], dtype=tl.float32)
-    # [CT, BD] tiles in flight: the current one and DEPTH more
+        h = tl.zeros([BD // V, V], dtype=tl.float32)
+    # [CT, BD / V, V] tiles in flight: the current one and DEPTH more
     f_n1 = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
     c_n1 = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
     f_n2, c_n2 = f_n1, c_n1
@@ -156,19 +167,20 @@ def _fwd_tiled_kernel(
             c_n1 = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
         keep = 1.0
         if HAS_RESET:
-            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None, None]
         m = 1.0
         if HAS_MASK:
-            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
         a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB)
         if not EVEN:
             # steps past T are identity maps, so the last row carries the state at T - 1
-            a = tl.where(tmask[:, None], a, 1.0)
-            i = tl.where(tmask[:, None], i, 0.0)
+            a = tl.where(tmask[:, None, None], a, 1.0)
+            i = tl.where(tmask[:, None, None], i, 0.0)
         pa, pb = tl.associative_scan((a, i), 0, _compose)
-        hh = pa * h[None, :] + pb  # [CT, BD]
-        tl.store(hp + roff, hh.to(H.dtype.element_ty), mask=None if EVEN else tmask[:, None] & dmask[None, :])
-        h = tl.sum(tl.where(rows[:, None] == CT - 1, hh, 0.0), axis=0)
+        hh = pa * h[None, :, :] + pb  # [CT, BD / V, V]
+        smask = None if EVEN else tmask[:, None, None] & dmask[None, :, :]
+        tl.store(hp + roff, hh.to(H.dtype.element_ty), mask=smask)
+        h = tl.sum(tl.where(rows[:, None, None] == CT - 1, hh, 0.0), axis=0)
         fp += CT * D
         cp += CT * D
         hp += CT * D
@@ -194,6 +206,7 @@ def _bwd_tiled_kernel(
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
+    V: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
@@ -202,40 +215,40 @@ def _bwd_tiled_kernel(
     HAS_MASK: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols = pid_d * BD + tl.arange(0, BD)
-    dmask = cols < D
+    cols, dmask = _strip(pid_d, D, BD, V)  # [BD / V, V]
     rows = tl.arange(0, CT)
-    roff = rows[:, None] * D  # [CT, 1]
+    roff = rows[:, None, None] * D  # [CT, 1, 1]
     base = b.to(tl.int64) * T * D
     n_tiles = tl.cdiv(T, CT)
     last = (n_tiles - 1) * CT * D
-    fp = F + base + last + cols[None, :]  # [1, BD] pointers to the last tile's first row (walked backwards)
-    cp = C + base + last + cols[None, :]
-    hp = H + base + last + cols[None, :]
-    dop = DO + base + last + cols[None, :]
-    dfp = DF + base + last + cols[None, :]
-    dcp = DC + base + last + cols[None, :]
+    c3 = cols[None, :, :]
+    fp = F + base + last + c3  # [1, BD / V, V] pointers to the last tile's first row (walked backwards)
+    cp = C + base + last + c3
+    hp = H + base + last + c3
+    dop = DO + base + last + c3
+    dfp = DF + base + last + c3
+    dcp = DC + base + last + c3
     lb = 0.0
     lb_row = 0.0
     if HAS_LB:
         lb_row = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
-        lb = lb_row[None, :]
+        lb = lb_row[None, :, :]
     h0 = 0.0
     if HAS_H0:
-        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :]
+        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :, :]
     # carry = dh at the first step after the tile ("dh_T" is dfinal, entering through a_T := 1)
     if HAS_DFINAL:
         carry = tl.load(DFINAL + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
-        carry = tl.zeros([BD], dtype=tl.float32)
-    dlb = tl.zeros([CT, BD], dtype=tl.float32)
+        carry = tl.zeros([BD // V, V], dtype=tl.float32)
+    dlb = tl.zeros([CT, BD // V, V], dtype=tl.float32)
     for k in range(0, n_tiles):
         t0 = (n_tiles - 1 - k) * CT
         t = t0 + rows
         tmask = t < T
-        nmask = ((t + 1) < T)[:, None] & dmask[None, :]
-        pmask = ((t >= 1) & tmask)[:, None] & dmask[None, :]
-        lmask = None if EVEN else tmask[:, None] & dmask[None, :]
+        nmask = ((t + 1) < T)[:, None, None] & dmask[None, :, :]
+        pmask = ((t >= 1) & tmask)[:, None, None] & dmask[None, :, :]
+        lmask = None if EVEN else tmask[:, None, None] & dmask[None, :, :]
         zero = None if EVEN else 0.0
         fr = tl.load(fp + roff, mask=lmask, other=zero).to(tl.float32)
         c = tl.load(cp + roff, mask=lmask, other=zero).to(tl.float32)
@@ -243,17 +256,17 @@ def _bwd_tiled_kernel(
         fr_next = tl.load(fp + D + roff, mask=nmask, other=0.0).to(tl.float32)
         h_prev = tl.load(hp - D + roff, mask=pmask, other=0.0).to(tl.float32)
         if HAS_H0:
-            h_prev = tl.where((t == 0)[:, None], h0, h_prev)
+            h_prev = tl.where((t == 0)[:, None, None], h0, h_prev)
         keep = 1.0
         keep_next = 1.0
         if HAS_RESET:
-            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None]
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None, None]
             keep_next = (
-                1.0 - tl.load(RESET + b * T + t + 1, mask=(t + 1) < T, other=0).to(tl.float32)[:, None]
+                1.0 - tl.load(RESET + b * T + t + 1, mask=(t + 1) < T, other=0).to(tl.float32)[:, None, None]
             )
         m = 1.0
         if HAS_MASK:
-            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
         _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
         sig_n = 1.0 / (1.0 + tl.exp(-fr_next))
         if HAS_LB:
@@ -261,21 +274,21 @@ def _bwd_tiled_kernel(
         else:
             a_next = sig_n * keep_next
         # x_t = a_{t+1} (1 past the end: the carry is dfinal), y_t = dout_t; rows past T pass the carry on
-        x = tl.where(((t + 1) < T)[:, None], a_next, 1.0)
+        x = tl.where(((t + 1) < T)[:, None, None], a_next, 1.0)
         y = do
         if not EVEN:
-            y = tl.where(tmask[:, None], do, 0.0)
+            y = tl.where(tmask[:, None, None], do, 0.0)
         px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)
-        dh = px * carry[None, :] + py  # [CT, BD]
+        dh = px * carry[None, :, :] + py  # [CT, BD / V, V]
         df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
         if HAS_LB:
             if EVEN:
                 dlb += df * (1.0 - sig)
             else:
-                dlb += tl.where(tmask[:, None], df * (1.0 - sig), 0.0)
+                dlb += tl.where(tmask[:, None, None], df * (1.0 - sig), 0.0)
         tl.store(dfp + roff, dfr.to(DF.dtype.element_ty), mask=lmask)
         tl.store(dcp + roff, dc.to(DC.dtype.element_ty), mask=lmask)
-        carry = tl.sum(tl.where(rows[:, None] == 0, dh, 0.0), axis=0)
+        carry = tl.sum(tl.where(rows[:, None, None] == 0, dh, 0.0), axis=0)
         fp -= CT * D
         cp -= CT * D
         hp -= CT * D
@@ -311,14 +324,14 @@ def mlgru_fwd_tiled(
     initial_state: torch.Tensor | None,
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
-    config: tuple[int, int, int, int] | None = None,
+    config: tuple[int, int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps, depth), default `fwd_config(B, D)`.
+    config: (CT, BD, num_warps, depth, V), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps, depth = config or fwd_config(B, D)
+    ct, bd, warps, depth, v = config or fwd_config(B, D)
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -334,6 +347,7 @@ def mlgru_fwd_tiled(
         D=D,
         CT=ct,
         BD=bd,
+        V=v,
         EVEN=_even(T, D, ct, bd),
         DEPTH=depth,
         HAS_H0=initial_state is not None,
@@ -353,11 +367,11 @@ def mlgru_bwd_tiled(
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
     h: torch.Tensor,
-    config: tuple[int, int, int] | None = None,
+    config: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
-    ct, bd, warps = config or bwd_config(B, D)
+    ct, bd, warps, v = config or bwd_config(B, D)
     df = torch.empty_like(f_raw)  # [B, T, D]
     dc = torch.empty_like(c_raw)  # [B, T, D]
     dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
@@ -380,6 +394,7 @@ def mlgru_bwd_tiled(
         D=D,
         CT=ct,
         BD=bd,
+        V=v,
         EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
