@@ -148,14 +148,14 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w, depth, v = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
+    ct, bd, w, v = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
     even = {"D": 1024, "EVEN": True, "V": v}  # T=2048, D=1024: whole tiles
     rows.append(
         (
             "tiled forward",
             tt._fwd_tiled_kernel,
             fwd,
-            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd, "DEPTH": depth},
+            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd},
             ct,
             bd,
             w,

@@ -252,9 +252,7 @@ def main() -> None:
         "--timeout", type=int, default=900, help="seconds per row before it is reported as 'timeout'"
     )
     p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
-    p.add_argument(
-        "--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,DEPTH,V;CT,BD,W,V' for mmfree-triton"
-    )
+    p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,V;CT,BD,W,V' for mmfree-triton")
     p.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="after timing, profile one step per row: device time by category and the N longest kernels",

@@ -28,7 +28,7 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, v, full, 
     """Against the reference; the tiled form with rows across threads (V=8) and inside them (V=2)."""
     from mmfree.ops.mlgru import triton_tiled
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4 if v == 8 else 1, 1 if full else 2, v))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4 if v == 8 else 1, v))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32 if v == 8 else 64, 4 if v == 8 else 1, v))
 
     B, T, D = 2, 37, 19 if full else 48
@@ -37,13 +37,13 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, v, full, 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize(("depth", "v"), [(1, 8), (2, 1), (2, 4)])
-def test_mlgru_tiled_whole_tiles(gen, device, dtype, depth, v, monkeypatch):
+@pytest.mark.parametrize("v", [8, 1, 4])
+def test_mlgru_tiled_whole_tiles(gen, device, dtype, v, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
 
     assert triton_tiled._even(32, 64, 16, 32)
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4 if v == 8 else 1, depth, v))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
     tol = TOL[dtype]
     check_mlgru_form(gen, device, 2, 32, 64, dtype, True, tol, 3 * tol, form="tiled")
@@ -54,7 +54,7 @@ def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
     from mmfree.ops.mlgru import triton_tiled
     from mmfree.ops.mlgru.triton import mlgru_triton
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4, 2, 8))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (4, 64, 4, 8))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (4, 64, 4, 8))
     f_raw, c_raw, lb, h0, reset, mask = mlgru_inputs(gen, 2, 11, 19, torch.float32, device, True)
     h_rec, fin_rec = mlgru_triton(f_raw, c_raw, lb, h0, reset, mask, chunk_size=None, form="chunked")
@@ -140,11 +140,11 @@ def test_tiled_tiles_follow_the_strip_count(monkeypatch):
     """The tiled kernels take their tile from the strip-count tables unless a config is forced."""
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    monkeypatch.setattr(tt, "FWD_TILES", ((4, (16, 32, 4, 1, 8)), (2**62, (8, 32, 2, 2, 1))))
+    monkeypatch.setattr(tt, "FWD_TILES", ((4, (16, 32, 4, 8)), (2**62, (8, 32, 2, 1))))
     monkeypatch.setattr(tt, "BWD_TILES", ((4, (4, 64, 4, 8)), (2**62, (2, 64, 1, 2))))
-    assert tt.fwd_config(2, 64) == (16, 32, 4, 1, 8)  # 2 x 2 strips
-    assert tt.fwd_config(3, 64) == (8, 32, 2, 2, 1)  # 6 strips
+    assert tt.fwd_config(2, 64) == (16, 32, 4, 8)  # 2 x 2 strips
+    assert tt.fwd_config(3, 64) == (8, 32, 2, 1)  # 6 strips
     assert tt.bwd_config(1, 100) == (4, 64, 4, 8)  # 1 x 4 strips
     assert tt.bwd_config(1, 129) == (2, 64, 1, 2)  # 5 strips
-    monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1, 1, 1))
-    assert tt.fwd_config(3, 64) == (4, 8, 1, 1, 1)
+    monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1, 1))
+    assert tt.fwd_config(3, 64) == (4, 8, 1, 1)

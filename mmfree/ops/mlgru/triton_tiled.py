@@ -20,27 +20,28 @@ import torch
 import triton
 import triton.language as tl
 
-# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, [depth,] V)): the first entry
-# covering the call's strips is its tile. A tile is `[CT, BD / V, V]`: each thread holds V adjacent columns
-# (one V-wide access); with V = 8 (16 bytes) a tile's rows spread over lanes and warps, and the scan
-# crosses them (shuffles, shared memory); with BD / V = 32 * num_warps each thread holds whole columns
-# and the scan stays inside it. depth: tiles loading ahead of the one being solved (1 or 2). The fastest
-# of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024 (2026-11-29; BENCHMARKS.md).
-FWD_TILES: tuple[tuple[int, tuple[int, int, int, int, int]], ...] = (
-    (512, (64, 16, 4, 1, 8)),
-    (2**62, (32, 32, 1, 1, 8)),
+# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, V)): the first entry covering the
+# call's strips is its tile. A tile is `[CT, BD / V, V]`, each thread holding V adjacent columns. The
+# fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024 (2026-11-29; BENCHMARKS.md) all
+# have V = 1: 2-byte accesses, a tile's rows split over the warps (and at BD < 32 over a few lanes), so
+# the scan runs serially inside each thread and crosses at most a few warps. Wider V (16-byte rows over
+# lanes, or whole columns of 2-4 per thread) measured slower: more shuffles and shared memory, or fewer
+# threads in flight. One-warp programs at B=32 run the forward at half the copy bandwidth.
+FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
+    (512, (64, 16, 4, 1)),
+    (2**62, (32, 32, 1, 1)),
 )
 BWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (512, (64, 16, 4, 8)),
-    (2**62, (16, 32, 2, 8)),
+    (512, (64, 16, 4, 1)),
+    (2**62, (16, 32, 2, 1)),
 )
 # a tile for every call instead of the tables (tests and sweeps set these)
-FWD_CONFIG: tuple[int, int, int, int, int] | None = None
+FWD_CONFIG: tuple[int, int, int, int] | None = None
 BWD_CONFIG: tuple[int, int, int, int] | None = None
 
 
-def fwd_config(B: int, D: int) -> tuple[int, int, int, int, int]:
-    """The forward tile (CT, BD, num_warps, depth, V) of a `[B, T, D]` call."""
+def fwd_config(B: int, D: int) -> tuple[int, int, int, int]:
+    """The forward tile (CT, BD, num_warps, V) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
 
 
@@ -125,13 +126,12 @@ def _fwd_tiled_kernel(
     BD: tl.constexpr,
     V: tl.constexpr,
     EVEN: tl.constexpr,
-    DEPTH: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
 ):
-    # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask; DEPTH (1 or 2): tiles loading ahead
+    # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
     cols, dmask = _strip(pid_d, D, BD, V)  # [BD / V, V]
     rows = tl.arange(0, CT)
@@ -147,24 +147,15 @@ def _fwd_tiled_kernel(
         h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BD // V, V], dtype=tl.float32)
-    # [CT, BD / V, V] tiles in flight: the current one and DEPTH more
-    f_n1 = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
-    c_n1 = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
-    f_n2, c_n2 = f_n1, c_n1
-    if DEPTH == 2:
-        f_n2 = _ahead(fp, roff, 0, 1, T, rows, dmask, CT, D, EVEN)
-        c_n2 = _ahead(cp, roff, 0, 1, T, rows, dmask, CT, D, EVEN)
+    # [CT, BD / V, V] tiles: the next one loads while this one is solved
+    f_nx = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
+    c_nx = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
     for t0 in range(0, T, CT):
         t = t0 + rows
         tmask = t < T
-        f_cur, c_cur = f_n1, c_n1
-        if DEPTH == 2:
-            f_n1, c_n1 = f_n2, c_n2
-            f_n2 = _ahead(fp, roff, t0, 2, T, rows, dmask, CT, D, EVEN)
-            c_n2 = _ahead(cp, roff, t0, 2, T, rows, dmask, CT, D, EVEN)
-        else:
-            f_n1 = _ahead(fp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
-            c_n1 = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
+        f_cur, c_cur = f_nx, c_nx
+        f_nx = _ahead(fp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
+        c_nx = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
         keep = 1.0
         if HAS_RESET:
             keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None, None]
@@ -324,14 +315,14 @@ def mlgru_fwd_tiled(
     initial_state: torch.Tensor | None,
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
-    config: tuple[int, int, int, int, int] | None = None,
+    config: tuple[int, int, int, int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps, depth, V), default `fwd_config(B, D)`.
+    config: (CT, BD, num_warps, V), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps, depth, v = config or fwd_config(B, D)
+    ct, bd, warps, v = config or fwd_config(B, D)
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
@@ -349,7 +340,6 @@ def mlgru_fwd_tiled(
         BD=bd,
         V=v,
         EVEN=_even(T, D, ct, bd),
-        DEPTH=depth,
         HAS_H0=initial_state is not None,
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
