@@ -216,23 +216,30 @@ def err(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.float() - b.float()).abs().max() / b.float().abs().max()).item()
 
 
-def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
-    """Tiled MLGRU kernels alone (no autograd) at each tile config, B=8 and B=32, T=2048, D=1024.
+def sweep_mlgru(
+    quick: bool,
+    copy_gbs: float,
+    save: str | None,
+    shapes: tuple[tuple[int, int], ...] = ((8, 1024), (32, 1024)),
+) -> None:
+    """Tiled MLGRU kernels alone (no autograd) at each tile config, at each (B, D) of `shapes`, T=2048.
 
     Each config's h, df and dc are checked against the default tiles' (max error / max value < 1e-2); the fastest
     matching config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from these), and
-    the fastest summed over both batches is written to `save`.
+    the fastest summed over the shapes is written to `save`.
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    times: dict[tuple[str, int, tuple[int, ...]], float] = {}  # (direction, B, config) -> ms, inf if wrong
-    for B in (8, 32):
-        f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, 1024)
+    times: dict[
+        tuple[str, int, int, tuple[int, ...]], float
+    ] = {}  # (direction, B, D, config) -> ms, inf if wrong
+    for B, D in shapes:
+        f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, D)
         unit = f.numel() * 2
         for direction in ("fwd", "bwd"):
             for cfg in SWEEP:
-                case = f"B={B} {'x'.join(map(str, cfg))}"
-                times[(direction, B, cfg)] = float("inf")
+                case = f"B={B} D={D} {'x'.join(map(str, cfg))}"
+                times[(direction, B, D, cfg)] = float("inf")
                 try:
                     if direction == "fwd":
                         args = (f, c, lb, None, None, None, cfg)
@@ -257,13 +264,13 @@ def sweep_mlgru(quick: bool, copy_gbs: float, save: str | None) -> None:
                     f"{gbs / copy_gbs:.2f}x copy",
                 )
                 if ok:
-                    times[(direction, B, cfg)] = ms
+                    times[(direction, B, D, cfg)] = ms
     best = {}
     for direction in ("fwd", "bwd"):
-        for B in (8, 32):
-            cfg = min(SWEEP, key=lambda k, d=direction, B=B: times[(d, B, k)])
-            print(f"best {direction} tile at B={B}: {cfg} ({times[(direction, B, cfg)]:.3f} ms)")
-        best[direction] = min(SWEEP, key=lambda k, d=direction: times[(d, 8, k)] + times[(d, 32, k)])
+        for B, D in shapes:
+            cfg = min(SWEEP, key=lambda k, d=direction, B=B, D=D: times[(d, B, D, k)])
+            print(f"best {direction} tile at B={B} D={D}: {cfg} ({times[(direction, B, D, cfg)]:.3f} ms)")
+        best[direction] = min(SWEEP, key=lambda k, d=direction: sum(times[(d, *bd, k)] for bd in shapes))
     line = ";".join(",".join(str(v) for v in best[d]) for d in ("fwd", "bwd"))
     print(f"best tiles fwd;bwd (summed over both batches) = {line}")
     if save:
@@ -413,6 +420,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="370M shapes and D=1024 only, shorter timing")
     p.add_argument("--sweep", action="store_true", help="also time the tiled MLGRU kernels per tile config")
+    p.add_argument(
+        "--sweep-shapes",
+        type=lambda v: tuple(tuple(int(n) for n in part.split("x")) for part in v.split(",")),
+        default=((8, 1024), (32, 1024)),
+        help="with --sweep: the (batch x width) shapes, e.g. 8x1024,32x1024 (T=2048)",
+    )
     p.add_argument("--sweep-lookback", action="store_true", help="time the look-back kernels per config only")
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
@@ -426,7 +439,7 @@ def main() -> None:
         raise SystemExit("kernels.py needs a CUDA GPU")
     copy_gbs, _ = ceilings(args.quick)
     if args.sweep:
-        sweep_mlgru(args.quick, copy_gbs, args.save_best)
+        sweep_mlgru(args.quick, copy_gbs, args.save_best, args.sweep_shapes)
     if args.sweep_lookback:
         sweep_lookback(args.quick, copy_gbs)
     if args.sweep_int8:
