@@ -22,17 +22,20 @@ import triton.language as tl
 
 # (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, V)): the first entry covering the
 # call's strips is its tile. A tile is `[CT, BD / V, V]`, each thread holding V adjacent columns. The
-# fastest of `benchmarks/kernels.py --sweep` on an H200 at T=2048, D=1024 (2026-11-29; BENCHMARKS.md) all
-# have V = 1: 2-byte accesses, a tile's rows split over the warps (and at BD < 32 over a few lanes), so
-# the scan runs serially inside each thread and crosses at most a few warps. Wider V (16-byte rows over
-# lanes, or whole columns of 2-4 per thread) measured slower: more shuffles and shared memory, or fewer
-# threads in flight. One-warp programs at B=32 run the forward at half the copy bandwidth.
+# fastest of `benchmarks/kernels.py --sweep [--sweep-shapes 8x2048,16x2048]` on an H200 (T=2048; B=8 and
+# 32 at D=1024, B=8 and 16 at D=2048; 2026-11-29; BENCHMARKS.md) all have V = 1: 2-byte accesses, a
+# tile's rows split over the warps (and at BD < 32 over a few lanes), so the scan runs serially inside
+# each thread and crosses at most a few warps. Wider V (16-byte rows over lanes, or whole columns of 2-4
+# per thread) measured slower: more shuffles and shared memory, or fewer threads in flight. One-warp
+# programs at 1024 strips run the forward at half the copy bandwidth.
 FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (512, (64, 16, 4, 1)),
-    (2**62, (32, 32, 1, 1)),
+    (256, (64, 16, 4, 1)),  # 370M at batch 8
+    (512, (64, 32, 4, 1)),  # 1.3B at batch 8
+    (2**62, (32, 32, 1, 1)),  # 370M at 32, 1.3B at 16
 )
 BWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (512, (64, 16, 4, 1)),
+    (256, (64, 16, 4, 1)),
+    (512, (32, 16, 2, 1)),
     (2**62, (16, 32, 2, 1)),
 )
 # a tile for every call instead of the tables (tests and sweeps set these)
