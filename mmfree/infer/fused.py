@@ -116,14 +116,6 @@ class FusedDecodeStep:
         self.final_norm = (inner.norm.weight, float(inner.norm.eps))
         head = model.lm_head
         self.head = _proj(head) if isinstance(head, PackedBitLinear) else None
-        # the packed weights each call reads next (what the "l2next" option pulls into L2 ahead of it)
-        for idx, p in enumerate(self.layers):
-            if idx + 1 < len(self.layers):
-                after = [self.layers[idx + 1][k].packed for k in ("i", "f", "g")]
-            else:
-                after = [self.head.packed] if self.head is not None else []
-            p["next"] = {"mlgru": [p["o"].packed], "o": [p["gate"].packed], "gate": [p["down"].packed]}
-            p["next"]["down"] = after
         self.head_weight = None if isinstance(head, PackedBitLinear) else head.weight  # [V, d]
         self.vocab = head.out_features
         self._work: dict[int, dict[str, torch.Tensor]] = {}
@@ -180,14 +172,11 @@ class FusedDecodeStep:
         else:
             torch.index_select(self.embed, 0, tokens, out=x)  # [B, d]
         for p, h in zip(self.layers, states):
-            nxt = p["next"]
-            mlgru_input_step(
-                x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], ws, nxt["mlgru"]
-            )
+            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], ws)
             gate = (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
-            bitlinear_step(go, p["o"], x, residual=True, gate=gate, scratch=ws, prefetch=nxt["o"])
-            glu_input_step(x, p["mlp_norm"], p["gate"], u, ws, nxt["gate"])
-            bitlinear_step(u, p["down"], x, residual=True, scratch=ws, prefetch=nxt["down"])
+            bitlinear_step(go, p["o"], x, residual=True, gate=gate, scratch=ws)
+            glu_input_step(x, p["mlp_norm"], p["gate"], u, ws)
+            bitlinear_step(u, p["down"], x, residual=True, scratch=ws)
         if self.head is not None:
             bitlinear_step(x, self.head, logits, pre_norm=self.final_norm, scratch=ws)
         else:

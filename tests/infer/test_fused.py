@@ -218,26 +218,6 @@ def test_unpacked_model_falls_back_with_one_message(tiny_model, caplog) -> None:
 
 @pytest.mark.interpret
 @needs_triton
-def test_each_call_names_the_weights_read_next() -> None:
-    """The "l2next" prefetch lists: o after the MLGRU input, gate/up after o, down after gate/up, the next
-    layer's i/f/g after down, and the packed head after the last layer's down."""
-    model = _model(40, 50, "official", True, torch.float32)
-    fused = FusedDecodeStep(model)
-    first, last = fused.layers
-    assert first["next"]["mlgru"][0] is first["o"].packed
-    assert first["next"]["o"][0] is first["gate"].packed
-    assert first["next"]["gate"][0] is first["down"].packed
-    assert [t.data_ptr() for t in first["next"]["down"]] == [last[k].packed.data_ptr() for k in "ifg"]
-    assert last["next"]["down"] == [fused.head.packed]
-    from mmfree.ops.ternary.fused import glu_input_step
-
-    x = torch.zeros(1, 40)
-    with pytest.raises(ValueError, match="at most three tensors"):
-        glu_input_step(x, first["mlp_norm"], first["gate"], torch.zeros(1, 50), prefetch=[x] * 4)
-
-
-@pytest.mark.interpret
-@needs_triton
 def test_bad_states_and_tokens_are_refused() -> None:
     model = _model(40, 50, "official", True, torch.float32)
     fused = FusedDecodeStep(model)
@@ -399,7 +379,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'l2next', 'pdl', 'prequant', 'single'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'prequant', 'single'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
 
@@ -463,7 +443,6 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl,single", "1.3b", 1),
         ("dp4a,prequant,pdl", "370m", 1),
         ("dp4a,prequant,pdl", "1.3b", 1),
-        ("dp4a,prequant,pdl,l2next", "370m", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -489,7 +468,7 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
         return out
 
     opts = fused_ops.parse_options(options)
-    base = run(opts & {"single", "prequant", "dp4a"})  # "l2next" only works with pdl here, never alone
+    base = run(opts & {"single", "prequant", "dp4a"})
     mine = run(opts)
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)

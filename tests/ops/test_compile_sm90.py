@@ -66,15 +66,13 @@ BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "PDL": True, "BLOCK": 8192}, 16),
        ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "PDL": True, "BLOCK": 2048}, 4)]
-words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32", "NX0": "*u8", "NX1": "*u8", "NX2": "*u8"}
-for nnext in (0, 1, 3):  # the "l2next" prefetch of the next call's weights
-    gemv = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BLOCK_Q": 256, "NNEXT": nnext, "BLOCK_L": 4}
-    out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-                   "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-                   {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
-    out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
-    out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
-    assert all(("prefetch.global.L2" in p) == (nnext > 0) for p in out[-3:]), nnext
+gemv = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BLOCK_Q": 256}
+words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
+out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
+               "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
+               {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
+out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
+out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 """

@@ -32,7 +32,6 @@ epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows a
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 from typing import Any, NamedTuple
 
 import torch
@@ -292,10 +291,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-# - "l2next": with "prequant", each GEMV pulls its share of the next call's weights (given by the caller,
-#   `FusedDecodeStep`) into L2 after its own last tile (`prefetch.global.L2`), so the weight stream runs on
-#   through the quantization kernel and the launch gap. CUDA only; never changes the bits. Not yet timed.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "l2next"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -331,7 +327,6 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
-    l2next: bool = False  # with prequant, on CUDA: the GEMV pulls the next call's weights into L2
 
     @property
     def dot(self) -> bool:
@@ -398,25 +393,12 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    l2next = pre and "l2next" in OPTIONS
-    return _Launch(
-        path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, l2next=l2next
-    )
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre)
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
     # the dp4a path reads the `[N, K / 4]` byte layout as `[N, K / 16]` int32 words
     return packed.view(torch.int32) if cfg.path == 1 else packed
-
-
-def _next(prefetch: Sequence[torch.Tensor], dev: torch.device) -> list[torch.Tensor]:
-    """The tensors to pull into L2 for the next call (at most three; contiguous, on `dev`)."""
-    if len(prefetch) > 3:
-        raise ValueError(f"prefetch: at most three tensors (the next call's weights); got {len(prefetch)}")
-    for t in prefetch:
-        if t.device != dev or not t.is_contiguous():
-            raise ValueError(f"prefetch: every tensor must be contiguous on {dev}; got one on {t.device}")
-    return list(prefetch)
 
 
 def _check_rows(name: str, t: torch.Tensor, B: int, width: int, dtype: torch.dtype | None, dev: torch.device):
@@ -459,7 +441,6 @@ def mlgru_input_step(
     out: torch.Tensor,
     official: bool,
     scratch: dict[str, torch.Tensor] | None = None,
-    prefetch: Sequence[torch.Tensor] = (),
 ) -> None:
     """One MLGRU input step for B rows in one launch: `a = RMSNorm(x)`, i/f/g = BitLinear(a), recurrence.
 
@@ -471,8 +452,6 @@ def mlgru_input_step(
         out: `[B, d']` model dtype; receives g ("official") or sigmoid(g) * h ("paper").
         scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
             keeps its code buffers there instead of allocating them at every call.
-        prefetch: the packed weights the next call reads; with the "l2next" option (batch-1 "prequant"
-            path on CUDA) the GEMV pulls them into L2 as it finishes. Never changes the result.
     """
     B, D = x.shape if x.ndim == 2 else (-1, -1)
     _check_rows("x", x, B, D, None, x.device)
@@ -488,13 +467,12 @@ def mlgru_input_step(
         raise ValueError(
             f"lower_bound must be [{N}] fp32; got {tuple(lower_bound.shape)} {lower_bound.dtype}"
         )
-    nxt = _next(prefetch, x.device)
     if B == 0:
         return
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
     if cfg.prequant:
         prequant.mlgru_input_step(
-            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch, nxt
+            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
         )
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
@@ -518,7 +496,6 @@ def bitlinear_step(
     pre_norm: tuple[torch.Tensor, float] | None = None,
     gate: tuple[torch.Tensor, float, torch.Tensor] | None = None,
     scratch: dict[str, torch.Tensor] | None = None,
-    prefetch: Sequence[torch.Tensor] = (),
 ) -> None:
     """One packed BitLinear on B rows with its input transform and epilogue fused (one launch).
 
@@ -533,8 +510,6 @@ def bitlinear_step(
             `RMSNorm(x) * SiLU(h)` with h the state rounded to x's dtype.
         scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
             keeps its code buffers there instead of allocating them at every call.
-        prefetch: the packed weights the next call reads; with the "l2next" option (batch-1 "prequant"
-            path on CUDA) the GEMV pulls them into L2 as it finishes. Never changes the result.
     """
     if pre_norm is not None and gate is not None:
         raise ValueError("bitlinear_step: give pre_norm or gate, not both")
@@ -550,12 +525,11 @@ def bitlinear_step(
         _check_rows("gate state", h, B, K, torch.float32, x.device)
     if w1.shape != (K,):
         raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
-    nxt = _next(prefetch, x.device)
     if B == 0:
         return
     cfg = _config(B, N, K, (proj.packed,))
     if cfg.prequant:
-        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch, nxt)
+        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
@@ -572,7 +546,6 @@ def glu_input_step(
     gate_proj: TernaryProj,
     out: torch.Tensor,
     scratch: dict[str, torch.Tensor] | None = None,
-    prefetch: Sequence[torch.Tensor] = (),
 ) -> None:
     """GLU gate/up step for B rows in one launch: `m = RMSNorm(x)`, `[gate, up] = BitLinear(m)`.
 
@@ -582,8 +555,6 @@ def glu_input_step(
         out: `[B, I]` model dtype; receives `SiLU(gate) * up`.
         scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
             keeps its code buffers there instead of allocating them at every call.
-        prefetch: the packed weights the next call reads; with the "l2next" option (batch-1 "prequant"
-            path on CUDA) the GEMV pulls them into L2 as it finishes. Never changes the result.
     """
     B, D = x.shape if x.ndim == 2 else (-1, -1)
     _check_rows("x", x, B, D, None, x.device)
@@ -593,13 +564,12 @@ def glu_input_step(
     _check_rows("out", out, B, N2 // 2, x.dtype, x.device)
     if mlp_norm[0].shape != (D,):
         raise ValueError(f"mlp_norm weight must be [{D}]; got {tuple(mlp_norm[0].shape)}")
-    nxt = _next(prefetch, x.device)
     if B == 0:
         return
     inter = N2 // 2
     cfg = _config(B, inter, D, (gate_proj.packed,))
     if cfg.prequant:
-        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch, nxt)
+        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
         return
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](

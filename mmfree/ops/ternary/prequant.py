@@ -16,14 +16,12 @@ default kernels' (`fused_parts.py`).
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
-  projection + store or residual add, gate/up + SiLU(gate) * up. With the "l2next" option each also pulls
-  its share of the next call's weights into L2 after its last weight tile (`_prefetch_next`).
+  projection + store or residual add, gate/up + SiLU(gate) * up.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 import triton
@@ -104,25 +102,6 @@ def _mac_words(acc, p, QW, iw, Kw, ASM: tl.constexpr):
 
 
 @triton.jit
-def _prefetch_next(NX0, NX1, NX2, NB0, NB1, NB2, SHARE, NNEXT: tl.constexpr, BLOCK_L: tl.constexpr):
-    # "l2next": pull this program's share (SHARE bytes) of each of the NNEXT weight tensors the next call
-    # streams into L2 (prefetch.global.L2, one per 128-byte line, fire and forget), so the weight stream
-    # goes on through this kernel's tail, the quantization kernel and the launch gap
-    lines = tl.program_id(0) * SHARE + tl.arange(0, BLOCK_L) * 128
-    for n in tl.static_range(NNEXT):
-        if n == 0:
-            P, NB = NX0, NB0
-        elif n == 1:
-            P, NB = NX1, NB1
-        else:
-            P, NB = NX2, NB2
-        tl.inline_asm_elementwise(
-            "prefetch.global.L2 [$1]; mov.u32 $0, 0;", "=r,l", [P + tl.minimum(lines, NB - 1)],
-            dtype=tl.int32, is_pure=False, pack=1,
-        )  # fmt: skip
-
-
-@triton.jit
 def _row_block(B, N, BLOCK_N: tl.constexpr):
     # this program's batch row (one per program: `[1]` with its mask) and output columns with their mask
     rows = tl.program_id(1) + tl.zeros([1], dtype=tl.int32)
@@ -139,10 +118,10 @@ def _row_y(acc, n: tl.constexpr, S, QS, G, X, rows, rmask, B):
 
 @triton.jit
 def _mlgru_in_kernel(
-    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT, NX0, NX1, NX2,
-    B, N, Kq, stride_h, stride_o, NB0, NB1, NB2, SHARE,
+    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
+    B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr, NNEXT: tl.constexpr, BLOCK_L: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -166,7 +145,6 @@ def _mlgru_in_kernel(
         n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    _prefetch_next(NX0, NX1, NX2, NB0, NB1, NB2, SHARE, NNEXT, BLOCK_L)
     yi = _row_y(acc_i, 0, S, QS, GI, X, rows, rmask, B)
     yf = _row_y(acc_f, 1, S, QS, GF, X, rows, rmask, B)
     yg = _row_y(acc_g, 2, S, QS, GG, X, rows, rmask, B)
@@ -175,10 +153,9 @@ def _mlgru_in_kernel(
 
 @triton.jit
 def _bitlinear_kernel(
-    X, P, Q, S, QS, G, Y, NX0, NX1, NX2,
-    B, N, Kq, stride_y, NB0, NB1, NB2, SHARE,
+    X, P, Q, S, QS, G, Y,
+    B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
-    NNEXT: tl.constexpr, BLOCK_L: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -190,17 +167,15 @@ def _bitlinear_kernel(
         acc = _mac_words(acc, p, Q + tl.program_id(1) * Kq, iw, Kq // 4, ASM)
         p = n
         n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    _prefetch_next(NX0, NX1, NX2, NB0, NB1, NB2, SHARE, NNEXT, BLOCK_L)
     y = _row_y(acc, 0, S, QS, G, X, rows, rmask, B)
     _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
 def _glu_in_kernel(
-    X, P, Q, S, QS, G, U, NX0, NX1, NX2,
-    B, I, Kq, stride_u, NB0, NB1, NB2, SHARE,
-    ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, NNEXT: tl.constexpr,
-    BLOCK_L: tl.constexpr,
+    X, P, Q, S, QS, G, U,
+    B, I, Kq, stride_u,
+    ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -218,7 +193,6 @@ def _glu_in_kernel(
         p_a, p_b = n_a, n_b
         n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    _prefetch_next(NX0, NX1, NX2, NB0, NB1, NB2, SHARE, NNEXT, BLOCK_L)
     gate = _row_y(acc_a, 0, S, QS, G, X, rows, rmask, B)
     up = _row_y(acc_b, 0, S, QS, G, X, rows, rmask, B)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
@@ -264,20 +238,6 @@ def quantize_rows(
     return q.view(torch.int32), s, qs
 
 
-def _next_args(nxt: Sequence[torch.Tensor], programs: int, fallback: torch.Tensor) -> tuple[list[Any], dict]:
-    """The prefetch arguments of a GEMV launch of `programs` programs: pointers and byte counts of up to
-    three tensors the next call reads (unused slots repeat `fallback`), each program's share in bytes (a
-    multiple of the 128-byte line) and the constexprs."""
-    nxt = list(nxt)[:3]
-    share = 128 * triton.cdiv(max((t.numel() * t.element_size() for t in nxt), default=0), 128 * programs)
-    ptrs = [t.view(torch.uint8).reshape(-1) for t in nxt] + [fallback.view(torch.uint8).reshape(-1)] * (
-        3 - len(nxt)
-    )
-    nbytes = [p.numel() for p in ptrs]
-    lines = triton.next_power_of_2(max(1, share // 128))
-    return [*ptrs, *nbytes, share], {"NNEXT": len(nxt), "BLOCK_L": lines}
-
-
 def mlgru_input_step(
     x: torch.Tensor,
     attn_norm: tuple[torch.Tensor, float],
@@ -288,23 +248,19 @@ def mlgru_input_step(
     official: bool,
     cfg: _Launch,
     scratch: dict[str, torch.Tensor] | None = None,
-    nxt: Sequence[torch.Tensor] = (),
 ) -> None:
-    """`fused.mlgru_input_step` (arguments checked there) in two launches: the codes, then the GEMV; `nxt`:
-    the weights of the next call, pulled into L2 at the GEMV's end ("l2next")."""
+    """`fused.mlgru_input_step` (arguments checked there) in two launches: the codes, then the GEMV."""
     B, N, kq = x.shape[0], projs[0].packed.shape[0], projs[0].packed.shape[1]
     q, s, qs = quantize_rows(
         x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
     )
     i, f, g = projs
-    grid = (triton.cdiv(N, cfg.block_n), B)
-    (nx0, nx1, nx2, nb0, nb1, nb2, share), nk = _next_args(nxt if cfg.l2next else (), grid[0], i.packed)
-    _mlgru_in_kernel[grid](
+    _mlgru_in_kernel[(triton.cdiv(N, cfg.block_n), B)](
         x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
-        i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out, nx0, nx1, nx2,
-        B, N, kq, state.stride(0), out.stride(0), nb0, nb1, nb2, share,
+        i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
+        B, N, kq, state.stride(0), out.stride(0),
         HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl,
-        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **nk, **cfg.launch_kwargs(),
+        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
@@ -319,18 +275,13 @@ def bitlinear_step(
     residual: bool,
     cfg: _Launch,
     scratch: dict[str, torch.Tensor] | None = None,
-    nxt: Sequence[torch.Tensor] = (),
 ) -> None:
-    """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches;
-    `nxt` as in `mlgru_input_step`."""
+    """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches."""
     B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
-    grid = (triton.cdiv(N, cfg.block_n), B)
-    (nx0, nx1, nx2, nb0, nb1, nb2, share), nk = _next_args(nxt if cfg.l2next else (), grid[0], proj.packed)
-    _bitlinear_kernel[grid](
-        x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, nx0, nx1, nx2,
-        B, N, kq, out.stride(0), nb0, nb1, nb2, share,
-        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **nk,
+    _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
+        x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
+        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
         **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -342,20 +293,13 @@ def glu_input_step(
     out: torch.Tensor,
     cfg: _Launch,
     scratch: dict[str, torch.Tensor] | None = None,
-    nxt: Sequence[torch.Tensor] = (),
 ) -> None:
-    """`fused.glu_input_step` (arguments checked there) in two launches: the codes, then the GEMV; `nxt` as
-    in `mlgru_input_step`."""
+    """`fused.glu_input_step` (arguments checked there) in two launches: the codes, then the GEMV."""
     B, inter, kq = x.shape[0], gate_proj.packed.shape[0] // 2, gate_proj.packed.shape[1]
     q, s, qs = quantize_rows(
         x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg, scratch
     )
-    grid = (triton.cdiv(inter, cfg.block_n), B)
-    (nx0, nx1, nx2, nb0, nb1, nb2, share), nk = _next_args(
-        nxt if cfg.l2next else (), grid[0], gate_proj.packed
-    )
-    _glu_in_kernel[grid](
-        x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, nx0, nx1, nx2,
-        B, inter, kq, out.stride(0), nb0, nb1, nb2, share,
-        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **nk, **cfg.launch_kwargs(),
+    _glu_in_kernel[(triton.cdiv(inter, cfg.block_n), B)](
+        x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, B, inter, kq, out.stride(0),
+        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
