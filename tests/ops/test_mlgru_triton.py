@@ -42,7 +42,7 @@ def test_mlgru_tiled_whole_tiles(gen, device, dtype, v, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
 
-    assert triton_tiled._even(32, 64, 16, 32)
+    assert triton_tiled._even(32, 64, 16, 32) and not triton_tiled._even(0, 64, 16, 32)
     monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
     monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
     tol = TOL[dtype]
@@ -148,3 +148,13 @@ def test_tiled_tiles_follow_the_strip_count(monkeypatch):
     assert tt.bwd_config(1, 129) == (2, 64, 1, 2)  # 5 strips
     monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1, 1))
     assert tt.fwd_config(3, 64) == (4, 8, 1, 1)
+
+
+def test_tiled_empty_sequence_keeps_the_state():
+    """T=0 on the tiled form (whole tiles trivially, but nothing to load): no output, final = h0."""
+    from mmfree.ops.mlgru.triton import mlgru_triton
+
+    h0 = torch.randn(2, 64)
+    h, final = mlgru_triton(torch.randn(2, 0, 64), torch.randn(2, 0, 64), None, h0, form="tiled")
+    assert h.shape == (2, 0, 64)
+    assert torch.equal(final, h0)

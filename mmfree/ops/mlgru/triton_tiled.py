@@ -1,8 +1,8 @@
 """Single-pass tiled MLGRU kernels (training form): one program per (batch row, D-block) strip.
 
-Each program walks the time axis in tiles of `[CT, BD]` (D contiguous, so the tile loads are coalesced
-16-byte accesses), computes the gates of the whole tile, solves the affine recurrence inside the tile with
-`tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
+Each program walks the time axis in tiles of `[CT, BD]` (BD adjacent columns of a row; the layout within a
+tile is set by `V`, see `FWD_TILES`), computes the gates of the whole tile, solves the affine recurrence
+inside the tile with `tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
 applies the carry from the previous tile and stores the tile; the carry is the tile's last row. The next
 tile's loads are issued before the current tile is computed, so two tiles are in flight. When whole tiles
 cover the input (`EVEN`), no access carries a mask.
@@ -303,8 +303,8 @@ def _bwd_tiled_kernel(
 
 
 def _even(T: int, D: int, ct: int, bd: int) -> bool:
-    """Whether whole tiles cover [T, D] exactly, so the kernels drop every mask."""
-    return T % ct == 0 and D % bd == 0
+    """Whether whole tiles cover a non-empty [T, D] exactly, so the kernels drop every mask."""
+    return T > 0 and T % ct == 0 and D % bd == 0
 
 
 def _flags(lower_bound, reset, mask) -> dict[str, bool]:
