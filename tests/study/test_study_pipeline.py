@@ -173,7 +173,13 @@ def test_gpus_runs_children_in_parallel_after_their_sweep(
     ref = _result(study_run, "mmfree-ys")
     res = json.loads((results / "mmfree-ys.json").read_text(encoding="utf-8"))
     assert res["lr"] == ref["lr"] == 1e-2
-    assert res["val"]["loss"] == pytest.approx(ref["val"]["loss"], rel=1e-4)
+    # The same run: same steps and LR schedule, same first batch on the same initial weights. Later losses
+    # agree only to float noise: two CPU processes at once need not sum in the same order, and ternary
+    # rounding turns a last-bit difference into a visible one within a few steps (seen: 8e-4 relative).
+    assert res["train"]["steps"] == ref["train"]["steps"] and res["tokens"] == ref["tokens"]
+    assert [row[3] for row in res["train"]["curve"]] == pytest.approx([row[3] for row in ref["train"]["curve"]])
+    assert res["train"]["curve"][0][2] == pytest.approx(ref["train"]["curve"][0][2], rel=1e-5)
+    assert res["val"]["loss"] == pytest.approx(ref["val"]["loss"], rel=5e-3)
     assert "transformer-ys" not in out
 
 
