@@ -177,7 +177,9 @@ def test_gpus_runs_children_in_parallel_after_their_sweep(
     # agree only to float noise: two CPU processes at once need not sum in the same order, and ternary
     # rounding turns a last-bit difference into a visible one within a few steps (seen: 8e-4 relative).
     assert res["train"]["steps"] == ref["train"]["steps"] and res["tokens"] == ref["tokens"]
-    assert [row[3] for row in res["train"]["curve"]] == pytest.approx([row[3] for row in ref["train"]["curve"]])
+    assert [row[3] for row in res["train"]["curve"]] == pytest.approx(
+        [row[3] for row in ref["train"]["curve"]]
+    )
     assert res["train"]["curve"][0][2] == pytest.approx(ref["train"]["curve"][0][2], rel=1e-5)
     assert res["val"]["loss"] == pytest.approx(ref["val"]["loss"], rel=5e-3)
     assert "transformer-ys" not in out
