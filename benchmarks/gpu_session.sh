@@ -65,6 +65,10 @@ part final_train_370m 180 python3 benchmarks/train_step.py --grid 370m:32 --impl
 part scan_ncu 150 ncu --clock-control none -k regex:"_fwd_tiled_kernel|_bwd_tiled_kernel|^_fwd_kernel$" \
   --launch-skip 14 --launch-count 6 --section SpeedOfLight --section Occupancy --section WarpStateStats \
   --section MemoryWorkloadAnalysis python3 benchmarks/scan_profile.py
+part scan7_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ops/test_kernels_gpu.py -k mlgru
+part scan7_sweep 330 python3 benchmarks/kernels.py --quick --only mlgru --sweep --save-best "$OUT/best_tiles.txt"
+part scan7_sweep_13b 240 python3 benchmarks/kernels.py --quick --only none --sweep --sweep-shapes 8x2048,16x2048
+part scan7_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
@@ -91,4 +95,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

@@ -190,10 +190,13 @@ SWEEP: list[tuple[int, int, int, int]] = [
     (16, 32, 2, 1),
     (32, 32, 1, 1),
     (16, 32, 1, 1),
-    (64, 32, 1, 1),
-    (64, 16, 4, 8),
-    (16, 32, 2, 8),
-    (16, 64, 1, 2),
+    (32, 32, 1, 0),  # V=0: one column per thread, the scan inside it
+    (16, 32, 1, 0),
+    (64, 32, 1, 0),
+    (32, 64, 2, 0),
+    (16, 64, 2, 0),
+    (32, 128, 4, 0),
+    (16, 128, 4, 0),
 ]
 
 
@@ -430,6 +433,11 @@ def main() -> None:
     p.add_argument("--sweep-int8", action="store_true", help="time the int8 GEMM per tile config only")
     p.add_argument("--only", choices=("all", "mlgru", "bitlinear", "none"), default="all")
     p.add_argument(
+        "--mlgru-tiles",
+        default="",
+        help="the tiled MLGRU's tiles 'CT,BD,W,V;CT,BD,W,V' (fwd;bwd) instead of its tables, e.g. from --save-best",
+    )
+    p.add_argument(
         "--save-best",
         default=None,
         help="with --sweep: write the best tiles 'CT,BD,W,V;CT,BD,W,V' here",
@@ -444,6 +452,10 @@ def main() -> None:
         sweep_lookback(args.quick, copy_gbs)
     if args.sweep_int8:
         sweep_int8(args.quick)
+    if args.mlgru_tiles:
+        from mmfree.ops.mlgru import triton_tiled
+
+        triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = triton_tiled.parse_tiles(args.mlgru_tiles)
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)
     if args.only in ("all", "bitlinear"):

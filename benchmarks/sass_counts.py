@@ -148,34 +148,18 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    ct, bd, w, v = tt.fwd_config(32, 1024)  # the tiles of B=32, T=2048, D=1024
-    even = {"D": 1024, "EVEN": True, "V": v}  # T=2048, D=1024: whole tiles
-    rows.append(
-        (
-            "tiled forward",
-            tt._fwd_tiled_kernel,
-            fwd,
-            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd},
-            ct,
-            bd,
-            w,
-            6,
-        )
-    )
-    ct, bd, w, v = tt.bwd_config(32, 1024)
-    even = {"D": 1024, "EVEN": True, "V": v}
-    rows.append(
-        (
-            "tiled backward",
-            tt._bwd_tiled_kernel,
-            bwd,
-            {**SCAN_FLAGS, **even, "CT": ct, "BD": bd, "HAS_DFINAL": True},
-            ct,
-            bd,
-            w,
-            12,
-        )
-    )
+    # the default tiles of B=32, T=2048, D=1024 (whole tiles), then each with the other column layout
+    for kind, kernel, ptrs, extra, nbytes, cfg in (
+        ("forward", tt._fwd_tiled_kernel, fwd, {}, 6, tt.fwd_config(32, 1024)),
+        ("backward", tt._bwd_tiled_kernel, bwd, {"HAS_DFINAL": True}, 12, tt.bwd_config(32, 1024)),
+    ):
+        ct, bd, w, v = cfg
+        other = (ct, 32 * w, w, 1 if v == 0 else 0)
+        for (ct, bd, w, v), asm in ((cfg, False), (cfg, True), (other, True)):
+            layout = "scalar" if v == 0 else f"V={v}"
+            c = {**SCAN_FLAGS, **extra, "D": 1024, "EVEN": True, "V": max(v, 1), "SCALAR": v == 0, "ASM": asm}
+            label = f"tiled {kind}, {layout}{', asm' if asm else ''}"
+            rows.append((label, kernel, ptrs, {**c, "CT": ct, "BD": bd}, ct, bd, w, nbytes))
     for ct, bd, w, rowwise in (lk.FWD_CONFIG, (16, 256, 1, True)):
         c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True}
         rows.append(

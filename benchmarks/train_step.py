@@ -110,14 +110,10 @@ def build(impl: str, preset: str) -> nn.Module:
 
 
 def set_mlgru_tiles(spec: str) -> None:
-    """Install MLGRU tile configs 'CT,BD,W,IT;CT,BD,W,IT' (IT: in-thread 0/1; as written by `kernels.py
-    --save-best`)."""
+    """Install MLGRU tile configs 'CT,BD,W,V;CT,BD,W,V' (forward;backward, as `kernels.py --save-best` writes)."""
     from mmfree.ops.mlgru import triton_tiled
 
-    fwd, bwd = (
-        (*(int(v) for v in part.split(",")[:3]), bool(int(part.split(",")[3]))) for part in spec.split(";")
-    )
-    triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = fwd, bwd
+    triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = triton_tiled.parse_tiles(spec)
 
 
 # Kernel-name patterns of the profile's categories, first match wins (a heuristic over the names of this

@@ -61,6 +61,34 @@ def test_mlgru_bf16(T, D, form):
         assert_close_scaled(a, b, 3 * BF16, name)
 
 
+@pytest.mark.parametrize(("T", "D"), [(2048, 1024), (100, 1000)])
+@pytest.mark.parametrize("tiles", [((32, 32, 1, 1), (16, 32, 2, 1)), ((32, 32, 1, 0), (32, 64, 2, 0))])
+@pytest.mark.parametrize("asm", [True, False])
+def test_mlgru_tiled_layouts_bf16(T, D, tiles, asm, monkeypatch):
+    """The tiled kernels in both column layouts (V=1 vectorized rows, V=0 one column per thread), with the
+    inline-PTX sigmoid and without it, against the reference at B=32 (whole tiles at T=2048, masks at T=100)."""
+    from mmfree.ops.mlgru import mlgru_gated_naive
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    monkeypatch.setattr(tt, "FWD_CONFIG", tiles[0])
+    monkeypatch.setattr(tt, "BWD_CONFIG", tiles[1])
+    monkeypatch.setattr(tt, "inline_asm", lambda x: asm)
+    B, dev = 32, "cuda"
+    f_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
+    c_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
+    lb = torch.rand(D, device=dev) * 0.9  # [D]
+    dy = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
+    h, final = tt.mlgru_fwd_tiled(f_raw, c_raw, lb, None, None, None)
+    df, dc, dlb, _ = tt.mlgru_bwd_tiled(dy, None, f_raw, c_raw, lb, None, None, None, h)
+    y_ref, g_ref = _grads(
+        lambda f, c, l: mlgru_gated_naive(f.float(), c.float(), l, None, None, None), [f_raw, c_raw, lb], dy
+    )
+    assert_close_scaled(h, y_ref, BF16, "h")
+    assert_close_scaled(final, y_ref[:, -1].float(), BF16, "final")
+    for name, a, b in zip(("df", "dc", "dlb"), (df, dc, dlb), g_ref):
+        assert_close_scaled(a, b, 3 * BF16, name)
+
+
 @pytest.mark.parametrize("mode", ["triton", "torch", "bf16"])
 @pytest.mark.parametrize(("K", "N"), [(1024, 1024), (1024, 5632), (2816, 1024), (2048, 11264), (5632, 2048)])
 def test_bitlinear_bf16(mode, K, N, monkeypatch):

@@ -21,11 +21,12 @@ pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reas
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
     ("chunk_size", "form", "v"),
-    [(None, "chunked", 8), (8, "chunked", 8), (None, "tiled", 8), (None, "tiled", 2)],
+    [(None, "chunked", 8), (8, "chunked", 8), (None, "tiled", 8), (None, "tiled", 2), (None, "tiled", 0)],
 )
 @pytest.mark.parametrize("full", [True, False])
 def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, v, full, monkeypatch):
-    """Against the reference; the tiled form with rows across threads (V=8) and inside them (V=2)."""
+    """Against the reference; the tiled form with rows across threads (V=8), inside them (V=2) and the
+    one-column-per-thread layout (V=0, its opaque column indices a CUDA-only step)."""
     from mmfree.ops.mlgru import triton_tiled
 
     monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4 if v == 8 else 1, v))
@@ -37,7 +38,7 @@ def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, v, full, 
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("v", [8, 1, 4])
+@pytest.mark.parametrize("v", [8, 1, 4, 0])
 def test_mlgru_tiled_whole_tiles(gen, device, dtype, v, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
@@ -148,6 +149,15 @@ def test_tiled_tiles_follow_the_strip_count(monkeypatch):
     assert tt.bwd_config(1, 129) == (2, 64, 1, 2)  # 5 strips
     monkeypatch.setattr(tt, "FWD_CONFIG", (4, 8, 1, 1))
     assert tt.fwd_config(3, 64) == (4, 8, 1, 1)
+
+
+def test_tiled_tile_specs_parse_or_say_what_is_wrong():
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    assert tt.parse_tiles("32,32,1,0;16,32,2,1") == ((32, 32, 1, 0), (16, 32, 2, 1))
+    for bad in ("32,32,1;16,32,2,1", "32,32,1,0", "a,b,c,d;1,2,3,4"):
+        with pytest.raises(ValueError, match="CT,BD,W,V;CT,BD,W,V"):
+            tt.parse_tiles(bad)
 
 
 def test_tiled_empty_sequence_keeps_the_state():

@@ -108,7 +108,7 @@ def _row_gates(F, C, RESET, MASK, b, t, T, D, base, cols, dmask, lb, HAS_LB: tl.
     m = 1.0
     if HAS_MASK:
         m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-    a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+    a, i, _, _, _, _ = _tile_gates(fr, c, lb, keep, m, HAS_LB, False)
     return a, i, ok, lm
 
 
@@ -169,7 +169,7 @@ def _fwd_kernel(
         lb2 = lb
         if HAS_LB:
             lb2 = lb[None, :]
-        a, i, _, _, _, _ = _tile_gates(fr, c, lb2, keep, m, HAS_LB)
+        a, i, _, _, _, _ = _tile_gates(fr, c, lb2, keep, m, HAS_LB, False)
         a = tl.where(tmask[:, None], a, 1.0)
         i = tl.where(tmask[:, None], i, 0.0)
         pa, pb = tl.associative_scan((a, i), 0, _compose)  # [CT, BD] local scan from a zero state
@@ -256,7 +256,7 @@ def _bwd_row(
     m = 1.0
     if HAS_MASK:
         m = tl.load(MASK + b * T + t, mask=ok, other=1.0).to(tl.float32)
-    a, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
+    a, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB, False)
     dh = a_next * dh + do
     df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
     tl.store(DF + off, dfr.to(DF.dtype.element_ty), mask=lm)
@@ -306,7 +306,7 @@ def _bwd_kernel(
         keep_n = 1.0
         if HAS_RESET:
             keep_n = 1.0 - tl.load(RESET + b * T + tn).to(tl.float32)
-        a_after, _, _, _, _, _ = _tile_gates(fr_n, fr_n, lb, keep_n, 1.0, HAS_LB)
+        a_after, _, _, _, _, _ = _tile_gates(fr_n, fr_n, lb, keep_n, 1.0, HAS_LB, False)
     if ROWWISE:
         # aggregate: dh_{t0} = agg_a * dh_{t0 + CT} + agg_b
         agg_a = tl.full([BD], 1.0, dtype=tl.float32)
@@ -344,8 +344,8 @@ def _bwd_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None]
-        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb2, keep, m, HAS_LB)
-        a_nx, _, _, _, _, _ = _tile_gates(fr_next, fr_next, lb2, keep_next, 1.0, HAS_LB)
+        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb2, keep, m, HAS_LB, False)
+        a_nx, _, _, _, _, _ = _tile_gates(fr_next, fr_next, lb2, keep_next, 1.0, HAS_LB, False)
         x = tl.where(nmask[:, None], a_nx, 1.0)
         y = tl.where(tmask[:, None], do, 0.0)
         px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)  # [CT, BD] from a zero carry

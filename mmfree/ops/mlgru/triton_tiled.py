@@ -14,6 +14,7 @@ writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -43,6 +44,19 @@ FWD_CONFIG: tuple[int, int, int, int] | None = None
 BWD_CONFIG: tuple[int, int, int, int] | None = None
 
 
+def parse_tiles(spec: str) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
+    """The forward and backward tiles of 'CT,BD,W,V;CT,BD,W,V' (as `benchmarks/kernels.py --save-best` writes)."""
+    try:
+        fwd, bwd = (tuple(int(v) for v in part.split(",")) for part in spec.split(";"))
+        if len(fwd) != 4 or len(bwd) != 4:
+            raise ValueError
+    except ValueError:
+        raise ValueError(
+            f"MLGRU tiles {spec!r}: give 'CT,BD,W,V;CT,BD,W,V' (forward;backward), e.g. '32,32,1,0;16,32,2,1'"
+        ) from None
+    return fwd, bwd  # type: ignore[return-value]
+
+
 def fwd_config(B: int, D: int) -> tuple[int, int, int, int]:
     """The forward tile (CT, BD, num_warps, V) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
@@ -64,14 +78,38 @@ def _compose(a1, b1, a2, b2):
 
 
 @triton.jit
-def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr):
+def _sigmoid(x, ASM: tl.constexpr):
+    # 1 / (1 + exp(-x)) in fp32. ASM (CUDA): the two MUFU instructions alone, `ex2.approx.ftz` and
+    # `rcp.approx.ftz`, 4 instructions instead of about 11: `tl.exp` and `/` lower to the non-ftz `ex2` and
+    # `div.full`, which wrap each MUFU in range checks and rescaling for subnormals, and the scans are bound
+    # by instruction issue (`benchmarks/sass_counts.py --scan`). Results differ only where a subnormal
+    # enters or leaves (flushed to 0; sigmoid itself never is one). Elsewhere (the interpreter has no
+    # inline assembly) the plain formula.
+    if ASM:
+        e = tl.inline_asm_elementwise(
+            "ex2.approx.ftz.f32 $0, $1;",
+            "=f,f",
+            [x * -1.4426950408889634],
+            dtype=tl.float32,
+            is_pure=True,
+            pack=1,
+        )
+        return tl.inline_asm_elementwise(
+            "rcp.approx.ftz.f32 $0, $1;", "=f,f", [1.0 + e], dtype=tl.float32, is_pure=True, pack=1
+        )
+    else:
+        return 1.0 / (1.0 + tl.exp(-x))
+
+
+@triton.jit
+def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr, ASM: tl.constexpr):
     # fp32 [CT, BD] pre-activations -> (a, i, sig_f, f, silu_c, sig_c); keep, m broadcast [CT, 1] or scalars
-    sig = 1.0 / (1.0 + tl.exp(-fr))
+    sig = _sigmoid(fr, ASM)
     if HAS_LB:
         f = lb + (1.0 - lb) * sig
     else:
         f = sig
-    sig_c = 1.0 / (1.0 + tl.exp(-c))
+    sig_c = _sigmoid(c, ASM)
     silu = c * sig_c
     i = silu * (1.0 - f) * m
     return f * keep, i, sig, f, silu, sig_c
@@ -92,11 +130,20 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
-def _strip(pid_d, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr):
-    # a strip's BD columns as `[BD / V, V]` (V adjacent columns per thread, one V-wide access each) and
-    # their mask: with BD / V = 32 * num_warps every thread holds all CT rows of its columns, so the scan
-    # along time runs inside the thread
+def _strip(
+    pid_d, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr, SCALAR: tl.constexpr, ASM: tl.constexpr
+):
+    # a strip's BD columns as `[BD / V, V]` and their mask. Contiguous columns let the compiler give each
+    # thread 16-byte runs of one row, so a tile's rows spread over lanes and the scan along time shuffles
+    # between them (8 shuffles per element). SCALAR (V = 1, CUDA) passes the column indices through an
+    # opaque `mov`, so the compiler cannot see them as contiguous: one column per thread, 2-byte accesses,
+    # and with BD = 32 * num_warps every thread holds all CT rows of its column, so the scan runs inside
+    # the thread (about half the instructions per element: `benchmarks/sass_counts.py --scan`).
     cols = pid_d * BD + (tl.arange(0, BD // V) * V)[:, None] + tl.arange(0, V)[None, :]
+    if SCALAR and ASM:
+        cols = tl.inline_asm_elementwise(
+            "mov.b32 $0, $1;", "=r,r", [cols], dtype=tl.int32, is_pure=True, pack=1
+        )
     return cols, cols < D
 
 
@@ -128,15 +175,17 @@ def _fwd_tiled_kernel(
     CT: tl.constexpr,
     BD: tl.constexpr,
     V: tl.constexpr,
+    SCALAR: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
+    ASM: tl.constexpr,
 ):
     # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, D, BD, V)  # [BD / V, V]
+    cols, dmask = _strip(pid_d, D, BD, V, SCALAR, ASM)  # [BD / V, V]
     rows = tl.arange(0, CT)
     roff = rows[:, None, None] * D  # [CT, 1, 1] row offsets inside a tile (compile-time)
     base = b.to(tl.int64) * T * D
@@ -165,7 +214,7 @@ def _fwd_tiled_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
-        a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB)
+        a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB, ASM)
         if not EVEN:
             # steps past T are identity maps, so the last row carries the state at T - 1
             a = tl.where(tmask[:, None, None], a, 1.0)
@@ -201,15 +250,17 @@ def _bwd_tiled_kernel(
     CT: tl.constexpr,
     BD: tl.constexpr,
     V: tl.constexpr,
+    SCALAR: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
+    ASM: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, D, BD, V)  # [BD / V, V]
+    cols, dmask = _strip(pid_d, D, BD, V, SCALAR, ASM)  # [BD / V, V]
     rows = tl.arange(0, CT)
     roff = rows[:, None, None] * D  # [CT, 1, 1]
     base = b.to(tl.int64) * T * D
@@ -261,8 +312,8 @@ def _bwd_tiled_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
-        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB)
-        sig_n = 1.0 / (1.0 + tl.exp(-fr_next))
+        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB, ASM)
+        sig_n = _sigmoid(fr_next, ASM)
         if HAS_LB:
             a_next = (lb + (1.0 - lb) * sig_n) * keep_next
         else:
@@ -291,7 +342,7 @@ def _bwd_tiled_kernel(
         dcp -= CT * D
     # dh0 = a_0 dh_0
     fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
-    sig0 = 1.0 / (1.0 + tl.exp(-fr0))
+    sig0 = _sigmoid(fr0, ASM)
     a0 = sig0
     if HAS_LB:
         a0 = lb_row + (1.0 - lb_row) * sig0
@@ -300,6 +351,11 @@ def _bwd_tiled_kernel(
     tl.store(DH0 + b * D + cols, a0 * carry, mask=dmask)
     if HAS_LB:
         tl.store(DLB + b * D + cols, tl.sum(dlb, axis=0), mask=dmask)
+
+
+def inline_asm(x: torch.Tensor) -> bool:
+    """Whether kernels on x may use inline PTX (`_sigmoid`, `_strip`): CUDA tensors, not the interpreter."""
+    return x.is_cuda and torch.version.hip is None and os.environ.get("TRITON_INTERPRET") != "1"
 
 
 def _even(T: int, D: int, ct: int, bd: int) -> bool:
@@ -341,9 +397,11 @@ def mlgru_fwd_tiled(
         D=D,
         CT=ct,
         BD=bd,
-        V=v,
+        V=max(v, 1),
+        SCALAR=v == 0,
         EVEN=_even(T, D, ct, bd),
         HAS_H0=initial_state is not None,
+        ASM=inline_asm(f_raw),
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
     )
@@ -387,10 +445,12 @@ def mlgru_bwd_tiled(
         D=D,
         CT=ct,
         BD=bd,
-        V=v,
+        V=max(v, 1),
+        SCALAR=v == 0,
         EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
+        ASM=inline_asm(f_raw),
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
     )
