@@ -12,7 +12,8 @@
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps)` tile config, and
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V)` tile config (plain and MUFU
+  sigmoid), and
   `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
   (the best installed).
 
@@ -183,19 +184,15 @@ def _mlgru_case(
 # (CT, BD, num_warps, V) of the tiled kernels: V = 8 spreads a tile's rows over lanes and warps (16-byte
 # accesses); V = 1 and BD / V = 32 * num_warps keep them inside each thread
 SWEEP: list[tuple[int, int, int, int]] = [
-    (64, 16, 4, 1),
-    (32, 16, 2, 1),
+    (64, 16, 4, 1),  # V=1: contiguous columns, rows spread over lanes (the tables' tiles)
     (64, 32, 4, 1),
-    (32, 32, 2, 1),
+    (32, 16, 2, 1),
     (16, 32, 2, 1),
     (32, 32, 1, 1),
-    (16, 32, 1, 1),
     (32, 32, 1, 0),  # V=0: one column per thread, the scan inside it
     (16, 32, 1, 0),
     (64, 32, 1, 0),
     (32, 64, 2, 0),
-    (16, 64, 2, 0),
-    (32, 128, 4, 0),
     (16, 128, 4, 0),
 ]
 
@@ -227,22 +224,24 @@ def sweep_mlgru(
 ) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, at each (B, D) of `shapes`, T=2048.
 
-    Each config's h, df and dc are checked against the default tiles' (max error / max value < 1e-2); the fastest
-    matching config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from these), and
-    the fastest summed over the shapes is written to `save`.
+    Each config runs with the plain sigmoid and with `FAST_SIGMOID`. Its h, df and dc are checked against the
+    default tiles' (max error / max value < 1e-2); the fastest matching config per batch is printed (the
+    tables `FWD_TILES` / `BWD_TILES` are chosen from these), and the fastest summed over the shapes is
+    written to `save`.
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
-    times: dict[
-        tuple[str, int, int, tuple[int, ...]], float
-    ] = {}  # (direction, B, D, config) -> ms, inf if wrong
+    # (direction, B, D, (config, MUFU sigmoid)) -> ms, inf if wrong
+    times: dict[tuple[str, int, int, tuple[tuple[int, ...], bool]], float] = {}
+    variants = [(cfg, fast) for cfg in SWEEP for fast in (False, True)]
     for B, D in shapes:
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, D)
         unit = f.numel() * 2
         for direction in ("fwd", "bwd"):
-            for cfg in SWEEP:
-                case = f"B={B} D={D} {'x'.join(map(str, cfg))}"
-                times[(direction, B, D, cfg)] = float("inf")
+            for cfg, fast in variants:
+                tt.FAST_SIGMOID = fast
+                case = f"B={B} D={D} {'x'.join(map(str, cfg))}{' fast' if fast else ''}"
+                times[(direction, B, D, (cfg, fast))] = float("inf")
                 try:
                     if direction == "fwd":
                         args = (f, c, lb, None, None, None, cfg)
@@ -256,6 +255,8 @@ def sweep_mlgru(
                 except Exception as e:  # a config the compiler rejects (e.g. out of resources) is reported
                     add(f"mlgru sweep {direction}", case, "error", float("nan"), type(e).__name__[:14])
                     continue
+                finally:
+                    tt.FAST_SIGMOID = False
                 gbs = (3 if direction == "fwd" else 6) * unit / ms / 1e6
                 tag = "tiled kernel" if ok else "MISMATCH"
                 add(
@@ -267,13 +268,17 @@ def sweep_mlgru(
                     f"{gbs / copy_gbs:.2f}x copy",
                 )
                 if ok:
-                    times[(direction, B, D, cfg)] = ms
+                    times[(direction, B, D, (cfg, fast))] = ms
     best = {}
     for direction in ("fwd", "bwd"):
         for B, D in shapes:
-            cfg = min(SWEEP, key=lambda k, d=direction, B=B, D=D: times[(d, B, D, k)])
-            print(f"best {direction} tile at B={B} D={D}: {cfg} ({times[(direction, B, D, cfg)]:.3f} ms)")
-        best[direction] = min(SWEEP, key=lambda k, d=direction: sum(times[(d, *bd, k)] for bd in shapes))
+            k = min(variants, key=lambda k, d=direction, B=B, D=D: times[(d, B, D, k)])
+            print(
+                f"best {direction} tile at B={B} D={D}: {k[0]} fast={k[1]} ({times[(direction, B, D, k)]:.3f} ms)"
+            )
+        best[direction] = min(variants, key=lambda k, d=direction: sum(times[(d, *bd, k)] for bd in shapes))[
+            0
+        ]
     line = ";".join(",".join(str(v) for v in best[d]) for d in ("fwd", "bwd"))
     print(f"best tiles fwd;bwd (summed over both batches) = {line}")
     if save:
@@ -437,6 +442,7 @@ def main() -> None:
         default="",
         help="the tiled MLGRU's tiles 'CT,BD,W,V;CT,BD,W,V' (fwd;bwd) instead of its tables, e.g. from --save-best",
     )
+    p.add_argument("--fast-sigmoid", action="store_true", help="the tiled MLGRU with FAST_SIGMOID on")
     p.add_argument(
         "--save-best",
         default=None,
@@ -452,10 +458,11 @@ def main() -> None:
         sweep_lookback(args.quick, copy_gbs)
     if args.sweep_int8:
         sweep_int8(args.quick)
-    if args.mlgru_tiles:
-        from mmfree.ops.mlgru import triton_tiled
+    from mmfree.ops.mlgru import triton_tiled
 
+    if args.mlgru_tiles:
         triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = triton_tiled.parse_tiles(args.mlgru_tiles)
+    triton_tiled.FAST_SIGMOID = args.fast_sigmoid
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)
     if args.only in ("all", "bitlinear"):

@@ -155,10 +155,18 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     ):
         ct, bd, w, v = cfg
         other = (ct, 32 * w, w, 1 if v == 0 else 0)
-        for (ct, bd, w, v), asm in ((cfg, False), (cfg, True), (other, True)):
+        for (ct, bd, w, v), asm in ((cfg, False), (cfg, True), (other, False), (other, True)):
             layout = "scalar" if v == 0 else f"V={v}"
-            c = {**SCAN_FLAGS, **extra, "D": 1024, "EVEN": True, "V": max(v, 1), "SCALAR": v == 0, "ASM": asm}
-            label = f"tiled {kind}, {layout}{', asm' if asm else ''}"
+            c = {
+                **SCAN_FLAGS,
+                **extra,
+                "D": 1024,
+                "EVEN": True,
+                "V": max(v, 1),
+                "SCALAR": v == 0,
+                "FAST": asm,
+            }
+            label = f"tiled {kind}, {layout}{', fast' if asm else ''}"
             rows.append((label, kernel, ptrs, {**c, "CT": ct, "BD": bd}, ct, bd, w, nbytes))
     for ct, bd, w, rowwise in (lk.FWD_CONFIG, (16, 256, 1, True)):
         c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True}

@@ -174,10 +174,15 @@ def run_row(
     steps: int,
     tiles: str = "",
     profile_top: int = 0,
+    fast_sigmoid: bool = False,
 ) -> dict[str, Any]:
     """One (impl, preset, batch) measurement in this process."""
     if tiles and impl == "mmfree-triton":
         set_mlgru_tiles(tiles)
+    if fast_sigmoid and impl == "mmfree-triton":
+        from mmfree.ops.mlgru import triton_tiled
+
+        triton_tiled.FAST_SIGMOID = True
     if impl.startswith("mmfree"):
         os.environ["MMFREE_BACKEND"] = "triton" if impl == "mmfree-triton" else "torch"
     try:
@@ -249,6 +254,7 @@ def main() -> None:
     )
     p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
     p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,V;CT,BD,W,V' for mmfree-triton")
+    p.add_argument("--fast-sigmoid", action="store_true", help="mmfree-triton's MLGRU with FAST_SIGMOID on")
     p.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="after timing, profile one step per row: device time by category and the N longest kernels",
@@ -269,6 +275,7 @@ def main() -> None:
                     args.steps,
                     args.mlgru_tiles,
                     args.profile,
+                    args.fast_sigmoid,
                 )
             ),
             flush=True,
@@ -308,6 +315,7 @@ def main() -> None:
                     args.mlgru_tiles,
                     "--profile",
                     str(args.profile),
+                    *(["--fast-sigmoid"] if args.fast_sigmoid else []),
                 ]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

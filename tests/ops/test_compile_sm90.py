@@ -55,9 +55,9 @@ for dt in ("bf16", "fp32"):
             "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
             "DH0": "*fp32", "DLB": "*fp32"}
     for even, v, warps in ((True, 8, 4), (False, 8, 4), (True, 2, 1), (False, 1, 1), (True, 0, 1), (False, 0, 2)):
-        asm = v != 8  # the inline-PTX sigmoid (and, at V=0, the opaque column indices) or the plain formula
+        fast = v != 8  # the MUFU sigmoid or the plain formula
         tile = {"D": 1024, "CT": 32, "BD": 32 * max(v, 1) if v != 8 else 32, "V": max(v, 1), "SCALAR": v == 0,
-                "ASM": asm, "EVEN": even, **flags}
+                "FAST": fast, "EVEN": even, **flags}
         out.append(ptx(tt._fwd_tiled_kernel, scan, tile, warps))
         out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, warps))
     assert all(".target sm_90" in p for p in out), dt

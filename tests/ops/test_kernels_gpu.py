@@ -63,16 +63,17 @@ def test_mlgru_bf16(T, D, form):
 
 @pytest.mark.parametrize(("T", "D"), [(2048, 1024), (100, 1000)])
 @pytest.mark.parametrize("tiles", [((32, 32, 1, 1), (16, 32, 2, 1)), ((32, 32, 1, 0), (32, 64, 2, 0))])
-@pytest.mark.parametrize("asm", [True, False])
-def test_mlgru_tiled_layouts_bf16(T, D, tiles, asm, monkeypatch):
+@pytest.mark.parametrize("fast", [True, False])
+def test_mlgru_tiled_layouts_bf16(T, D, tiles, fast, monkeypatch):
     """The tiled kernels in both column layouts (V=1 vectorized rows, V=0 one column per thread), with the
-    inline-PTX sigmoid and without it, against the reference at B=32 (whole tiles at T=2048, masks at T=100)."""
+    MUFU sigmoid (`FAST_SIGMOID`) and without it, against the reference at B=32 (whole tiles at T=2048, masks
+    at T=100)."""
     from mmfree.ops.mlgru import mlgru_gated_naive
     from mmfree.ops.mlgru import triton_tiled as tt
 
     monkeypatch.setattr(tt, "FWD_CONFIG", tiles[0])
     monkeypatch.setattr(tt, "BWD_CONFIG", tiles[1])
-    monkeypatch.setattr(tt, "inline_asm", lambda x: asm)
+    monkeypatch.setattr(tt, "FAST_SIGMOID", fast)
     B, dev = 32, "cuda"
     f_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]
     c_raw = torch.randn(B, T, D, device=dev, dtype=torch.bfloat16)  # [B, T, D]

@@ -22,13 +22,17 @@ import triton
 import triton.language as tl
 
 # (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, V)): the first entry covering the
-# call's strips is its tile. A tile is `[CT, BD / V, V]`, each thread holding V adjacent columns. The
-# fastest of `benchmarks/kernels.py --sweep [--sweep-shapes 8x2048,16x2048]` on an H200 (T=2048; B=8 and
-# 32 at D=1024, B=8 and 16 at D=2048; 2026-11-29; BENCHMARKS.md) all have V = 1: 2-byte accesses, a
-# tile's rows split over the warps (and at BD < 32 over a few lanes), so the scan runs serially inside
-# each thread and crosses at most a few warps. Wider V (16-byte rows over lanes, or whole columns of 2-4
-# per thread) measured slower: more shuffles and shared memory, or fewer threads in flight. One-warp
-# programs at 1024 strips run the forward at half the copy bandwidth.
+# call's strips is its tile. A tile is `[CT, BD / V, V]`. The fastest of `benchmarks/kernels.py --sweep
+# [--sweep-shapes 8x2048,16x2048]` on an H200 (T=2048; B=8 and 32 at D=1024, B=8 and 16 at D=2048;
+# 2026-11-29; BENCHMARKS.md) all have V = 1. Despite the name, V = 1 does not keep a column in one thread:
+# the columns are contiguous and aligned, so the compiler gives each thread 16-byte runs of a row and
+# spreads a tile's rows over lanes (the scan shuffles between them). Wider V (whole columns of 2-4 per
+# thread) measured slower. One-warp programs at 1024 strips run the forward at half the copy bandwidth,
+# bound by instruction issue (`benchmarks/sass_counts.py --scan`: 60 SASS instructions per element forward
+# and 178 backward with triton 3.6, against about 69 and 137 for 70% of the copy bandwidth). V = 0 is the
+# layout that was meant: one column per thread, 2-byte accesses, the scan inside the thread (26 and 83
+# per element with `FAST_SIGMOID`). It compiles for sm_90 with triton 3.6 and 3.9 but is not yet timed,
+# so no table entry uses it.
 FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
     (256, (64, 16, 4, 1)),  # 370M at batch 8
     (512, (64, 32, 4, 1)),  # 1.3B at batch 8
@@ -39,6 +43,10 @@ BWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
     (512, (32, 16, 2, 1)),
     (2**62, (16, 32, 2, 1)),
 )
+# the gates' sigmoids as two bare MUFU instructions on CUDA (`_sigmoid`). Off until timed on the H200: it
+# compiles for sm_90 and cuts the SASS per element (`benchmarks/sass_counts.py --scan`), but has not run on
+# a GPU yet (`benchmarks/kernels.py --sweep` times both; `-m gpu` tests check both)
+FAST_SIGMOID = False
 # a tile for every call instead of the tables (tests and sweeps set these)
 FWD_CONFIG: tuple[int, int, int, int] | None = None
 BWD_CONFIG: tuple[int, int, int, int] | None = None
@@ -78,14 +86,14 @@ def _compose(a1, b1, a2, b2):
 
 
 @triton.jit
-def _sigmoid(x, ASM: tl.constexpr):
-    # 1 / (1 + exp(-x)) in fp32. ASM (CUDA): the two MUFU instructions alone, `ex2.approx.ftz` and
+def _sigmoid(x, FAST: tl.constexpr):
+    # 1 / (1 + exp(-x)) in fp32. FAST (CUDA only): the two MUFU instructions alone, `ex2.approx.ftz` and
     # `rcp.approx.ftz`, 4 instructions instead of about 11: `tl.exp` and `/` lower to the non-ftz `ex2` and
     # `div.full`, which wrap each MUFU in range checks and rescaling for subnormals, and the scans are bound
     # by instruction issue (`benchmarks/sass_counts.py --scan`). Results differ only where a subnormal
     # enters or leaves (flushed to 0; sigmoid itself never is one). Elsewhere (the interpreter has no
     # inline assembly) the plain formula.
-    if ASM:
+    if FAST:
         e = tl.inline_asm_elementwise(
             "ex2.approx.ftz.f32 $0, $1;",
             "=f,f",
@@ -102,14 +110,14 @@ def _sigmoid(x, ASM: tl.constexpr):
 
 
 @triton.jit
-def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr, ASM: tl.constexpr):
+def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr, FAST: tl.constexpr):
     # fp32 [CT, BD] pre-activations -> (a, i, sig_f, f, silu_c, sig_c); keep, m broadcast [CT, 1] or scalars
-    sig = _sigmoid(fr, ASM)
+    sig = _sigmoid(fr, FAST)
     if HAS_LB:
         f = lb + (1.0 - lb) * sig
     else:
         f = sig
-    sig_c = _sigmoid(c, ASM)
+    sig_c = _sigmoid(c, FAST)
     silu = c * sig_c
     i = silu * (1.0 - f) * m
     return f * keep, i, sig, f, silu, sig_c
@@ -130,20 +138,17 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
-def _strip(
-    pid_d, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr, SCALAR: tl.constexpr, ASM: tl.constexpr
-):
-    # a strip's BD columns as `[BD / V, V]` and their mask. Contiguous columns let the compiler give each
-    # thread 16-byte runs of one row, so a tile's rows spread over lanes and the scan along time shuffles
-    # between them (8 shuffles per element). SCALAR (V = 1, CUDA) passes the column indices through an
-    # opaque `mov`, so the compiler cannot see them as contiguous: one column per thread, 2-byte accesses,
-    # and with BD = 32 * num_warps every thread holds all CT rows of its column, so the scan runs inside
-    # the thread (about half the instructions per element: `benchmarks/sass_counts.py --scan`).
+def _strip(pid_d, Z, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr, SCALAR: tl.constexpr):
+    # a strip's BD columns as `[BD / V, V]` and their mask. Contiguous, aligned columns let the compiler give
+    # each thread 16-byte runs of one row, so a tile's rows spread over lanes and the scan along time
+    # shuffles between them (8 shuffles per element). SCALAR (V = 1) adds Z, a runtime 0 the compiler knows
+    # nothing of (not specialized): the columns stay contiguous, so threads still run along them, but no
+    # access is provably aligned beyond one element. So each thread holds one column, with 2-byte accesses,
+    # and with BD = 32 * num_warps all CT rows of it: the scan runs inside the thread (about half the
+    # instructions per element: `benchmarks/sass_counts.py --scan`).
     cols = pid_d * BD + (tl.arange(0, BD // V) * V)[:, None] + tl.arange(0, V)[None, :]
-    if SCALAR and ASM:
-        cols = tl.inline_asm_elementwise(
-            "mov.b32 $0, $1;", "=r,r", [cols], dtype=tl.int32, is_pure=True, pack=1
-        )
+    if SCALAR:
+        cols = cols + Z
     return cols, cols < D
 
 
@@ -160,7 +165,7 @@ def _ahead(
     )
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def _fwd_tiled_kernel(
     F,
     C,
@@ -171,6 +176,7 @@ def _fwd_tiled_kernel(
     H,
     FINAL,
     T,
+    Z,
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
@@ -181,11 +187,11 @@ def _fwd_tiled_kernel(
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
-    ASM: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, D, BD, V, SCALAR, ASM)  # [BD / V, V]
+    cols, dmask = _strip(pid_d, Z, D, BD, V, SCALAR)  # [BD / V, V]
     rows = tl.arange(0, CT)
     roff = rows[:, None, None] * D  # [CT, 1, 1] row offsets inside a tile (compile-time)
     base = b.to(tl.int64) * T * D
@@ -214,7 +220,7 @@ def _fwd_tiled_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
-        a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB, ASM)
+        a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB, FAST)
         if not EVEN:
             # steps past T are identity maps, so the last row carries the state at T - 1
             a = tl.where(tmask[:, None, None], a, 1.0)
@@ -230,7 +236,7 @@ def _fwd_tiled_kernel(
     tl.store(FINAL + b * D + cols, h, mask=dmask)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["Z"])
 def _bwd_tiled_kernel(
     F,
     C,
@@ -246,6 +252,7 @@ def _bwd_tiled_kernel(
     DH0,
     DLB,
     T,
+    Z,
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
@@ -257,10 +264,10 @@ def _bwd_tiled_kernel(
     HAS_LB: tl.constexpr,
     HAS_RESET: tl.constexpr,
     HAS_MASK: tl.constexpr,
-    ASM: tl.constexpr,
+    FAST: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, D, BD, V, SCALAR, ASM)  # [BD / V, V]
+    cols, dmask = _strip(pid_d, Z, D, BD, V, SCALAR)  # [BD / V, V]
     rows = tl.arange(0, CT)
     roff = rows[:, None, None] * D  # [CT, 1, 1]
     base = b.to(tl.int64) * T * D
@@ -312,8 +319,8 @@ def _bwd_tiled_kernel(
         m = 1.0
         if HAS_MASK:
             m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
-        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB, ASM)
-        sig_n = _sigmoid(fr_next, ASM)
+        _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB, FAST)
+        sig_n = _sigmoid(fr_next, FAST)
         if HAS_LB:
             a_next = (lb + (1.0 - lb) * sig_n) * keep_next
         else:
@@ -342,7 +349,7 @@ def _bwd_tiled_kernel(
         dcp -= CT * D
     # dh0 = a_0 dh_0
     fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
-    sig0 = _sigmoid(fr0, ASM)
+    sig0 = _sigmoid(fr0, FAST)
     a0 = sig0
     if HAS_LB:
         a0 = lb_row + (1.0 - lb_row) * sig0
@@ -354,7 +361,7 @@ def _bwd_tiled_kernel(
 
 
 def inline_asm(x: torch.Tensor) -> bool:
-    """Whether kernels on x may use inline PTX (`_sigmoid`, `_strip`): CUDA tensors, not the interpreter."""
+    """Whether kernels on x may use inline PTX (`FAST_SIGMOID`): CUDA tensors, not the interpreter."""
     return x.is_cuda and torch.version.hip is None and os.environ.get("TRITON_INTERPRET") != "1"
 
 
@@ -394,6 +401,7 @@ def mlgru_fwd_tiled(
         h,
         final,
         T,
+        0,  # Z
         D=D,
         CT=ct,
         BD=bd,
@@ -401,7 +409,7 @@ def mlgru_fwd_tiled(
         SCALAR=v == 0,
         EVEN=_even(T, D, ct, bd),
         HAS_H0=initial_state is not None,
-        ASM=inline_asm(f_raw),
+        FAST=inline_asm(f_raw) and FAST_SIGMOID,
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
     )
@@ -442,6 +450,7 @@ def mlgru_bwd_tiled(
         dh0,
         dlb if dlb is not None else dh0,
         T,
+        0,  # Z
         D=D,
         CT=ct,
         BD=bd,
@@ -450,7 +459,7 @@ def mlgru_bwd_tiled(
         EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
-        ASM=inline_asm(f_raw),
+        FAST=inline_asm(f_raw) and FAST_SIGMOID,
         num_warps=warps,
         **_flags(lower_bound, reset, mask),
     )
