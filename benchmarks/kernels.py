@@ -181,8 +181,7 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
-# (CT, BD, num_warps, V) of the tiled kernels: V = 8 spreads a tile's rows over lanes and warps (16-byte
-# accesses); V = 1 and BD / V = 32 * num_warps keep them inside each thread
+# (CT, BD, num_warps, V) of the tiled kernels (the layouts: `mmfree.ops.mlgru.triton_tiled.FWD_TILES`)
 SWEEP: list[tuple[int, int, int, int]] = [
     (64, 16, 4, 1),  # V=1: contiguous columns, rows spread over lanes (the tables' tiles)
     (64, 32, 4, 1),
