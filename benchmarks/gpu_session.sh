@@ -21,6 +21,9 @@ fi
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
 #   PARTS="gpu_tests train_13b_b8 train_370m_b32"      next: new GPU tests, then training with the fused ternarization
 #   (decode_tiles2: narrower dp4a tiles, after decode_tiles found the narrowest of its list fastest)
+# Session 7 left the scan's V=0 tiles and FAST_SIGMOID untimed (no device time); the next call runs
+#   PARTS="scan7_tests scan7_sweep"                    GPU tests of both layouts and sigmoids, then the sweep
+#   TILES="<best fwd;bwd>" FAST=1 PARTS="scan7_train_370m scan7_sweep_13b"   training with the winners
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -68,7 +71,8 @@ part scan_ncu 150 ncu --clock-control none -k regex:"_fwd_tiled_kernel|_bwd_tile
 part scan7_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ops/test_kernels_gpu.py -k mlgru
 part scan7_sweep 330 python3 benchmarks/kernels.py --quick --only mlgru --sweep --save-best "$OUT/best_tiles.txt"
 part scan7_sweep_13b 240 python3 benchmarks/kernels.py --quick --only none --sweep --sweep-shapes 8x2048,16x2048
-part scan7_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5
+part scan7_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5 \
+  --mlgru-tiles "${TILES:-}" ${FAST:+--fast-sigmoid}
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
