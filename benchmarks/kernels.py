@@ -233,6 +233,7 @@ def sweep_mlgru(
     # (direction, B, D, (config, MUFU sigmoid)) -> ms, inf if wrong
     times: dict[tuple[str, int, int, tuple[tuple[int, ...], bool]], float] = {}
     variants = [(cfg, fast) for cfg in SWEEP for fast in (False, True)]
+    fast_before = tt.FAST_SIGMOID
     for B, D in shapes:
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, D)
         unit = f.numel() * 2
@@ -255,7 +256,7 @@ def sweep_mlgru(
                     add(f"mlgru sweep {direction}", case, "error", float("nan"), type(e).__name__[:14])
                     continue
                 finally:
-                    tt.FAST_SIGMOID = False
+                    tt.FAST_SIGMOID = fast_before
                 gbs = (3 if direction == "fwd" else 6) * unit / ms / 1e6
                 tag = "tiled kernel" if ok else "MISMATCH"
                 add(
@@ -275,11 +276,12 @@ def sweep_mlgru(
             print(
                 f"best {direction} tile at B={B} D={D}: {k[0]} fast={k[1]} ({times[(direction, B, D, k)]:.3f} ms)"
             )
-        best[direction] = min(variants, key=lambda k, d=direction: sum(times[(d, *bd, k)] for bd in shapes))[
-            0
-        ]
-    line = ";".join(",".join(str(v) for v in best[d]) for d in ("fwd", "bwd"))
-    print(f"best tiles fwd;bwd (summed over both batches) = {line}")
+        best[direction] = min(variants, key=lambda k, d=direction: sum(times[(d, *bd, k)] for bd in shapes))
+    line = ";".join(",".join(str(v) for v in best[d][0]) for d in ("fwd", "bwd"))
+    fast = {d: best[d][1] for d in ("fwd", "bwd")}
+    print(
+        f"best tiles fwd;bwd (summed over the shapes) = {line}; FAST_SIGMOID fwd={fast['fwd']} bwd={fast['bwd']}"
+    )
     if save:
         with open(save, "w") as fh:
             fh.write(line)

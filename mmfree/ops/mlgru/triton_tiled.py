@@ -370,6 +370,17 @@ def _even(T: int, D: int, ct: int, bd: int) -> bool:
     return T > 0 and T % ct == 0 and D % bd == 0
 
 
+def _tile_args(x: torch.Tensor, config: tuple[int, int, int, int]) -> dict[str, Any]:
+    """Both kernels' layout arguments for a `[B, T, D]` x and a tile (CT, BD, num_warps, V; V=0: one column
+    per thread, see `_strip`)."""
+    _, T, D = x.shape
+    ct, bd, warps, v = config
+    return dict(
+        Z=0, D=D, CT=ct, BD=bd, V=max(v, 1), SCALAR=v == 0, EVEN=_even(T, D, ct, bd),
+        FAST=inline_asm(x) and FAST_SIGMOID, num_warps=warps,
+    )  # fmt: skip
+
+
 def _flags(lower_bound, reset, mask) -> dict[str, bool]:
     return dict(HAS_LB=lower_bound is not None, HAS_RESET=reset is not None, HAS_MASK=mask is not None)
 
@@ -388,10 +399,10 @@ def mlgru_fwd_tiled(
     config: (CT, BD, num_warps, V), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
-    ct, bd, warps, v = config or fwd_config(B, D)
+    config = config or fwd_config(B, D)
     h = torch.empty_like(c_raw)  # [B, T, D]
     final = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
-    _fwd_tiled_kernel[(triton.cdiv(D, bd), B)](
+    _fwd_tiled_kernel[(triton.cdiv(D, config[1]), B)](
         f_raw,
         c_raw,
         lower_bound if lower_bound is not None else f_raw,
@@ -401,16 +412,8 @@ def mlgru_fwd_tiled(
         h,
         final,
         T,
-        0,  # Z
-        D=D,
-        CT=ct,
-        BD=bd,
-        V=max(v, 1),
-        SCALAR=v == 0,
-        EVEN=_even(T, D, ct, bd),
         HAS_H0=initial_state is not None,
-        FAST=inline_asm(f_raw) and FAST_SIGMOID,
-        num_warps=warps,
+        **_tile_args(f_raw, config),
         **_flags(lower_bound, reset, mask),
     )
     return h, final
@@ -430,12 +433,12 @@ def mlgru_bwd_tiled(
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
-    ct, bd, warps, v = config or bwd_config(B, D)
+    config = config or bwd_config(B, D)
     df = torch.empty_like(f_raw)  # [B, T, D]
     dc = torch.empty_like(c_raw)  # [B, T, D]
     dh0 = torch.empty(B, D, dtype=torch.float32, device=f_raw.device)  # [B, D]
     dlb = torch.empty(B, D, dtype=torch.float32, device=f_raw.device) if lower_bound is not None else None
-    _bwd_tiled_kernel[(triton.cdiv(D, bd), B)](
+    _bwd_tiled_kernel[(triton.cdiv(D, config[1]), B)](
         f_raw,
         c_raw,
         lower_bound if lower_bound is not None else f_raw,
@@ -450,17 +453,9 @@ def mlgru_bwd_tiled(
         dh0,
         dlb if dlb is not None else dh0,
         T,
-        0,  # Z
-        D=D,
-        CT=ct,
-        BD=bd,
-        V=max(v, 1),
-        SCALAR=v == 0,
-        EVEN=_even(T, D, ct, bd),
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
-        FAST=inline_asm(f_raw) and FAST_SIGMOID,
-        num_warps=warps,
+        **_tile_args(f_raw, config),
         **_flags(lower_bound, reset, mask),
     )
     return df, dc, (dlb.sum(0) if dlb is not None else None), dh0
