@@ -21,9 +21,10 @@ fi
 #   PARTS="train_370m_b32 train_13b_b8 decode_fused"   training throughput with profiles; batched decode
 #   PARTS="gpu_tests train_13b_b8 train_370m_b32"      next: new GPU tests, then training with the fused ternarization
 #   (decode_tiles2: narrower dp4a tiles, after decode_tiles found the narrowest of its list fastest)
-# Session 7 left the scan's V=0 tiles and FAST_SIGMOID untimed (no device time); the next call runs
-#   PARTS="scan7_tests scan7_sweep"                    GPU tests of both layouts and sigmoids, then the sweep
-#   TILES="<best fwd;bwd>" FAST=1 PARTS="scan7_train_370m scan7_sweep_13b"   training with the winners
+# Session 8 timed session 7's scan options, then segments (S) and two columns per thread (V=2):
+#   PARTS="scan7_tests scan8_sweep"                    GPU tests of every layout, then the sweep at 4 shapes
+#   FAST=1 PARTS="scan8_sweep scan8_train_370m"        the sweep (MUFU sigmoid only), training with its best
+#   PARTS="scan8_gpu_tests scan8_kernels scan8_train_370m scan8_train_13b"   the new tables as defaults
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -72,7 +73,14 @@ part scan7_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/o
 part scan7_sweep 330 python3 benchmarks/kernels.py --quick --only mlgru --sweep --save-best "$OUT/best_tiles.txt"
 part scan7_sweep_13b 240 python3 benchmarks/kernels.py --quick --only none --sweep --sweep-shapes 8x2048,16x2048
 part scan7_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5 \
-  --mlgru-tiles "${TILES:-}" ${FAST:+--fast-sigmoid}
+  --mlgru-tiles "${TILES:-}" ${PLAIN:+--plain-sigmoid}
+part scan8_sweep 420 python3 benchmarks/kernels.py --quick --only none --sweep --sweep-shapes 8x1024,32x1024,8x2048,16x2048 \
+  --save-best "$OUT/best_tiles.txt" ${FAST:+--sweep-fast-only}
+part scan8_train_370m 240 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5 \
+  --mlgru-tiles "${TILES:-$(cat "$OUT/best_tiles.txt" 2>/dev/null)}" ${PLAIN:+--plain-sigmoid}
+part scan8_gpu_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ops
+part scan8_kernels 150 python3 benchmarks/kernels.py --quick --only mlgru
+part scan8_train_13b 240 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
@@ -99,4 +107,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

@@ -12,7 +12,7 @@
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V)` tile config (plain and MUFU
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V, S)` tile config (plain and MUFU
   sigmoid), and
   `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
   (the best installed).
@@ -137,6 +137,9 @@ def _with_mode(mod, mode: str, x: torch.Tensor, nw: torch.Tensor, w: torch.Tenso
         mod.INT8_GEMM = old
 
 
+BACK_TO_BACK = 10  # calls per timed run of the MLGRU microbenchmarks
+
+
 def bench_mlgru(quick: bool, copy_gbs: float) -> None:
     from mmfree.ops.mlgru.triton import mlgru_triton
 
@@ -173,27 +176,38 @@ def _mlgru_case(
     else:
         add("mlgru fwd", case, "fla hgrn", float("nan"), "not installed")
     for label, fn in impls:
-        fwd = bench(fn, quick)
+        # per call of BACK_TO_BACK calls in a row: the GPU time of a call, as in a training step, where
+        # launches queue ahead (one call alone would add its CPU time, about 0.1 ms for an autograd backward)
+        fwd = bench(lambda fn=fn: [fn() for _ in range(BACK_TO_BACK)], quick) / BACK_TO_BACK
         out = fn()
-        bwd = bench(lambda out=out: torch.autograd.grad(out, (f,), dh, retain_graph=True), quick)
+        grad = lambda out=out: torch.autograd.grad(out, (f,), dh, retain_graph=True)  # noqa: E731
+        bwd = bench(lambda grad=grad: [grad() for _ in range(BACK_TO_BACK)], quick) / BACK_TO_BACK
         gbs_f, gbs_b = 3 * unit / fwd / 1e6, 6 * unit / bwd / 1e6
         add("mlgru fwd", case, label, fwd, f"{gbs_f:.0f} GB/s", f"{gbs_f / copy_gbs:.2f}x copy")
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
-# (CT, BD, num_warps, V) of the tiled kernels (the layouts: `mmfree.ops.mlgru.triton_tiled.FWD_TILES`)
-SWEEP: list[tuple[int, int, int, int]] = [
-    (64, 16, 4, 1),  # V=1: contiguous columns, rows spread over lanes (the tables' tiles)
-    (64, 32, 4, 1),
-    (32, 16, 2, 1),
-    (16, 32, 2, 1),
-    (32, 32, 1, 1),
-    (32, 32, 1, 0),  # V=0: one column per thread, the scan inside it
-    (16, 32, 1, 0),
-    (64, 32, 1, 0),
-    (32, 64, 2, 0),
-    (16, 128, 4, 0),
+# (CT, BD, num_warps, V, S) of the tiled kernels (the layouts: `mmfree.ops.mlgru.triton_tiled.FWD_TILES`)
+SWEEP: list[tuple[int, int, int, int, int]] = [
+    (64, 32, 4, 1, 1),  # V=1: the compiler's 16-byte runs of a row, rows spread over lanes
+    (16, 32, 1, 0, 1),  # V=0: one column per thread, the scan inside it
+    (16, 32, 2, 0, 2),  # S > 1: a tile's steps in S segments on S warps
+    (32, 32, 4, 0, 4),
+    (64, 32, 4, 0, 4),
+    (64, 32, 8, 0, 8),
+    (128, 32, 8, 0, 8),
+    (256, 32, 16, 0, 16),
+    (16, 64, 2, 2, 2),  # V=2: two adjacent columns per thread
+    (32, 64, 2, 2, 2),
+    (32, 64, 4, 2, 4),
+    (64, 64, 4, 2, 4),
+    (128, 64, 4, 2, 4),
+    (32, 128, 4, 2, 2),
+    (64, 128, 8, 2, 4),
 ]
+# session 8's first sweeps also timed (CT, BD, W, V, S) = (32|64|128, 16|32|64, 1|2|4, 1, 1), (32|64, 32|64, 1|2,
+# 0, 1), (32, 64, 1, 2, 1), (32|64, 32|64, 2|4, 0, 2), (128, 32, 4, 0, 4), (64|128|256, 64, 2-16, 2, 2-16):
+# none the fastest at any shape (BENCHMARKS.md)
 
 
 def _sweep_inputs(B: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
@@ -220,10 +234,11 @@ def sweep_mlgru(
     copy_gbs: float,
     save: str | None,
     shapes: tuple[tuple[int, int], ...] = ((8, 1024), (32, 1024)),
+    fast_only: bool = False,
 ) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, at each (B, D) of `shapes`, T=2048.
 
-    Each config runs with the plain sigmoid and with `FAST_SIGMOID`. Its h, df and dc are checked against the
+    Each config runs with the plain sigmoid and with `FAST_SIGMOID` (only the latter if `fast_only`). Its h, df and dc are checked against the
     default tiles' (max error / max value < 1e-2); the fastest matching config per batch is printed (the
     tables `FWD_TILES` / `BWD_TILES` are chosen from these), and the fastest summed over the shapes is
     written to `save`.
@@ -232,7 +247,7 @@ def sweep_mlgru(
 
     # (direction, B, D, (config, MUFU sigmoid)) -> ms, inf if wrong
     times: dict[tuple[str, int, int, tuple[tuple[int, ...], bool]], float] = {}
-    variants = [(cfg, fast) for cfg in SWEEP for fast in (False, True)]
+    variants = [(cfg, fast) for cfg in SWEEP for fast in ((True,) if fast_only else (False, True))]
     fast_before = tt.FAST_SIGMOID
     for B, D in shapes:
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, D)
@@ -441,20 +456,21 @@ def main() -> None:
     p.add_argument(
         "--mlgru-tiles",
         default="",
-        help="the tiled MLGRU's tiles 'CT,BD,W,V;CT,BD,W,V' (fwd;bwd) instead of its tables, e.g. from --save-best",
+        help="the tiled MLGRU's tiles 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (fwd;bwd) instead of its tables (--save-best)",
     )
-    p.add_argument("--fast-sigmoid", action="store_true", help="the tiled MLGRU with FAST_SIGMOID on")
+    p.add_argument("--plain-sigmoid", action="store_true", help="the tiled MLGRU with FAST_SIGMOID off")
+    p.add_argument("--sweep-fast-only", action="store_true", help="with --sweep: time only the MUFU sigmoid")
     p.add_argument(
         "--save-best",
         default=None,
-        help="with --sweep: write the best tiles 'CT,BD,W,V;CT,BD,W,V' here",
+        help="with --sweep: write the best tiles 'CT,BD,W,V,S;CT,BD,W,V,S' here",
     )
     args = p.parse_args()
     if not torch.cuda.is_available():
         raise SystemExit("kernels.py needs a CUDA GPU")
     copy_gbs, _ = ceilings(args.quick)
     if args.sweep:
-        sweep_mlgru(args.quick, copy_gbs, args.save_best, args.sweep_shapes)
+        sweep_mlgru(args.quick, copy_gbs, args.save_best, args.sweep_shapes, args.sweep_fast_only)
     if args.sweep_lookback:
         sweep_lookback(args.quick, copy_gbs)
     if args.sweep_int8:
@@ -463,7 +479,8 @@ def main() -> None:
 
     if args.mlgru_tiles:
         triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = triton_tiled.parse_tiles(args.mlgru_tiles)
-    triton_tiled.FAST_SIGMOID = args.fast_sigmoid
+    if args.plain_sigmoid:
+        triton_tiled.FAST_SIGMOID = False
     if args.only in ("all", "mlgru"):
         bench_mlgru(args.quick, copy_gbs)
     if args.only in ("all", "bitlinear"):

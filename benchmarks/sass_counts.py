@@ -148,24 +148,32 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
     bwd = {**SCAN_PTRS, "DO": BF, "DFINAL": "*fp32", "DF": BF, "DC": BF, "DH0": "*fp32", "DLB": "*fp32"}
     look = {"FLAGS": "*i32", "AGG": "*fp32", "INC": "*fp32"}
     rows = []
-    # the default tiles of B=32, T=2048, D=1024 (whole tiles), then each with the other column layout
-    for kind, kernel, ptrs, extra, nbytes, cfg in (
-        ("forward", tt._fwd_tiled_kernel, fwd, {}, 6, tt.fwd_config(32, 1024)),
-        ("backward", tt._bwd_tiled_kernel, bwd, {"HAS_DFINAL": True}, 12, tt.bwd_config(32, 1024)),
+    # the default tiles of B=32, T=2048, D=1024 (whole tiles), with and without the MUFU sigmoid, then
+    # session 7's tiles (the compiler's column layout, one segment)
+    for kind, kernel, ptrs, extra, nbytes, cfg, old in (
+        ("forward", tt._fwd_tiled_kernel, fwd, {}, 6, tt.fwd_config(32, 1024), (32, 32, 1, 1, 1)),
+        (
+            "backward",
+            tt._bwd_tiled_kernel,
+            bwd,
+            {"HAS_DFINAL": True},
+            12,
+            tt.bwd_config(32, 1024),
+            (16, 32, 2, 1, 1),
+        ),
     ):
-        ct, bd, w, v = cfg
-        other = (ct, 32 * w, w, 1 if v == 0 else 0)
-        for (ct, bd, w, v), asm in ((cfg, False), (cfg, True), (other, False), (other, True)):
-            layout = "scalar" if v == 0 else f"V={v}"
+        for (ct, bd, w, v, *segs), asm in ((cfg, True), (cfg, False), (old, False)):
+            s = segs[0] if segs else 1
             c = {
                 **SCAN_FLAGS,
                 **extra,
                 "D": 1024,
                 "EVEN": True,
-                "V": max(v, 1),
-                "SCALAR": v == 0,
+                "VEC": 1 if v == 0 else 0 if v == 1 else v,
+                "S": s,
                 "FAST": asm,
             }
+            layout = f"V={v} S={s}"
             label = f"tiled {kind}, {layout}{', fast' if asm else ''}"
             rows.append((label, kernel, ptrs, {**c, "CT": ct, "BD": bd}, ct, bd, w, nbytes))
     for ct, bd, w, rowwise in (lk.FWD_CONFIG, (16, 256, 1, True)):
@@ -205,14 +213,14 @@ def scan_main() -> None:
         " pointers and T declared multiples of 16, as at a launch with T=2048)"
     )
     print(
-        f"{'kernel':<28} {'CT':>4} {'BD':>4} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/elt':>9} {'budget':>7}"
+        f"{'kernel':<30} {'CT':>4} {'BD':>4} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/elt':>9} {'budget':>7}"
     )
     for label, kernel, ptrs, consts, ct, bd, warps, nbytes in scan_rows():
         regs, stack, n = compile_counts(kernel, ptrs, set(), consts, warps, div16={"T"})
         per_elt = n * 32 * warps / (ct * bd)
         budget = ISSUE_RATE / (0.7 * COPY_BW / nbytes)
         print(
-            f"{label:<28} {ct:>4} {bd:>4} {warps:>5} {regs:>5} {stack:>7} {n:>6} {per_elt:>9.1f} {budget:>7.0f}"
+            f"{label:<30} {ct:>4} {bd:>4} {warps:>5} {regs:>5} {stack:>7} {n:>6} {per_elt:>9.1f} {budget:>7.0f}"
         )
 
 

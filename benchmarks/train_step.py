@@ -110,7 +110,7 @@ def build(impl: str, preset: str) -> nn.Module:
 
 
 def set_mlgru_tiles(spec: str) -> None:
-    """Install MLGRU tile configs 'CT,BD,W,V;CT,BD,W,V' (forward;backward, as `kernels.py --save-best` writes)."""
+    """Install MLGRU tile configs 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (forward;backward, as `kernels.py --save-best` writes)."""
     from mmfree.ops.mlgru import triton_tiled
 
     triton_tiled.FWD_CONFIG, triton_tiled.BWD_CONFIG = triton_tiled.parse_tiles(spec)
@@ -174,15 +174,15 @@ def run_row(
     steps: int,
     tiles: str = "",
     profile_top: int = 0,
-    fast_sigmoid: bool = False,
+    plain_sigmoid: bool = False,
 ) -> dict[str, Any]:
     """One (impl, preset, batch) measurement in this process."""
     if tiles and impl == "mmfree-triton":
         set_mlgru_tiles(tiles)
-    if fast_sigmoid and impl == "mmfree-triton":
+    if plain_sigmoid and impl == "mmfree-triton":
         from mmfree.ops.mlgru import triton_tiled
 
-        triton_tiled.FAST_SIGMOID = True
+        triton_tiled.FAST_SIGMOID = False
     if impl.startswith("mmfree"):
         os.environ["MMFREE_BACKEND"] = "triton" if impl == "mmfree-triton" else "torch"
     try:
@@ -253,8 +253,10 @@ def main() -> None:
         "--timeout", type=int, default=900, help="seconds per row before it is reported as 'timeout'"
     )
     p.add_argument("--grid", default="", help="comma list of PRESET:BATCH rows (overrides the sweep)")
-    p.add_argument("--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,V;CT,BD,W,V' for mmfree-triton")
-    p.add_argument("--fast-sigmoid", action="store_true", help="mmfree-triton's MLGRU with FAST_SIGMOID on")
+    p.add_argument(
+        "--mlgru-tiles", default="", help="MLGRU tiles 'CT,BD,W,V[,S];CT,BD,W,V[,S]' for mmfree-triton"
+    )
+    p.add_argument("--plain-sigmoid", action="store_true", help="mmfree-triton's MLGRU with FAST_SIGMOID off")
     p.add_argument(
         "--profile", type=int, default=0, metavar="N",
         help="after timing, profile one step per row: device time by category and the N longest kernels",
@@ -275,7 +277,7 @@ def main() -> None:
                     args.steps,
                     args.mlgru_tiles,
                     args.profile,
-                    args.fast_sigmoid,
+                    args.plain_sigmoid,
                 )
             ),
             flush=True,
@@ -315,7 +317,7 @@ def main() -> None:
                     args.mlgru_tiles,
                     "--profile",
                     str(args.profile),
-                    *(["--fast-sigmoid"] if args.fast_sigmoid else []),
+                    *(["--plain-sigmoid"] if args.plain_sigmoid else []),
                 ]
                 try:
                     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)

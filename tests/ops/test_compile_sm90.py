@@ -54,10 +54,11 @@ for dt in ("bf16", "fp32"):
     scan = {"F": f"*{dt}", "C": f"*{dt}", "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32",
             "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
             "DH0": "*fp32", "DLB": "*fp32"}
-    for even, v, warps in ((True, 8, 4), (False, 8, 4), (True, 2, 1), (False, 1, 1), (True, 0, 1), (False, 0, 2)):
-        fast = v != 8  # the MUFU sigmoid or the plain formula
-        tile = {"D": 1024, "CT": 32, "BD": 32 * max(v, 1) if v != 8 else 32, "V": max(v, 1), "SCALAR": v == 0,
-                "FAST": fast, "EVEN": even, **flags}
+    # (EVEN, CT, BD, num_warps, VEC, S): the compiler's columns, one, two per thread; segments on warps
+    for even, ct, bd, warps, vec, segs in ((True, 32, 32, 4, 0, 1), (False, 32, 32, 4, 0, 1), (True, 32, 64, 1, 2, 1),
+                                           (False, 32, 32, 1, 1, 1), (True, 64, 64, 4, 2, 4), (False, 64, 32, 2, 1, 2)):
+        fast = vec != 0  # the MUFU sigmoid or the plain formula
+        tile = {"D": 1024, "CT": ct, "BD": bd, "VEC": vec, "S": segs, "FAST": fast, "EVEN": even, **flags}
         out.append(ptx(tt._fwd_tiled_kernel, scan, tile, warps))
         out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, warps))
     assert all(".target sm_90" in p for p in out), dt

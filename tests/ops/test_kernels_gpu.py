@@ -62,11 +62,19 @@ def test_mlgru_bf16(T, D, form):
 
 
 @pytest.mark.parametrize(("T", "D"), [(2048, 1024), (100, 1000)])
-@pytest.mark.parametrize("tiles", [((32, 32, 1, 1), (16, 32, 2, 1)), ((32, 32, 1, 0), (32, 64, 2, 0))])
+@pytest.mark.parametrize(
+    "tiles",
+    [
+        ((32, 32, 1, 1), (16, 32, 2, 1)),
+        ((32, 32, 1, 0), (32, 64, 2, 0)),
+        ((128, 32, 4, 0, 4), (64, 32, 2, 0, 2)),
+        ((128, 64, 4, 2, 4), (128, 32, 4, 0, 4)),
+    ],
+)
 @pytest.mark.parametrize("fast", [True, False])
 def test_mlgru_tiled_layouts_bf16(T, D, tiles, fast, monkeypatch):
-    """The tiled kernels in both column layouts (V=1 vectorized rows, V=0 one column per thread), with the
-    MUFU sigmoid (`FAST_SIGMOID`) and without it, against the reference at B=32 (whole tiles at T=2048, masks
+    """The tiled kernels in both column layouts (V=1 vectorized rows, V=0 one column per thread, alone and
+    with a tile's steps in segments on several warps), with the MUFU sigmoid (`FAST_SIGMOID`) and without it, against the reference at B=32 (whole tiles at T=2048, masks
     at T=100)."""
     from mmfree.ops.mlgru import mlgru_gated_naive
     from mmfree.ops.mlgru import triton_tiled as tt

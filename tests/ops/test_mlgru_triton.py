@@ -18,36 +18,46 @@ from mmfree.ops.mlgru import mlgru
 pytestmark = [pytest.mark.interpret, pytest.mark.skipif(not triton_ready(), reason="needs triton")]
 
 
+# (forward tile, backward tile) of the tiled form: (CT, BD, num_warps, V, S), see `triton_tiled.FWD_TILES`
+TILE_PAIRS = {
+    "compiler columns": ((16, 64, 4, 1, 1), (16, 32, 4, 1, 1)),
+    "one column": ((16, 32, 1, 0, 1), (8, 32, 1, 0, 1)),
+    "2 and 4 columns": ((16, 64, 1, 2, 1), (16, 128, 1, 4, 1)),
+    "segments": ((16, 32, 4, 0, 4), (16, 64, 4, 2, 2)),
+}
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize(
-    ("chunk_size", "form", "v"),
-    [(None, "chunked", 8), (8, "chunked", 8), (None, "tiled", 8), (None, "tiled", 2), (None, "tiled", 0)],
+    ("chunk_size", "form", "tiles"),
+    [(None, "chunked", None), (8, "chunked", None)] + [(None, "tiled", name) for name in TILE_PAIRS],
 )
 @pytest.mark.parametrize("full", [True, False])
-def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, v, full, monkeypatch):
-    """Against the reference; the tiled form with rows across threads (V=8), inside them (V=2) and the
-    one-column-per-thread layout (V=0, its opaque column indices a CUDA-only step)."""
+def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, tiles, full, monkeypatch):
+    """Against the reference; the tiled form in each column layout (V: the compiler's, one column per thread,
+    2-4 adjacent columns per thread; the forced ones' opaque column offsets a CUDA-only step) and with a
+    tile's steps in segments (S > 1: 4 segments of 4 steps forward, 2 of 8 backward)."""
     from mmfree.ops.mlgru import triton_tiled
 
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 64, 4 if v == 8 else 1, v))
-    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32 if v == 8 else 64, 4 if v == 8 else 1, v))
-
+    if tiles is not None:
+        monkeypatch.setattr(triton_tiled, "FWD_CONFIG", TILE_PAIRS[tiles][0])
+        monkeypatch.setattr(triton_tiled, "BWD_CONFIG", TILE_PAIRS[tiles][1])
     B, T, D = 2, 37, 19 if full else 48
     tol = TOL[dtype]
     check_mlgru_form(gen, device, B, T, D, dtype, full, tol, 3 * tol, chunk_size=chunk_size, form=form)
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("v", [8, 1, 4, 0])
-def test_mlgru_tiled_whole_tiles(gen, device, dtype, v, monkeypatch):
+@pytest.mark.parametrize("tiles", list(TILE_PAIRS))
+def test_mlgru_tiled_whole_tiles(gen, device, dtype, tiles, monkeypatch):
     """Whole tiles (T % CT == 0, D % BD == 0): the kernels' mask-free path, with every feature on."""
     from mmfree.ops.mlgru import triton_tiled
 
     assert triton_tiled._even(32, 64, 16, 32) and not triton_tiled._even(0, 64, 16, 32)
-    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
-    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", (16, 32, 4 if v == 8 else 1, v))
+    monkeypatch.setattr(triton_tiled, "FWD_CONFIG", TILE_PAIRS[tiles][0])
+    monkeypatch.setattr(triton_tiled, "BWD_CONFIG", TILE_PAIRS[tiles][1])
     tol = TOL[dtype]
-    check_mlgru_form(gen, device, 2, 32, 64, dtype, True, tol, 3 * tol, form="tiled")
+    check_mlgru_form(gen, device, 2, 32, 128, dtype, True, tol, 3 * tol, form="tiled")
 
 
 def test_mlgru_chunked_equals_recurrent_and_decoding(gen, device, monkeypatch):
@@ -155,8 +165,15 @@ def test_tiled_tile_specs_parse_or_say_what_is_wrong():
     from mmfree.ops.mlgru import triton_tiled as tt
 
     assert tt.parse_tiles("32,32,1,0;16,32,2,1") == ((32, 32, 1, 0), (16, 32, 2, 1))
-    for bad in ("32,32,1;16,32,2,1", "32,32,1,0", "a,b,c,d;1,2,3,4"):
-        with pytest.raises(ValueError, match="CT,BD,W,V;CT,BD,W,V"):
+    assert tt.parse_tiles("64,64,4,2,4;32,128,4,2,2") == ((64, 64, 4, 2, 4), (32, 128, 4, 2, 2))
+    for bad in (
+        "32,32,1;16,32,2,1",
+        "32,32,1,0",
+        "a,b,c,d;1,2,3,4",
+        "32,32,4,0,3;16,32,2,1",
+        "1,2,3,4,5,6;1,2,3,4",
+    ):
+        with pytest.raises(ValueError, match=r"CT,BD,W,V\[,S\];CT,BD,W,V\[,S\]"):
             tt.parse_tiles(bad)
 
 

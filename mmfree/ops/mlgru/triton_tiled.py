@@ -1,15 +1,17 @@
 """Single-pass tiled MLGRU kernels (training form): one program per (batch row, D-block) strip.
 
-Each program walks the time axis in tiles of `[CT, BD]` (BD adjacent columns of a row; the layout within a
-tile is set by `V`, see `FWD_TILES`), computes the gates of the whole tile, solves the affine recurrence
-inside the tile with `tl.associative_scan` along time (maps `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`),
-applies the carry from the previous tile and stores the tile; the carry is the tile's last row. The next
-tile's loads are issued before the current tile is computed, so two tiles are in flight. When whole tiles
-cover the input (`EVEN`), no access carries a mask.
+Each program walks the time axis in tiles of CT steps by BD adjacent columns, held as `[S, CT / S, BD]`:
+S segments of consecutive steps, each on its own warps (`_steps`). It computes the gates of the whole
+tile, solves the affine recurrence inside each segment with `tl.associative_scan` along time (maps
+`x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`), composes the segments' maps across
+warps (`_solve`), applies the carry from the previous tile and stores the tile; the carry is the state at
+the tile's end. In the forward, and in a backward of one segment, the next tile's loads are issued before
+the current tile is solved, so two tiles are in flight. When whole tiles cover the input (`EVEN`), no
+access carries a mask.
 Inputs are read once: forward reads f_raw, c_raw and writes h; backward reads f_raw, c_raw, dh and the saved
 h (the rows shifted by one step, `a_{t+1}` and `h_{t-1}`, come from the same lines, mostly from cache) and
-writes df_raw, dc_raw. The backward walks the tiles from the end with a reverse scan of
-`dh_t = dout_t + a_{t+1} dh_{t+1}`. Gate math matches `mmfree.ops.mlgru.triton._gates`.
+writes df_raw, dc_raw. The backward walks the tiles from the end, scanning
+`dh_t = dout_t + a_{t+1} dh_{t+1}` back in time. Gate math matches `mmfree.ops.mlgru.triton._gates`.
 """
 
 from __future__ import annotations
@@ -21,61 +23,62 @@ import torch
 import triton
 import triton.language as tl
 
-# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, V)): the first entry covering the
-# call's strips is its tile. A tile is `[CT, BD / V, V]`. The fastest of `benchmarks/kernels.py --sweep
-# [--sweep-shapes 8x2048,16x2048]` on an H200 (T=2048; B=8 and 32 at D=1024, B=8 and 16 at D=2048;
-# 2026-11-29; BENCHMARKS.md) all have V = 1. Despite the name, V = 1 does not keep a column in one thread:
-# the columns are contiguous and aligned, so the compiler gives each thread 16-byte runs of a row and
-# spreads a tile's rows over lanes (the scan shuffles between them). Wider V (whole columns of 2-4 per
-# thread) measured slower. One-warp programs at 1024 strips run the forward at half the copy bandwidth,
-# bound by instruction issue (`benchmarks/sass_counts.py --scan`: 60 SASS instructions per element forward
-# and 178 backward with triton 3.6, against about 69 and 137 for 70% of the copy bandwidth). V = 0 is the
-# layout that was meant: one column per thread, 2-byte accesses, the scan inside the thread (26 and 83
-# per element with `FAST_SIGMOID`). It compiles for sm_90 with triton 3.6 and 3.9 but is not yet timed,
-# so no table entry uses it.
-FWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (256, (64, 16, 4, 1)),  # 370M at batch 8
-    (512, (64, 32, 4, 1)),  # 1.3B at batch 8
-    (2**62, (32, 32, 1, 1)),  # 370M at 32, 1.3B at 16
+# (most (batch row, 32-column) strips, (CT steps, BD columns, num_warps, V, S)): the first entry covering
+# the call's strips is its tile. V sets the columns a thread holds (`_strip`): 1 leaves them to the compiler
+# (16-byte runs of a row, a tile's rows spread over lanes, the scan shuffling between them: 60 SASS
+# instructions per element forward and 178 backward with triton 3.6, bound by instruction issue); 0 one
+# column, 2 two adjacent columns per thread, the scan inside the thread. S segments put a tile's steps on S
+# warps at once (S times the warps in flight for the same strips), at one exchange through shared memory
+# per tile. The fastest of `benchmarks/kernels.py --sweep --fast-sigmoid --sweep-shapes
+# 8x1024,32x1024,8x2048,16x2048` on an H200 (T=2048, bf16; 2026-11-29, BENCHMARKS.md), as a share of the
+# copy bandwidth (forward, backward): 370M at batch 8 0.55x, 0.52x; 1.3B at batch 8 0.74x, 0.59x; 370M at
+# batch 32 and 1.3B at batch 16 0.82x, 0.71x (session 7's V = 1 tables: 0.50x, 0.37x at 370M batch 32).
+Tile = tuple[int, ...]  # (CT, BD, num_warps, V[, S])
+FWD_TILES: tuple[tuple[int, Tile], ...] = (
+    (256, (128, 32, 8, 0, 8)),  # 370M at batch 8
+    (512, (128, 64, 4, 2, 4)),  # 1.3B at batch 8
+    (2**62, (64, 64, 4, 2, 4)),  # 370M at 32, 1.3B at 16
 )
-BWD_TILES: tuple[tuple[int, tuple[int, int, int, int]], ...] = (
-    (256, (64, 16, 4, 1)),
-    (512, (32, 16, 2, 1)),
-    (2**62, (16, 32, 2, 1)),
+BWD_TILES: tuple[tuple[int, Tile], ...] = (
+    (256, (128, 32, 8, 0, 8)),
+    (512, (64, 32, 4, 0, 4)),
+    (2**62, (32, 128, 4, 2, 2)),
 )
-# the gates' sigmoids as two bare MUFU instructions on CUDA (`_sigmoid`). Off until timed on the H200: it
-# compiles for sm_90 and cuts the SASS per element (`benchmarks/sass_counts.py --scan`), but has not run on
-# a GPU yet (`benchmarks/kernels.py --sweep` times both; `-m gpu` tests check both)
-FAST_SIGMOID = False
+# the gates' sigmoids as two bare MUFU instructions on CUDA (`_sigmoid`): 4 instructions instead of about
+# 11; the fastest tiles of the sweep all use it (the backward 1.5-4x faster: without it, registers spill)
+FAST_SIGMOID = True
 # a tile for every call instead of the tables (tests and sweeps set these)
-FWD_CONFIG: tuple[int, int, int, int] | None = None
-BWD_CONFIG: tuple[int, int, int, int] | None = None
+FWD_CONFIG: Tile | None = None
+BWD_CONFIG: Tile | None = None
 
 
-def parse_tiles(spec: str) -> tuple[tuple[int, int, int, int], tuple[int, int, int, int]]:
-    """The forward and backward tiles of 'CT,BD,W,V;CT,BD,W,V' (as `benchmarks/kernels.py --save-best` writes)."""
+def parse_tiles(spec: str) -> tuple[Tile, Tile]:
+    """The forward and backward tiles of 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (as `benchmarks/kernels.py
+    --save-best` writes; S, the segments per tile, defaults to 1)."""
     try:
         fwd, bwd = (tuple(int(v) for v in part.split(",")) for part in spec.split(";"))
-        if len(fwd) != 4 or len(bwd) != 4:
-            raise ValueError
+        for tile in (fwd, bwd):
+            if len(tile) not in (4, 5) or min(tile) < 0 or (len(tile) == 5 and tile[0] % max(tile[4], 1)):
+                raise ValueError
     except ValueError:
         raise ValueError(
-            f"MLGRU tiles {spec!r}: give 'CT,BD,W,V;CT,BD,W,V' (forward;backward), e.g. '32,32,1,0;16,32,2,1'"
+            f"MLGRU tiles {spec!r}: give 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (forward;backward, S dividing CT), "
+            "e.g. '32,32,1,0;32,32,4,0,4'"
         ) from None
-    return fwd, bwd  # type: ignore[return-value]
+    return fwd, bwd
 
 
-def fwd_config(B: int, D: int) -> tuple[int, int, int, int]:
-    """The forward tile (CT, BD, num_warps, V) of a `[B, T, D]` call."""
+def fwd_config(B: int, D: int) -> Tile:
+    """The forward tile (CT, BD, num_warps, V[, S]) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
 
 
-def bwd_config(B: int, D: int) -> tuple[int, int, int, int]:
-    """The backward tile (CT, BD, num_warps, V) of a `[B, T, D]` call."""
+def bwd_config(B: int, D: int) -> Tile:
+    """The backward tile (CT, BD, num_warps, V[, S]) of a `[B, T, D]` call."""
     return BWD_CONFIG or _from_table(BWD_TILES, B, D)
 
 
-def _from_table(table: tuple[tuple[int, tuple[int, ...]], ...], B: int, D: int) -> Any:
+def _from_table(table: tuple[tuple[int, Tile], ...], B: int, D: int) -> Tile:
     strips = B * triton.cdiv(D, 32)
     return next(cfg for most, cfg in table if strips <= most)
 
@@ -138,31 +141,82 @@ def _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB: tl.cons
 
 
 @triton.jit
-def _strip(pid_d, Z, D: tl.constexpr, BD: tl.constexpr, V: tl.constexpr, SCALAR: tl.constexpr):
-    # a strip's BD columns as `[BD / V, V]` and their mask. Contiguous, aligned columns let the compiler give
-    # each thread 16-byte runs of one row, so a tile's rows spread over lanes and the scan along time
-    # shuffles between them (8 shuffles per element). SCALAR (V = 1) adds Z, a runtime 0 the compiler knows
+def _strip(pid_d, Z, D: tl.constexpr, BD: tl.constexpr, VEC: tl.constexpr):
+    # a strip's BD columns `[BD]` and their mask. Contiguous, aligned columns let the compiler give each
+    # thread 16-byte runs of one row (VEC = 0), so a tile's rows spread over lanes and the scan along time
+    # shuffles between them (8 shuffles per element). VEC > 0 adds VEC * Z, Z a runtime 0 the compiler knows
     # nothing of (not specialized): the columns stay contiguous, so threads still run along them, but no
-    # access is provably aligned beyond one element. So each thread holds one column, with 2-byte accesses,
-    # and with BD = 32 * num_warps all CT rows of it: the scan runs inside the thread (about half the
-    # instructions per element: `benchmarks/sass_counts.py --scan`).
-    cols = pid_d * BD + (tl.arange(0, BD // V) * V)[:, None] + tl.arange(0, V)[None, :]
-    if SCALAR:
-        cols = cols + Z
+    # access is provably aligned beyond VEC elements. So each thread holds VEC adjacent columns (2 VEC-byte
+    # accesses) and the steps of its segment: the scan runs inside the thread (about half the instructions
+    # per element: `benchmarks/sass_counts.py --scan`).
+    cols = pid_d * BD + tl.arange(0, BD)
+    if VEC > 0:
+        cols = cols + Z * VEC
     return cols, cols < D
+
+
+@triton.jit
+def _steps(CT: tl.constexpr, S: tl.constexpr, D: tl.constexpr, BACK: tl.constexpr):
+    # A tile's steps as `[S, CT / S]`: segment s holds steps s * CT / S + r (BACK: CT - 1 - that, so the scans
+    # run forward along the tile's axes and back in time). The compiler orders a tile's axes by contiguity,
+    # ties by index: after the columns come the segments, so with VEC columns per thread (`_strip`) and
+    # num_warps = S * BD / (32 VEC), the segments run on different warps and each thread holds the CT / S
+    # steps of its segment: a strip's time axis on S warps at once, one exchange per tile.
+    # -> (steps `[S, R]`, the segments' first rows' offsets `[S, 1, 1]`, the row offsets inside a segment
+    # `[1, R, 1]`, constants, so that a load takes them as immediates: a thread adds its segment's offset
+    # to its pointers once, not per row)
+    R: tl.constexpr = CT // S
+    seg = tl.arange(0, S) * R
+    r = tl.arange(0, R)
+    if BACK:
+        seg = (CT - 1) - seg
+        r = -r
+    return seg[:, None] + r[None, :], (seg * D)[:, None, None], (r * D)[None, :, None]
 
 
 @triton.jit
 def _ahead(
     P, roff, t0, K: tl.constexpr, T, rows, dmask, CT: tl.constexpr, D: tl.constexpr, EVEN: tl.constexpr
 ):
-    # the `[CT, BD / V, V]` tile K tiles after the one at step t0 (P points at that tile's first row); when
-    # EVEN a tile past the end re-reads the one at t0 instead (in bounds, never used)
+    # the `[S, CT / S, BD]` tile K tiles after the one at step t0 (P points at that tile's first row);
+    # when EVEN a tile past the end re-reads the one at t0 instead (in bounds, never used)
     if EVEN:
         return tl.load(P + tl.where(t0 + K * CT < T, K * CT * D, 0) + roff)
     return tl.load(
-        P + K * CT * D + roff, mask=((t0 + K * CT + rows) < T)[:, None, None] & dmask[None, :, :], other=0.0
+        P + K * CT * D + roff,
+        mask=((t0 + K * CT + rows) < T)[:, :, None] & dmask[None, None, :],
+        other=0.0,
     )
+
+
+@triton.jit
+def _at(x, AXIS: tl.constexpr, AT):
+    # x's entries at index AT of AXIS (1 of a 3-d tile, 0 of a 2-d one; a select and a sum, inside a thread
+    # as that axis is), the axis dropped
+    if AXIS == 1:
+        idx = tl.arange(0, x.shape[1])[None, :, None]
+    else:
+        idx = tl.arange(0, x.shape[0])[:, None]
+    return tl.sum(tl.where(idx == AT, x, 0.0), axis=AXIS)
+
+
+@triton.jit
+def _solve(pa, pb, h, S: tl.constexpr):
+    # pa, pb `[S, R, BD]`: each step's map from the state at its segment's start (in scan order);
+    # h `[BD]`: the state at the tile's start. -> every step's state `[S, R, BD]` and the
+    # state at the tile's end `[BD]`.
+    R: tl.constexpr = pa.shape[1]
+    if S == 1:
+        hh = pa * h[None, None, :] + pb
+        return hh, _at(_at(hh, 1, R - 1), 0, 0)
+    # the segments' own maps, composed across segments (warps) into maps from the tile's start
+    qa, qb = tl.associative_scan((_at(pa, 1, R - 1), _at(pb, 1, R - 1)), 0, _compose)
+    hs = qa * h[None, :] + qb  # [S, BD] the state at each segment's end
+    s = tl.arange(0, S)
+    # the state at segment s's start: h for the first, else the end of segment s - 1
+    shifted = tl.sum(tl.where((s[None, :] == s[:, None] - 1)[:, :, None], hs[None, :, :], 0.0), axis=1)
+    hin = tl.where((s == 0)[:, None], h[None, :], shifted)  # [S, BD]
+    return pa * hin[:, None, :] + pb, _at(hs, 0, S - 1)
 
 
 @triton.jit(do_not_specialize=["Z"])
@@ -180,8 +234,8 @@ def _fwd_tiled_kernel(
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
-    V: tl.constexpr,
-    SCALAR: tl.constexpr,
+    VEC: tl.constexpr,
+    S: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
@@ -191,49 +245,65 @@ def _fwd_tiled_kernel(
 ):
     # EVEN: T % CT == 0 and D % BD == 0, so no access needs a mask
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, Z, D, BD, V, SCALAR)  # [BD / V, V]
-    rows = tl.arange(0, CT)
-    roff = rows[:, None, None] * D  # [CT, 1, 1] row offsets inside a tile (compile-time)
+    cols, dmask = _strip(pid_d, Z, D, BD, VEC)  # [BD]
+    rows, soff, roff = _steps(CT, S, D, False)  # [S, R], [S, 1, 1], [1, R, 1]
     base = b.to(tl.int64) * T * D
-    fp = F + base + cols[None, :, :]  # [1, BD / V, V] pointers to the current tile's first row
-    cp = C + base + cols[None, :, :]
-    hp = H + base + cols[None, :, :]
+    c3 = soff + cols[None, None, :]  # [S, 1, BD]
+    fp = F + base + c3  # [S, 1, BD] pointers to the current tile's segments' first rows
+    cp = C + base + c3
+    hp = H + base + c3
     lb = 0.0
     if HAS_LB:
-        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, :, :]
+        lb = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)[None, None, :]
     if HAS_H0:
         h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
-        h = tl.zeros([BD // V, V], dtype=tl.float32)
-    # [CT, BD / V, V] tiles: the next one loads while this one is solved
+        h = tl.zeros([BD], dtype=tl.float32)
+    # [S, R, BD] tiles: the next one loads while this one is solved
     f_nx = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
     c_nx = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
     for t0 in range(0, T, CT):
-        t = t0 + rows
+        t = t0 + rows  # [S, R]
         tmask = t < T
         f_cur, c_cur = f_nx, c_nx
         f_nx = _ahead(fp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
         c_nx = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
         keep = 1.0
         if HAS_RESET:
-            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None, None]
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, :, None]
         m = 1.0
         if HAS_MASK:
-            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, :, None]
         a, i, _, _, _, _ = _tile_gates(f_cur.to(tl.float32), c_cur.to(tl.float32), lb, keep, m, HAS_LB, FAST)
         if not EVEN:
             # steps past T are identity maps, so the last row carries the state at T - 1
-            a = tl.where(tmask[:, None, None], a, 1.0)
-            i = tl.where(tmask[:, None, None], i, 0.0)
-        pa, pb = tl.associative_scan((a, i), 0, _compose)
-        hh = pa * h[None, :, :] + pb  # [CT, BD / V, V]
-        smask = None if EVEN else tmask[:, None, None] & dmask[None, :, :]
+            a = tl.where(tmask[:, :, None], a, 1.0)
+            i = tl.where(tmask[:, :, None], i, 0.0)
+        pa, pb = tl.associative_scan((a, i), 1, _compose)  # inside each segment
+        hh, h = _solve(pa, pb, h, S)  # [S, R, BD], [BD]
+        smask = None if EVEN else tmask[:, :, None] & dmask[None, None, :]
         tl.store(hp + roff, hh.to(H.dtype.element_ty), mask=smask)
-        h = tl.sum(tl.where(rows[:, None, None] == CT - 1, hh, 0.0), axis=0)
         fp += CT * D
         cp += CT * D
         hp += CT * D
     tl.store(FINAL + b * D + cols, h, mask=dmask)
+
+
+@triton.jit
+def _bwd_loads(F, C, DO, H, t0, rows, roff, dmask, T, D: tl.constexpr, EVEN: tl.constexpr):
+    # the backward's inputs of the tile at step t0 (the pointers at its first step): f_raw, c_raw and dh at
+    # its steps t, f_raw at t + 1 and h at t - 1, each `[S, R, BD]` (the row offsets are constants, so
+    # each load takes them as immediates); what lies outside [0, T) reads 0 (when EVEN only the shifted rows
+    # can)
+    t = (t0 + rows)[:, :, None]  # [S, R, 1]
+    inside = None if EVEN else (t >= 0) & (t < T) & dmask[None, None, :]
+    zero = None if EVEN else 0.0
+    fr = tl.load(F + roff, mask=inside, other=zero)
+    c = tl.load(C + roff, mask=inside, other=zero)
+    do = tl.load(DO + roff, mask=inside, other=zero)
+    fr_next = tl.load(F + D + roff, mask=(t >= -1) & (t + 1 < T) & dmask[None, None, :], other=0.0)
+    h_prev = tl.load(H - D + roff, mask=(t >= 1) & (t < T) & dmask[None, None, :], other=0.0)
+    return fr, c, do, fr_next, h_prev
 
 
 @triton.jit(do_not_specialize=["Z"])
@@ -256,8 +326,8 @@ def _bwd_tiled_kernel(
     D: tl.constexpr,
     CT: tl.constexpr,
     BD: tl.constexpr,
-    V: tl.constexpr,
-    SCALAR: tl.constexpr,
+    VEC: tl.constexpr,
+    S: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
@@ -267,14 +337,16 @@ def _bwd_tiled_kernel(
     FAST: tl.constexpr,
 ):
     pid_d, b = tl.program_id(0), tl.program_id(1)
-    cols, dmask = _strip(pid_d, Z, D, BD, V, SCALAR)  # [BD / V, V]
-    rows = tl.arange(0, CT)
-    roff = rows[:, None, None] * D  # [CT, 1, 1]
+    cols, dmask = _strip(pid_d, Z, D, BD, VEC)  # [BD]
+    # the tile's steps in reverse: the scans run forward along the tile's axes, back in time (triton 3.6
+    # lowers a reverse scan inside a thread with 20 lane shuffles per element)
+    rows, soff, roff = _steps(CT, S, D, True)  # [S, R], [S, 1, 1], [1, R, 1]
     base = b.to(tl.int64) * T * D
     n_tiles = tl.cdiv(T, CT)
     last = (n_tiles - 1) * CT * D
-    c3 = cols[None, :, :]
-    fp = F + base + last + c3  # [1, BD / V, V] pointers to the last tile's first row (walked backwards)
+    c3 = soff + cols[None, None, :]  # [S, 1, BD]
+    # [S, 1, BD] pointers to the last tile's segments' first rows (tiles are walked backwards)
+    fp = F + base + last + c3
     cp = C + base + last + c3
     hp = H + base + last + c3
     dop = DO + base + last + c3
@@ -284,67 +356,74 @@ def _bwd_tiled_kernel(
     lb_row = 0.0
     if HAS_LB:
         lb_row = tl.load(LB + cols, mask=dmask, other=0.0).to(tl.float32)
-        lb = lb_row[None, :, :]
+        lb = lb_row[None, None, :]
     h0 = 0.0
     if HAS_H0:
-        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, :, :]
+        h0 = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)[None, None, :]
     # carry = dh at the first step after the tile ("dh_T" is dfinal, entering through a_T := 1)
     if HAS_DFINAL:
         carry = tl.load(DFINAL + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
-        carry = tl.zeros([BD // V, V], dtype=tl.float32)
-    dlb = tl.zeros([CT, BD // V, V], dtype=tl.float32)
+        carry = tl.zeros([BD], dtype=tl.float32)
+    dlb = tl.zeros([S, BD], dtype=tl.float32)  # the lower bound's gradient, summed over each tile's segments
+    # with one segment, the tile before in time loads while this one is solved (when EVEN, before step 0
+    # this one again); segments hide the latency with warps instead (the registers of both do not fit)
+    nx = _bwd_loads(fp, cp, dop, hp, (n_tiles - 1) * CT, rows, roff, dmask, T, D, EVEN)
     for k in range(0, n_tiles):
         t0 = (n_tiles - 1 - k) * CT
-        t = t0 + rows
+        t = t0 + rows  # [S, R]
+        t3 = t[:, :, None]
         tmask = t < T
-        nmask = ((t + 1) < T)[:, None, None] & dmask[None, :, :]
-        pmask = ((t >= 1) & tmask)[:, None, None] & dmask[None, :, :]
-        lmask = None if EVEN else tmask[:, None, None] & dmask[None, :, :]
-        zero = None if EVEN else 0.0
-        fr = tl.load(fp + roff, mask=lmask, other=zero).to(tl.float32)
-        c = tl.load(cp + roff, mask=lmask, other=zero).to(tl.float32)
-        do = tl.load(dop + roff, mask=lmask, other=zero).to(tl.float32)
-        fr_next = tl.load(fp + D + roff, mask=nmask, other=0.0).to(tl.float32)
-        h_prev = tl.load(hp - D + roff, mask=pmask, other=0.0).to(tl.float32)
+        if S == 1:
+            fr, c, do, fr_next, h_prev = nx
+            back = CT * D if not EVEN else tl.where(t0 >= CT, CT * D, 0)
+            fp -= back
+            cp -= back
+            dop -= back
+            hp -= back
+            nx = _bwd_loads(fp, cp, dop, hp, t0 - back // D, rows, roff, dmask, T, D, EVEN)
+        else:
+            fr, c, do, fr_next, h_prev = _bwd_loads(fp, cp, dop, hp, t0, rows, roff, dmask, T, D, EVEN)
+            fp -= CT * D
+            cp -= CT * D
+            dop -= CT * D
+            hp -= CT * D
+        fr, c, do = fr.to(tl.float32), c.to(tl.float32), do.to(tl.float32)
+        h_prev = h_prev.to(tl.float32)
         if HAS_H0:
-            h_prev = tl.where((t == 0)[:, None, None], h0, h_prev)
+            h_prev = tl.where(t3 == 0, h0, h_prev)
         keep = 1.0
         keep_next = 1.0
         if HAS_RESET:
-            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, None, None]
+            keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, :, None]
             keep_next = (
-                1.0 - tl.load(RESET + b * T + t + 1, mask=(t + 1) < T, other=0).to(tl.float32)[:, None, None]
+                1.0 - tl.load(RESET + b * T + t + 1, mask=(t + 1) < T, other=0).to(tl.float32)[:, :, None]
             )
         m = 1.0
         if HAS_MASK:
-            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, None, None]
+            m = tl.load(MASK + b * T + t, mask=tmask, other=1.0).to(tl.float32)[:, :, None]
         _, _, sig, f, silu, sig_c = _tile_gates(fr, c, lb, keep, m, HAS_LB, FAST)
-        sig_n = _sigmoid(fr_next, FAST)
+        sig_n = _sigmoid(fr_next.to(tl.float32), FAST)
         if HAS_LB:
             a_next = (lb + (1.0 - lb) * sig_n) * keep_next
         else:
             a_next = sig_n * keep_next
         # x_t = a_{t+1} (1 past the end: the carry is dfinal), y_t = dout_t; rows past T pass the carry on
-        x = tl.where(((t + 1) < T)[:, None, None], a_next, 1.0)
+        x = tl.where(t3 + 1 < T, a_next, 1.0)
         y = do
         if not EVEN:
-            y = tl.where(tmask[:, None, None], do, 0.0)
-        px, py = tl.associative_scan((x, y), 0, _compose, reverse=True)
-        dh = px * carry[None, :, :] + py  # [CT, BD / V, V]
+            y = tl.where(t3 < T, do, 0.0)
+        px, py = tl.associative_scan((x, y), 1, _compose)  # inside each segment, back in time
+        dh, carry = _solve(px, py, carry, S)  # [S, R, BD], [BD]
         df, dfr, dc = _gate_grads(dh, h_prev, keep, m, lb, c, sig, f, silu, sig_c, HAS_LB)
         if HAS_LB:
             if EVEN:
-                dlb += df * (1.0 - sig)
+                dlb += tl.sum(df * (1.0 - sig), axis=1)
             else:
-                dlb += tl.where(tmask[:, None, None], df * (1.0 - sig), 0.0)
-        tl.store(dfp + roff, dfr.to(DF.dtype.element_ty), mask=lmask)
-        tl.store(dcp + roff, dc.to(DC.dtype.element_ty), mask=lmask)
-        carry = tl.sum(tl.where(rows[:, None, None] == 0, dh, 0.0), axis=0)
-        fp -= CT * D
-        cp -= CT * D
-        hp -= CT * D
-        dop -= CT * D
+                dlb += tl.sum(tl.where(t3 < T, df * (1.0 - sig), 0.0), axis=1)
+        smask = None if EVEN else (t3 < T) & dmask[None, None, :]
+        tl.store(dfp + roff, dfr.to(DF.dtype.element_ty), mask=smask)
+        tl.store(dcp + roff, dc.to(DC.dtype.element_ty), mask=smask)
         dfp -= CT * D
         dcp -= CT * D
     # dh0 = a_0 dh_0
@@ -370,13 +449,14 @@ def _even(T: int, D: int, ct: int, bd: int) -> bool:
     return T > 0 and T % ct == 0 and D % bd == 0
 
 
-def _tile_args(x: torch.Tensor, config: tuple[int, int, int, int]) -> dict[str, Any]:
-    """Both kernels' layout arguments for a `[B, T, D]` x and a tile (CT, BD, num_warps, V; V=0: one column
-    per thread, see `_strip`)."""
+def _tile_args(x: torch.Tensor, config: tuple[int, ...]) -> dict[str, Any]:
+    """Both kernels' layout arguments for a `[B, T, D]` x and a tile (CT, BD, num_warps, V[, S]; V=0: one
+    column per thread, see `_strip`; S: segments of the tile's steps on different warps, see `_steps`)."""
     _, T, D = x.shape
-    ct, bd, warps, v = config
+    ct, bd, warps, v, *rest = config
+    s = rest[0] if rest else 1
     return dict(
-        Z=0, D=D, CT=ct, BD=bd, V=max(v, 1), SCALAR=v == 0, EVEN=_even(T, D, ct, bd),
+        Z=0, D=D, CT=ct, BD=bd, VEC=1 if v == 0 else 0 if v == 1 else v, S=s, EVEN=_even(T, D, ct, bd),
         FAST=inline_asm(x) and FAST_SIGMOID, num_warps=warps,
     )  # fmt: skip
 
@@ -392,11 +472,11 @@ def mlgru_fwd_tiled(
     initial_state: torch.Tensor | None,
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
-    config: tuple[int, int, int, int] | None = None,
+    config: Tile | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Single-pass forward: h `[B, T, D]` (c_raw's dtype) and the final state `[B, D]` fp32.
 
-    config: (CT, BD, num_warps, V), default `fwd_config(B, D)`.
+    config: (CT, BD, num_warps, V[, S]), default `fwd_config(B, D)`.
     """
     B, T, D = f_raw.shape
     config = config or fwd_config(B, D)
@@ -429,7 +509,7 @@ def mlgru_bwd_tiled(
     reset: torch.Tensor | None,
     mask: torch.Tensor | None,
     h: torch.Tensor,
-    config: tuple[int, int, int, int] | None = None,
+    config: Tile | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """Single-pass backward: df_raw, dc_raw (input dtypes), dlower_bound `[D]` fp32 | None, dh0 `[B, D]` fp32."""
     B, T, D = f_raw.shape
