@@ -7,19 +7,21 @@
   chunked, fused-recurrent), in GB/s of the minimum traffic
   (forward: read f, c, write h; backward: read f, c, h, dh, write df, dc), against the device-to-device copy
   bandwidth measured in the same run (peer), plus flash-linear-attention's HGRN ops when `fla` imports.
+  Each is timed per call of `BACK_TO_BACK` calls in a row (a call's CPU time overlaps the GPU, as in a
+  training step).
 - The bf16 matmul rate (8192^3) measured in the same run, for scale.
 - `--sweep-int8`: the fused BitLinear's int8 GEMM (`_int8_matmul_kernel`, scales in the epilogue) at each
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
 - `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V, S)` tile config (plain and MUFU
-  sigmoid), and
+  sigmoid, or MUFU only with `--sweep-fast-only`) at each `--sweep-shapes`, and
   `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
   (the best installed).
 
 Medians of `triton.testing.do_bench`. Every row names device, date and versions.
 
-    python benchmarks/kernels.py [--quick] [--sweep] [--sweep-lookback] [--only mlgru|bitlinear]
+    python benchmarks/kernels.py [--quick] [--sweep] [--sweep-lookback] [--only mlgru|bitlinear|none]
 """
 
 from __future__ import annotations
