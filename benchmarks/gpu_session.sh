@@ -25,6 +25,7 @@ fi
 #   PARTS="scan7_tests scan8_sweep"                    GPU tests of every layout, then the sweep at 4 shapes
 #   FAST=1 PARTS="scan8_sweep scan8_train_370m"        the sweep (MUFU sigmoid only), training with its best
 #   PARTS="scan8_gpu_tests scan8_kernels scan8_train_370m scan8_train_13b"   the new tables as defaults
+# Next: PARTS="decode_epi_tests decode_epi decode_epi_targets", then PARTS=decode_ncu (the 13B GEMVs' profile)
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -81,6 +82,16 @@ part scan8_train_370m 240 python3 benchmarks/train_step.py --grid 370m:32 --impl
 part scan8_gpu_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ops
 part scan8_kernels 150 python3 benchmarks/kernels.py --quick --only mlgru
 part scan8_train_13b 240 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
+# session 8 (untimed): the prequant GEMVs load their epilogue operands before the K loop; bits, then time
+part decode_epi_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer tests/ops/test_ternary_triton.py
+part decode_epi 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl
+part decode_epi_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 \
+  --prompts 128 --contexts "" --budget 170
+# the 13B decode GEMVs run at 38-60% of the copy bandwidth (BENCHMARKS.md, session 5): why, per kernel
+part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
+  --launch-skip 40 --launch-count 8 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+  --section MemoryWorkloadAnalysis --section LaunchStats \
+  python3 benchmarks/decode_kernels.py --presets 13b --quick --options dp4a+prequant+pdl
 part eval_370m 120 python3 benchmarks/eval_speed.py --preset 370m --device cuda --dtype bfloat16 --limit 500 \
   --batch-size 64 --repeats 2 --data-dir "${MMFREE_EVAL_DATA:-.carry/eval}"
 
@@ -107,4 +118,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
