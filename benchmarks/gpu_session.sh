@@ -87,7 +87,7 @@ part decode_epi_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider te
 part decode_epi 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl
 part decode_epi_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 \
   --prompts 128 --contexts "" --budget 170
-# the 13B decode GEMVs run at 38-60% of the copy bandwidth (BENCHMARKS.md, session 5): why, per kernel
+# the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
   --launch-skip 40 --launch-count 8 --section SpeedOfLight --section Occupancy --section WarpStateStats \
   --section MemoryWorkloadAnalysis --section LaunchStats \
