@@ -14,7 +14,7 @@
   `(BLOCK_M, BLOCK_N, BLOCK_K, num_warps, num_stages)` of INT8_SWEEP on the 370M / 1.3B training shapes
   (M = 16384), against torch._int_mm and a bf16 `x @ W^T` of the same shape (peer); every config must give
   the current config's bits (int32 sums are exact).
-- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V, S)` tile config (plain and MUFU
+- `--sweep`: the tiled MLGRU kernels alone at each `(CT, BD, num_warps, V, S[, A])` tile config (plain and MUFU
   sigmoid, or MUFU only with `--sweep-fast-only`) at each `--sweep-shapes`, and
   `--sweep-lookback` the look-back kernels at each `(CT, BD, num_warps, rowwise)` config, at B=8 and B=32
   (the best installed).
@@ -189,27 +189,28 @@ def _mlgru_case(
         add("mlgru bwd", case, label, bwd, f"{gbs_b:.0f} GB/s", f"{gbs_b / copy_gbs:.2f}x copy")
 
 
-# (CT, BD, num_warps, V, S) of the tiled kernels (the layouts: `mmfree.ops.mlgru.triton_tiled.FWD_TILES`)
-SWEEP: list[tuple[int, int, int, int, int]] = [
-    (64, 32, 4, 1, 1),  # V=1: the compiler's 16-byte runs of a row, rows spread over lanes
-    (16, 32, 1, 0, 1),  # V=0: one column per thread, the scan inside it
-    (16, 32, 2, 0, 2),  # S > 1: a tile's steps in S segments on S warps
-    (32, 32, 4, 0, 4),
-    (64, 32, 4, 0, 4),
-    (64, 32, 8, 0, 8),
-    (128, 32, 8, 0, 8),
-    (256, 32, 16, 0, 16),
-    (16, 64, 2, 2, 2),  # V=2: two adjacent columns per thread
-    (32, 64, 2, 2, 2),
-    (32, 64, 4, 2, 4),
-    (64, 64, 4, 2, 4),
+# (CT, BD, num_warps, V, S[, A]) of the tiled kernels (the layouts: `mmfree.ops.mlgru.triton_tiled.FWD_TILES`)
+SWEEP: list[tuple[int, ...]] = [
+    (64, 64, 4, 2, 4),  # the tables' tiles (A: forward 1, backward 1 with one segment, else 0)
     (128, 64, 4, 2, 4),
+    (128, 32, 8, 0, 8),
+    (64, 32, 4, 0, 4),
     (32, 128, 4, 2, 2),
-    (64, 128, 8, 2, 4),
+    (32, 64, 4, 2, 4),
+    (128, 32, 8, 0, 8, 2),  # A: tiles loaded ahead (latency-bound batch 8: 16 tiles per strip in a row)
+    (64, 32, 8, 0, 8, 2),
+    (128, 32, 8, 0, 8, 1),
+    (64, 32, 8, 0, 8, 1),
+    (64, 64, 4, 2, 4, 2),
+    (128, 64, 4, 2, 4, 2),
+    (32, 128, 4, 2, 2, 1),
+    (32, 64, 4, 2, 4, 1),
+    (64, 32, 4, 0, 4, 1),
+    (64, 32, 4, 0, 4, 2),
 ]
-# session 8's first sweeps also timed (CT, BD, W, V, S) = (32|64|128, 16|32|64, 1|2|4, 1, 1), (32|64, 32|64, 1|2,
-# 0, 1), (32, 64, 1, 2, 1), (32|64, 32|64, 2|4, 0, 2), (128, 32, 4, 0, 4), (64|128|256, 64, 2-16, 2, 2-16):
-# none the fastest at any shape (BENCHMARKS.md)
+# session 8's sweeps also timed (CT, BD, W, V, S) = (16-128, 16|32, 1-4, 1, 1), (16-64, 32|64, 1|2, 0, 1),
+# (32, 64, 1, 2, 1), (16-64, 32|64, 2|4, 0, 2), (32-256, 32, 4-16, 0, 4-16), (16-256, 64|128, 2-16, 2, 2-16):
+# the fastest at each shape are in the tables (BENCHMARKS.md)
 
 
 def _sweep_inputs(B: int, T: int, D: int) -> tuple[torch.Tensor, ...]:
@@ -249,7 +250,9 @@ def sweep_mlgru(
 
     # (direction, B, D, (config, MUFU sigmoid)) -> ms, inf if wrong
     times: dict[tuple[str, int, int, tuple[tuple[int, ...], bool]], float] = {}
-    variants = [(cfg, fast) for cfg in SWEEP for fast in ((True,) if fast_only else (False, True))]
+    variants: list[tuple[tuple[int, ...], bool]] = [
+        (cfg, fast) for cfg in SWEEP for fast in ((True,) if fast_only else (False, True))
+    ]
     fast_before = tt.FAST_SIGMOID
     for B, D in shapes:
         f, c, lb, dh, h_ref, df_ref, dc_ref = _sweep_inputs(B, 2048, D)
@@ -465,7 +468,7 @@ def main() -> None:
     p.add_argument(
         "--save-best",
         default=None,
-        help="with --sweep: write the best tiles 'CT,BD,W,V,S;CT,BD,W,V,S' here",
+        help="with --sweep: write the best tiles 'CT,BD,W,V,S[,A];CT,BD,W,V,S[,A]' here",
     )
     args = p.parse_args()
     if not torch.cuda.is_available():

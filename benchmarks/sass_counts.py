@@ -162,20 +162,11 @@ def scan_rows() -> list[tuple[str, Any, dict[str, str], dict[str, Any], int, int
             (16, 32, 2, 1, 1),
         ),
     ):
-        for (ct, bd, w, v, *segs), asm in ((cfg, True), (cfg, False), (old, False)):
-            s = segs[0] if segs else 1
-            c = {
-                **SCAN_FLAGS,
-                **extra,
-                "D": 1024,
-                "EVEN": True,
-                "VEC": 1 if v == 0 else 0 if v == 1 else v,
-                "S": s,
-                "FAST": asm,
-            }
-            layout = f"V={v} S={s}"
-            label = f"tiled {kind}, {layout}{', fast' if asm else ''}"
-            rows.append((label, kernel, ptrs, {**c, "CT": ct, "BD": bd}, ct, bd, w, nbytes))
+        for tile, asm in ((cfg, True), (cfg, False), (old, False)):
+            c = {**SCAN_FLAGS, **extra, "D": 1024, "EVEN": True, "FAST": asm}
+            c.update(tt.tile_constexprs(tile, kind == "backward"))
+            label = f"tiled {kind}, V={tile[3]} S={c['S']}{', fast' if asm else ''}"
+            rows.append((label, kernel, ptrs, c, tile[0], tile[1], tile[2], nbytes))
     for ct, bd, w, rowwise in (lk.FWD_CONFIG, (16, 256, 1, True)):
         c = {**SCAN_FLAGS, "CT": ct, "BD": bd, "ROWWISE": rowwise, "PUBLISH_INC": True}
         rows.append(

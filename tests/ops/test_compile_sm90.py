@@ -54,13 +54,15 @@ for dt in ("bf16", "fp32"):
     scan = {"F": f"*{dt}", "C": f"*{dt}", "LB": "*fp32", "H0": "*fp32", "RESET": "*i8", "MASK": "*fp32",
             "H": f"*{dt}", "FINAL": "*fp32", "DO": f"*{dt}", "DFINAL": "*fp32", "DF": f"*{dt}", "DC": f"*{dt}",
             "DH0": "*fp32", "DLB": "*fp32"}
-    # (EVEN, CT, BD, num_warps, VEC, S): the compiler's columns, one, two per thread; segments on warps
-    for even, ct, bd, warps, vec, segs in ((True, 32, 32, 4, 0, 1), (False, 32, 32, 4, 0, 1), (True, 32, 64, 1, 2, 1),
-                                           (False, 32, 32, 1, 1, 1), (True, 64, 64, 4, 2, 4), (False, 64, 32, 2, 1, 2)):
-        fast = vec != 0  # the MUFU sigmoid or the plain formula
-        tile = {"D": 1024, "CT": ct, "BD": bd, "VEC": vec, "S": segs, "FAST": fast, "EVEN": even, **flags}
-        out.append(ptx(tt._fwd_tiled_kernel, scan, tile, warps))
-        out.append(ptx(tt._bwd_tiled_kernel, scan, {**tile, "HAS_DFINAL": True}, warps))
+    # (EVEN, tile): the compiler's columns, one, two per thread; segments on warps; 0-2 tiles loaded ahead
+    for even, t in ((True, (32, 32, 4, 1)), (False, (32, 32, 4, 1, 1, 0)), (True, (32, 64, 1, 2, 1, 2)),
+                    (False, (32, 32, 1, 0)), (True, (64, 64, 4, 2, 4)), (False, (64, 32, 2, 0, 2, 2))):
+        fast = t[3] != 1  # the MUFU sigmoid or the plain formula
+        for kernel, back in ((tt._fwd_tiled_kernel, False), (tt._bwd_tiled_kernel, True)):
+            tile = {"D": 1024, "FAST": fast, "EVEN": even, "HAS_DFINAL": back, **flags, **tt.tile_constexprs(t, back)}
+            if not back:
+                del tile["HAS_DFINAL"]
+            out.append(ptx(kernel, scan, tile, t[2]))
     assert all(".target sm_90" in p for p in out), dt
     print("compiled", dt, len(out))
 

@@ -24,6 +24,8 @@ TILE_PAIRS = {
     "one column": ((16, 32, 1, 0, 1), (8, 32, 1, 0, 1)),
     "2 and 4 columns": ((16, 64, 1, 2, 1), (16, 128, 1, 4, 1)),
     "segments": ((16, 32, 4, 0, 4), (16, 64, 4, 2, 2)),
+    "two tiles ahead": ((16, 32, 2, 0, 2, 2), (8, 64, 2, 2, 2, 2)),
+    "none ahead": ((16, 32, 1, 0, 1, 0), (16, 32, 4, 0, 4, 1)),
 }
 
 
@@ -35,8 +37,9 @@ TILE_PAIRS = {
 @pytest.mark.parametrize("full", [True, False])
 def test_mlgru_matches_reference(gen, device, dtype, chunk_size, form, tiles, full, monkeypatch):
     """Against the reference; the tiled form in each column layout (V: the compiler's, one column per thread,
-    2-4 adjacent columns per thread; the forced ones' opaque column offsets a CUDA-only step) and with a
-    tile's steps in segments (S > 1: 4 segments of 4 steps forward, 2 of 8 backward)."""
+    2-4 adjacent columns per thread; the forced ones' opaque column offsets a CUDA-only step), with a tile's
+    steps in segments (S > 1: 4 segments of 4 steps forward, 2 of 8 backward) and with 0-2 tiles loaded
+    ahead (A)."""
     from mmfree.ops.mlgru import triton_tiled
 
     if tiles is not None:
@@ -165,16 +168,28 @@ def test_tiled_tile_specs_parse_or_say_what_is_wrong():
     from mmfree.ops.mlgru import triton_tiled as tt
 
     assert tt.parse_tiles("32,32,1,0;16,32,2,1") == ((32, 32, 1, 0), (16, 32, 2, 1))
-    assert tt.parse_tiles("64,64,4,2,4;32,128,4,2,2") == ((64, 64, 4, 2, 4), (32, 128, 4, 2, 2))
-    for bad in (
+    assert tt.parse_tiles("64,64,4,2,4;32,128,4,2,2,1") == ((64, 64, 4, 2, 4), (32, 128, 4, 2, 2, 1))
+    bad = (
         "32,32,1;16,32,2,1",
         "32,32,1,0",
         "a,b,c,d;1,2,3,4",
         "32,32,4,0,3;16,32,2,1",
-        "1,2,3,4,5,6;1,2,3,4",
-    ):
-        with pytest.raises(ValueError, match=r"CT,BD,W,V\[,S\];CT,BD,W,V\[,S\]"):
-            tt.parse_tiles(bad)
+        "32,32,4,0,0;1,2,3,4",
+    )
+    for spec in (*bad, "1,2,3,4,1,3;1,2,3,4", "1,2,3,4,1,0,0;1,2,3,4"):
+        with pytest.raises(ValueError, match=r"CT,BD,W,V\[,S\[,A\]\];CT,BD,W,V\[,S\[,A\]\]"):
+            tt.parse_tiles(spec)
+
+
+def test_tiled_tile_constants_default_the_loads_ahead():
+    """A tile's constants: V -> the kernels' VEC, S defaults to 1, A (tiles loaded ahead) to 1, except 0 for
+    a backward of several segments."""
+    from mmfree.ops.mlgru import triton_tiled as tt
+
+    assert tt.tile_constexprs((32, 64, 2, 1), False) == dict(CT=32, BD=64, VEC=0, S=1, AHEAD=1)
+    assert tt.tile_constexprs((32, 64, 2, 0, 2), False)["AHEAD"] == 1
+    assert tt.tile_constexprs((32, 64, 2, 0, 2), True) == dict(CT=32, BD=64, VEC=1, S=2, AHEAD=0)
+    assert tt.tile_constexprs((32, 64, 2, 2, 2, 2), True) == dict(CT=32, BD=64, VEC=2, S=2, AHEAD=2)
 
 
 def test_tiled_empty_sequence_keeps_the_state():

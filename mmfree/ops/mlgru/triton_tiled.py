@@ -5,8 +5,8 @@ S segments of consecutive steps, each on its own warps (`_steps`). It computes t
 tile, solves the affine recurrence inside each segment with `tl.associative_scan` along time (maps
 `x -> a x + b` compose as `(a1, b1), (a2, b2) -> (a1 a2, a2 b1 + b2)`), composes the segments' maps across
 warps (`_solve`), applies the carry from the previous tile and stores the tile; the carry is the state at
-the tile's end. In the forward, and in a backward of one segment, the next tile's loads are issued before
-the current tile is solved, so two tiles are in flight. When whole tiles cover the input (`EVEN`), no
+the tile's end. The loads of the next A tiles are issued before the current tile is solved (`AHEAD`, 0-2;
+by default 1, and 0 in a backward of several segments). When whole tiles cover the input (`EVEN`), no
 access carries a mask.
 Inputs are read once: forward reads f_raw, c_raw and writes h; backward reads f_raw, c_raw, dh and the saved
 h (the rows shifted by one step, `a_{t+1}` and `h_{t-1}`, come from the same lines, mostly from cache) and
@@ -33,7 +33,9 @@ import triton.language as tl
 # 8x1024,32x1024,8x2048,16x2048` on an H200 (T=2048, bf16; 2026-11-29, BENCHMARKS.md), as a share of the
 # copy bandwidth (forward, backward): 370M at batch 8 0.55x, 0.52x; 1.3B at batch 8 0.74x, 0.59x; 370M at
 # batch 32 and 1.3B at batch 16 0.82x, 0.71x (session 7's V = 1 tables: 0.50x, 0.37x at 370M batch 32).
-Tile = tuple[int, ...]  # (CT, BD, num_warps, V[, S])
+# A, the tiles loaded ahead (`tile_constexprs`), is an untimed sixth field: at batch 8 a strip's 16 tiles
+# run one after another, each waiting on its loads, so more in flight may lift the 0.52-0.55x there.
+Tile = tuple[int, ...]  # (CT, BD, num_warps, V[, S[, A]])
 FWD_TILES: tuple[tuple[int, Tile], ...] = (
     (256, (128, 32, 8, 0, 8)),  # 370M at batch 8
     (512, (128, 64, 4, 2, 4)),  # 1.3B at batch 8
@@ -53,17 +55,19 @@ BWD_CONFIG: Tile | None = None
 
 
 def parse_tiles(spec: str) -> tuple[Tile, Tile]:
-    """The forward and backward tiles of 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (as `benchmarks/kernels.py
-    --save-best` writes; S, the segments per tile, defaults to 1)."""
+    """The forward and backward tiles of 'CT,BD,W,V[,S[,A]];CT,BD,W,V[,S[,A]]' (as `benchmarks/kernels.py
+    --save-best` writes; S, the segments per tile, defaults to 1, A, the tiles loaded ahead, as in
+    `tile_constexprs`)."""
     try:
         fwd, bwd = (tuple(int(v) for v in part.split(",")) for part in spec.split(";"))
         for tile in (fwd, bwd):
-            if len(tile) not in (4, 5) or min(tile) < 0 or (len(tile) == 5 and tile[0] % max(tile[4], 1)):
+            bad_s = len(tile) > 4 and (tile[4] < 1 or tile[0] % tile[4])
+            if not 4 <= len(tile) <= 6 or min(tile) < 0 or bad_s or (len(tile) == 6 and tile[5] > 2):
                 raise ValueError
     except ValueError:
         raise ValueError(
-            f"MLGRU tiles {spec!r}: give 'CT,BD,W,V[,S];CT,BD,W,V[,S]' (forward;backward, S dividing CT), "
-            "e.g. '32,32,1,0;32,32,4,0,4'"
+            f"MLGRU tiles {spec!r}: give 'CT,BD,W,V[,S[,A]];CT,BD,W,V[,S[,A]]' (forward;backward, S dividing CT, "
+            "A in 0-2), e.g. '32,32,1,0;32,32,4,0,4'"
         ) from None
     return fwd, bwd
 
@@ -175,18 +179,15 @@ def _steps(CT: tl.constexpr, S: tl.constexpr, D: tl.constexpr, BACK: tl.constexp
 
 
 @triton.jit
-def _ahead(
-    P, roff, t0, K: tl.constexpr, T, rows, dmask, CT: tl.constexpr, D: tl.constexpr, EVEN: tl.constexpr
-):
-    # the `[S, CT / S, BD]` tile K tiles after the one at step t0 (P points at that tile's first row);
-    # when EVEN a tile past the end re-reads the one at t0 instead (in bounds, never used)
+def _fwd_loads(F, C, t0, T, rows, roff, dmask, CT: tl.constexpr, D: tl.constexpr, EVEN: tl.constexpr):
+    # f_raw and c_raw `[S, R, BD]` of the tile at step t0 (F, C point at a batch row's step 0, each thread's
+    # segment and columns; the step offset is added to the pointers first, so the row offsets stay
+    # immediates). Past the end: when EVEN the last tile again (in bounds, never used), else masked.
     if EVEN:
-        return tl.load(P + tl.where(t0 + K * CT < T, K * CT * D, 0) + roff)
-    return tl.load(
-        P + K * CT * D + roff,
-        mask=((t0 + K * CT + rows) < T)[:, :, None] & dmask[None, None, :],
-        other=0.0,
-    )
+        t0 = tl.minimum(t0, T - CT)
+        return tl.load((F + t0 * D) + roff), tl.load((C + t0 * D) + roff)
+    m = ((t0 + rows) < T)[:, :, None] & dmask[None, None, :]
+    return tl.load((F + t0 * D) + roff, mask=m, other=0.0), tl.load((C + t0 * D) + roff, mask=m, other=0.0)
 
 
 @triton.jit
@@ -236,6 +237,7 @@ def _fwd_tiled_kernel(
     BD: tl.constexpr,
     VEC: tl.constexpr,
     S: tl.constexpr,
+    AHEAD: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_H0: tl.constexpr,
     HAS_LB: tl.constexpr,
@@ -249,7 +251,7 @@ def _fwd_tiled_kernel(
     rows, soff, roff = _steps(CT, S, D, False)  # [S, R], [S, 1, 1], [1, R, 1]
     base = b.to(tl.int64) * T * D
     c3 = soff + cols[None, None, :]  # [S, 1, BD]
-    fp = F + base + c3  # [S, 1, BD] pointers to the current tile's segments' first rows
+    fp = F + base + c3  # [S, 1, BD] pointers to the segments' first rows at step 0
     cp = C + base + c3
     hp = H + base + c3
     lb = 0.0
@@ -259,15 +261,23 @@ def _fwd_tiled_kernel(
         h = tl.load(H0 + b * D + cols, mask=dmask, other=0.0).to(tl.float32)
     else:
         h = tl.zeros([BD], dtype=tl.float32)
-    # [S, R, BD] tiles: the next one loads while this one is solved
-    f_nx = _ahead(fp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
-    c_nx = _ahead(cp, roff, 0, 0, T, rows, dmask, CT, D, EVEN)
+    # [S, R, BD] tiles: the next AHEAD ones load while this one is solved
+    if AHEAD > 0:
+        n1 = _fwd_loads(fp, cp, 0, T, rows, roff, dmask, CT, D, EVEN)
+    if AHEAD > 1:
+        n2 = _fwd_loads(fp, cp, CT, T, rows, roff, dmask, CT, D, EVEN)
     for t0 in range(0, T, CT):
         t = t0 + rows  # [S, R]
         tmask = t < T
-        f_cur, c_cur = f_nx, c_nx
-        f_nx = _ahead(fp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
-        c_nx = _ahead(cp, roff, t0, 1, T, rows, dmask, CT, D, EVEN)
+        if AHEAD == 0:
+            f_cur, c_cur = _fwd_loads(fp, cp, t0, T, rows, roff, dmask, CT, D, EVEN)
+        elif AHEAD == 1:
+            f_cur, c_cur = n1
+            n1 = _fwd_loads(fp, cp, t0 + CT, T, rows, roff, dmask, CT, D, EVEN)
+        else:
+            f_cur, c_cur = n1
+            n1 = n2
+            n2 = _fwd_loads(fp, cp, t0 + 2 * CT, T, rows, roff, dmask, CT, D, EVEN)
         keep = 1.0
         if HAS_RESET:
             keep = 1.0 - tl.load(RESET + b * T + t, mask=tmask, other=0).to(tl.float32)[:, :, None]
@@ -282,28 +292,35 @@ def _fwd_tiled_kernel(
         pa, pb = tl.associative_scan((a, i), 1, _compose)  # inside each segment
         hh, h = _solve(pa, pb, h, S)  # [S, R, BD], [BD]
         smask = None if EVEN else tmask[:, :, None] & dmask[None, None, :]
-        tl.store(hp + roff, hh.to(H.dtype.element_ty), mask=smask)
-        fp += CT * D
-        cp += CT * D
-        hp += CT * D
+        tl.store((hp + t0 * D) + roff, hh.to(H.dtype.element_ty), mask=smask)
     tl.store(FINAL + b * D + cols, h, mask=dmask)
 
 
 @triton.jit
-def _bwd_loads(F, C, DO, H, t0, rows, roff, dmask, T, D: tl.constexpr, EVEN: tl.constexpr):
-    # the backward's inputs of the tile at step t0 (the pointers at its first step): f_raw, c_raw and dh at
-    # its steps t, f_raw at t + 1 and h at t - 1, each `[S, R, BD]` (the row offsets are constants, so
-    # each load takes them as immediates); what lies outside [0, T) reads 0 (when EVEN only the shifted rows
-    # can)
+def _bwd_loads(F, C, DO, H, t0, T, rows, roff, dmask, D: tl.constexpr, EVEN: tl.constexpr):
+    # the backward's inputs of the tile at step t0 (pointers at a batch row's step 0; the step offset is
+    # added to them first, so the row offsets stay immediates): f_raw, c_raw and dh at its steps t, f_raw at
+    # t + 1 and h at t - 1, each `[S, R, BD]`; what lies outside [0, T) reads 0 (when EVEN only the shifted
+    # rows can)
     t = (t0 + rows)[:, :, None]  # [S, R, 1]
     inside = None if EVEN else (t >= 0) & (t < T) & dmask[None, None, :]
     zero = None if EVEN else 0.0
-    fr = tl.load(F + roff, mask=inside, other=zero)
-    c = tl.load(C + roff, mask=inside, other=zero)
-    do = tl.load(DO + roff, mask=inside, other=zero)
-    fr_next = tl.load(F + D + roff, mask=(t >= -1) & (t + 1 < T) & dmask[None, None, :], other=0.0)
-    h_prev = tl.load(H - D + roff, mask=(t >= 1) & (t < T) & dmask[None, None, :], other=0.0)
+    off = t0 * D
+    fr = tl.load((F + off) + roff, mask=inside, other=zero)
+    c = tl.load((C + off) + roff, mask=inside, other=zero)
+    do = tl.load((DO + off) + roff, mask=inside, other=zero)
+    fr_next = tl.load((F + (off + D)) + roff, mask=(t >= -1) & (t + 1 < T) & dmask[None, None, :], other=0.0)
+    h_prev = tl.load((H + (off - D)) + roff, mask=(t >= 1) & (t < T) & dmask[None, None, :], other=0.0)
     return fr, c, do, fr_next, h_prev
+
+
+@triton.jit
+def _before(t0, EVEN: tl.constexpr):
+    # the step of a backward prefetch K tiles before the current one (t0 = current - K CT): when EVEN, step
+    # 0's tile again once past the start (in bounds, never used); else t0, whose rows the masks drop
+    if EVEN:
+        return tl.maximum(t0, 0)
+    return t0
 
 
 @triton.jit(do_not_specialize=["Z"])
@@ -328,6 +345,7 @@ def _bwd_tiled_kernel(
     BD: tl.constexpr,
     VEC: tl.constexpr,
     S: tl.constexpr,
+    AHEAD: tl.constexpr,
     EVEN: tl.constexpr,
     HAS_DFINAL: tl.constexpr,
     HAS_H0: tl.constexpr,
@@ -343,15 +361,14 @@ def _bwd_tiled_kernel(
     rows, soff, roff = _steps(CT, S, D, True)  # [S, R], [S, 1, 1], [1, R, 1]
     base = b.to(tl.int64) * T * D
     n_tiles = tl.cdiv(T, CT)
-    last = (n_tiles - 1) * CT * D
     c3 = soff + cols[None, None, :]  # [S, 1, BD]
-    # [S, 1, BD] pointers to the last tile's segments' first rows (tiles are walked backwards)
-    fp = F + base + last + c3
-    cp = C + base + last + c3
-    hp = H + base + last + c3
-    dop = DO + base + last + c3
-    dfp = DF + base + last + c3
-    dcp = DC + base + last + c3
+    # [S, 1, BD] pointers to the segments' first rows at step 0 (tiles are walked backwards)
+    fp = F + base + c3
+    cp = C + base + c3
+    hp = H + base + c3
+    dop = DO + base + c3
+    dfp = DF + base + c3
+    dcp = DC + base + c3
     lb = 0.0
     lb_row = 0.0
     if HAS_LB:
@@ -366,28 +383,26 @@ def _bwd_tiled_kernel(
     else:
         carry = tl.zeros([BD], dtype=tl.float32)
     dlb = tl.zeros([S, BD], dtype=tl.float32)  # the lower bound's gradient, summed over each tile's segments
-    # with one segment, the tile before in time loads while this one is solved (when EVEN, before step 0
-    # this one again); segments hide the latency with warps instead (the registers of both do not fit)
-    nx = _bwd_loads(fp, cp, dop, hp, (n_tiles - 1) * CT, rows, roff, dmask, T, D, EVEN)
+    # the AHEAD tiles before in time load while this one is solved
+    t_last = (n_tiles - 1) * CT
+    if AHEAD > 0:
+        n1 = _bwd_loads(fp, cp, dop, hp, t_last, T, rows, roff, dmask, D, EVEN)
+    if AHEAD > 1:
+        n2 = _bwd_loads(fp, cp, dop, hp, _before(t_last - CT, EVEN), T, rows, roff, dmask, D, EVEN)
     for k in range(0, n_tiles):
-        t0 = (n_tiles - 1 - k) * CT
+        t0 = t_last - k * CT
         t = t0 + rows  # [S, R]
         t3 = t[:, :, None]
         tmask = t < T
-        if S == 1:
-            fr, c, do, fr_next, h_prev = nx
-            back = CT * D if not EVEN else tl.where(t0 >= CT, CT * D, 0)
-            fp -= back
-            cp -= back
-            dop -= back
-            hp -= back
-            nx = _bwd_loads(fp, cp, dop, hp, t0 - back // D, rows, roff, dmask, T, D, EVEN)
+        if AHEAD == 0:
+            fr, c, do, fr_next, h_prev = _bwd_loads(fp, cp, dop, hp, t0, T, rows, roff, dmask, D, EVEN)
+        elif AHEAD == 1:
+            fr, c, do, fr_next, h_prev = n1
+            n1 = _bwd_loads(fp, cp, dop, hp, _before(t0 - CT, EVEN), T, rows, roff, dmask, D, EVEN)
         else:
-            fr, c, do, fr_next, h_prev = _bwd_loads(fp, cp, dop, hp, t0, rows, roff, dmask, T, D, EVEN)
-            fp -= CT * D
-            cp -= CT * D
-            dop -= CT * D
-            hp -= CT * D
+            fr, c, do, fr_next, h_prev = n1
+            n1 = n2
+            n2 = _bwd_loads(fp, cp, dop, hp, _before(t0 - 2 * CT, EVEN), T, rows, roff, dmask, D, EVEN)
         fr, c, do = fr.to(tl.float32), c.to(tl.float32), do.to(tl.float32)
         h_prev = h_prev.to(tl.float32)
         if HAS_H0:
@@ -422,10 +437,8 @@ def _bwd_tiled_kernel(
             else:
                 dlb += tl.sum(tl.where(t3 < T, df * (1.0 - sig), 0.0), axis=1)
         smask = None if EVEN else (t3 < T) & dmask[None, None, :]
-        tl.store(dfp + roff, dfr.to(DF.dtype.element_ty), mask=smask)
-        tl.store(dcp + roff, dc.to(DC.dtype.element_ty), mask=smask)
-        dfp -= CT * D
-        dcp -= CT * D
+        tl.store((dfp + t0 * D) + roff, dfr.to(DF.dtype.element_ty), mask=smask)
+        tl.store((dcp + t0 * D) + roff, dc.to(DC.dtype.element_ty), mask=smask)
     # dh0 = a_0 dh_0
     fr0 = tl.load(F + base + cols, mask=dmask, other=0.0).to(tl.float32)
     sig0 = _sigmoid(fr0, FAST)
@@ -449,15 +462,22 @@ def _even(T: int, D: int, ct: int, bd: int) -> bool:
     return T > 0 and T % ct == 0 and D % bd == 0
 
 
-def _tile_args(x: torch.Tensor, config: tuple[int, ...]) -> dict[str, Any]:
-    """Both kernels' layout arguments for a `[B, T, D]` x and a tile (CT, BD, num_warps, V[, S]; V=0: one
-    column per thread, see `_strip`; S: segments of the tile's steps on different warps, see `_steps`)."""
-    _, T, D = x.shape
-    ct, bd, warps, v, *rest = config
+def tile_constexprs(config: Tile, backward: bool) -> dict[str, int]:
+    """A tile's layout constants as the kernels take them: (CT, BD, num_warps, V[, S[, A]]) -> CT, BD, VEC
+    (`_strip`), S (`_steps`) and AHEAD, the tiles loaded ahead (A; by default 1, except 0 for a backward
+    of several segments, whose registers do not hold both)."""
+    ct, bd, _, v, *rest = config
     s = rest[0] if rest else 1
+    ahead = rest[1] if len(rest) > 1 else (0 if backward and s > 1 else 1)
+    return dict(CT=ct, BD=bd, VEC=1 if v == 0 else 0 if v == 1 else v, S=s, AHEAD=ahead)
+
+
+def _tile_args(x: torch.Tensor, config: Tile, backward: bool) -> dict[str, Any]:
+    """Both kernels' launch arguments for a `[B, T, D]` x and a tile (see `tile_constexprs`)."""
+    _, T, D = x.shape
     return dict(
-        Z=0, D=D, CT=ct, BD=bd, VEC=1 if v == 0 else 0 if v == 1 else v, S=s, EVEN=_even(T, D, ct, bd),
-        FAST=inline_asm(x) and FAST_SIGMOID, num_warps=warps,
+        Z=0, D=D, EVEN=_even(T, D, config[0], config[1]), FAST=inline_asm(x) and FAST_SIGMOID,
+        num_warps=config[2], **tile_constexprs(config, backward),
     )  # fmt: skip
 
 
@@ -493,7 +513,7 @@ def mlgru_fwd_tiled(
         final,
         T,
         HAS_H0=initial_state is not None,
-        **_tile_args(f_raw, config),
+        **_tile_args(f_raw, config, False),
         **_flags(lower_bound, reset, mask),
     )
     return h, final
@@ -535,7 +555,7 @@ def mlgru_bwd_tiled(
         T,
         HAS_DFINAL=dfinal is not None,
         HAS_H0=initial_state is not None,
-        **_tile_args(f_raw, config),
+        **_tile_args(f_raw, config, True),
         **_flags(lower_bound, reset, mask),
     )
     return df, dc, (dlb.sum(0) if dlb is not None else None), dh0
