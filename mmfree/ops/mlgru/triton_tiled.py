@@ -29,7 +29,7 @@ import triton.language as tl
 # instructions per element forward and 178 backward with triton 3.6, bound by instruction issue); 0 one
 # column, 2 two adjacent columns per thread, the scan inside the thread. S segments put a tile's steps on S
 # warps at once (S times the warps in flight for the same strips), at one exchange through shared memory
-# per tile. The fastest of `benchmarks/kernels.py --sweep --fast-sigmoid --sweep-shapes
+# per tile. The fastest of `benchmarks/kernels.py --sweep --sweep-fast-only --sweep-shapes
 # 8x1024,32x1024,8x2048,16x2048` on an H200 (T=2048, bf16; 2026-11-29, BENCHMARKS.md), as a share of the
 # copy bandwidth (forward, backward): 370M at batch 8 0.55x, 0.52x; 1.3B at batch 8 0.74x, 0.59x; 370M at
 # batch 32 and 1.3B at batch 16 0.82x, 0.71x (session 7's V = 1 tables: 0.50x, 0.37x at 370M batch 32).
@@ -73,12 +73,12 @@ def parse_tiles(spec: str) -> tuple[Tile, Tile]:
 
 
 def fwd_config(B: int, D: int) -> Tile:
-    """The forward tile (CT, BD, num_warps, V[, S]) of a `[B, T, D]` call."""
+    """The forward tile (CT, BD, num_warps, V[, S[, A]]) of a `[B, T, D]` call."""
     return FWD_CONFIG or _from_table(FWD_TILES, B, D)
 
 
 def bwd_config(B: int, D: int) -> Tile:
-    """The backward tile (CT, BD, num_warps, V[, S]) of a `[B, T, D]` call."""
+    """The backward tile (CT, BD, num_warps, V[, S[, A]]) of a `[B, T, D]` call."""
     return BWD_CONFIG or _from_table(BWD_TILES, B, D)
 
 
@@ -118,7 +118,7 @@ def _sigmoid(x, FAST: tl.constexpr):
 
 @triton.jit
 def _tile_gates(fr, c, lb, keep, m, HAS_LB: tl.constexpr, FAST: tl.constexpr):
-    # fp32 [CT, BD] pre-activations -> (a, i, sig_f, f, silu_c, sig_c); keep, m broadcast [CT, 1] or scalars
+    # fp32 [S, R, BD] pre-activations -> (a, i, sig_f, f, silu_c, sig_c); keep, m broadcast [S, R, 1] or scalars
     sig = _sigmoid(fr, FAST)
     if HAS_LB:
         f = lb + (1.0 - lb) * sig

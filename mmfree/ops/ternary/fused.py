@@ -209,9 +209,10 @@ def _glu_in_kernel(
                 )
             p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+    g = tl.load(G)
     _glu_out(
-        _y(acc_a, qsum, tl.load(G), s, X, PATH),
-        _y(acc_b, qsum, tl.load(G), s, X, PATH),
+        _y(acc_a, qsum, g, s, X, PATH),
+        _y(acc_b, qsum, g, s, X, PATH),
         U,
         X,
         rows,
