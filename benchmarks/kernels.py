@@ -243,10 +243,10 @@ def sweep_mlgru(
 ) -> None:
     """Tiled MLGRU kernels alone (no autograd) at each tile config, at each (B, D) of `shapes`, T=2048.
 
-    Each config runs with the plain sigmoid and with `FAST_SIGMOID` (only the latter if `fast_only`). Its h, df and dc are checked against the
-    default tiles' (max error / max value < 1e-2); the fastest matching config per batch is printed (the
-    tables `FWD_TILES` / `BWD_TILES` are chosen from these), and the fastest summed over the shapes is
-    written to `save`.
+    Each config runs with the plain sigmoid and with `FAST_SIGMOID` (only the latter if `fast_only`). Its h,
+    df and dc are checked against the default tiles' (max error / max value < 1e-2); the fastest matching
+    config per batch is printed (the tables `FWD_TILES` / `BWD_TILES` are chosen from these), and the
+    fastest summed over the shapes is written to `save`.
     """
     from mmfree.ops.mlgru import triton_tiled as tt
 
