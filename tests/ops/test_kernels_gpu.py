@@ -69,13 +69,16 @@ def test_mlgru_bf16(T, D, form):
         ((32, 32, 1, 0), (32, 64, 2, 0)),
         ((128, 32, 4, 0, 4), (64, 32, 2, 0, 2)),
         ((128, 64, 4, 2, 4), (128, 32, 4, 0, 4)),
+        ((128, 32, 8, 0, 8, 2), (64, 32, 4, 0, 4, 2)),  # tiles loaded ahead: two, as the tables' batch-8 rows
+        ((128, 64, 4, 2, 4, 0), (32, 128, 4, 2, 2, 1)),  # none; one for a segmented backward
     ],
 )
 @pytest.mark.parametrize("fast", [True, False])
 def test_mlgru_tiled_layouts_bf16(T, D, tiles, fast, monkeypatch):
-    """The tiled kernels in both column layouts (V=1 vectorized rows, V=0 one column per thread, alone and
-    with a tile's steps in segments on several warps), with the MUFU sigmoid (`FAST_SIGMOID`) and without it, against the reference at B=32 (whole tiles at T=2048, masks
-    at T=100)."""
+    """The tiled kernels in their column layouts (V=1 vectorized rows, V=0 one column per thread, V=2 two;
+    alone and with a tile's steps in segments on several warps; 0-2 tiles loaded ahead), with the MUFU sigmoid
+    (`FAST_SIGMOID`) and without it, against the reference at B=32 (whole tiles at T=2048, masks at
+    T=100)."""
     from mmfree.ops.mlgru import mlgru_gated_naive
     from mmfree.ops.mlgru import triton_tiled as tt
 

@@ -29,22 +29,21 @@ import triton.language as tl
 # instructions per element forward and 178 backward with triton 3.6, bound by instruction issue); 0 one
 # column, 2 two adjacent columns per thread, the scan inside the thread. S segments put a tile's steps on S
 # warps at once (S times the warps in flight for the same strips), at one exchange through shared memory
-# per tile. The fastest of `benchmarks/kernels.py --sweep --sweep-fast-only --sweep-shapes
-# 8x1024,32x1024,8x2048,16x2048` on an H200 (T=2048, bf16; 2026-11-29, BENCHMARKS.md), as a share of the
-# copy bandwidth (forward, backward): 370M at batch 8 0.55x, 0.52x; 1.3B at batch 8 0.74x, 0.59x; 370M at
-# batch 32 and 1.3B at batch 16 0.82x, 0.71x (session 7's V = 1 tables: 0.50x, 0.37x at 370M batch 32).
-# A, the tiles loaded ahead (`tile_constexprs`), is an untimed sixth field: at batch 8 a strip's 16 tiles
-# run one after another, each waiting on its loads, so more in flight may lift the 0.52-0.55x there.
+# per tile. A is the tiles whose loads are in flight ahead of the one being scanned (`tile_constexprs`). The
+# fastest of `benchmarks/kernels.py --sweep --sweep-fast-only --sweep-shapes 8x1024,32x1024,8x2048,16x2048` on
+# an H200 (T=2048, bf16; 2026-11-29 session 9, BENCHMARKS.md), as a share of the copy bandwidth (forward,
+# backward): 370M at batch 8 0.56x, 0.55x; 1.3B at batch 8 0.73x, 0.62x; 370M at batch 32 0.77x, 0.83x; 1.3B
+# at batch 16 0.78x, 0.84x. At batch 8 a strip's 16 tiles run one after another on too few warps to hide
+# the loads' latency (256 strips of 32 columns for 132 SMs).
 Tile = tuple[int, ...]  # (CT, BD, num_warps, V[, S[, A]])
 FWD_TILES: tuple[tuple[int, Tile], ...] = (
     (256, (128, 32, 8, 0, 8)),  # 370M at batch 8
-    (512, (128, 64, 4, 2, 4)),  # 1.3B at batch 8
-    (2**62, (64, 64, 4, 2, 4)),  # 370M at 32, 1.3B at 16
+    (2**62, (128, 64, 4, 2, 4)),  # 1.3B at batch 8, 370M at 32, 1.3B at 16
 )
 BWD_TILES: tuple[tuple[int, Tile], ...] = (
-    (256, (128, 32, 8, 0, 8)),
-    (512, (64, 32, 4, 0, 4)),
-    (2**62, (32, 128, 4, 2, 2)),
+    (256, (64, 32, 4, 0, 4, 2)),
+    (512, (64, 64, 4, 2, 4)),
+    (2**62, (32, 128, 4, 2, 2, 1)),
 )
 # the gates' sigmoids as two bare MUFU instructions on CUDA (`_sigmoid`): 4 instructions instead of about
 # 11; the fastest tiles of the sweep all use it (the backward 1.5-4x faster: without it, registers spill)
