@@ -12,7 +12,12 @@ the whole step (every layer, embedding to logits) captured the same way; that ro
 
     python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
+    python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
+
+Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the
+quantization launches, so the step is its GEMVs alone, reading stale codes; "nogemv" skips the GEMVs, so the
+step is its quantization kernels alone. Each bounds what removing the other kind of launch could give.
 """
 
 from __future__ import annotations
@@ -135,12 +140,55 @@ def kernel_calls(step: FusedDecodeStep) -> list[tuple[str, Callable[[], None], i
     return calls
 
 
+PROBE_KERNELS = {"noquant": ("_quant_kernel",), "nogemv": ("_mlgru_in_kernel", "_bitlinear_kernel", "_glu_in_kernel")}
+
+
+class _Skipped:
+    """A stand-in for a Triton kernel whose launches do nothing (`kernel[grid](...)` returns None)."""
+
+    def __getitem__(self, grid: object) -> Callable[..., None]:
+        return lambda *args, **kwargs: None
+
+
+def with_probe(probe: str, fn: Callable[[], object]) -> Callable[[], object]:
+    """fn with the prequant kernels of a probe ("none", "noquant", "nogemv") skipped while it runs."""
+    if probe == "none":
+        return fn
+    if probe not in PROBE_KERNELS:
+        raise SystemExit(f"unknown probe {probe!r}; known: none, {', '.join(PROBE_KERNELS)}")
+    from mmfree.ops.ternary import prequant
+
+    def run() -> object:
+        saved = {k: getattr(prequant, k) for k in PROBE_KERNELS[probe]}
+        try:
+            for k in saved:
+                setattr(prequant, k, _Skipped())
+            return fn()
+        finally:
+            for k, v in saved.items():
+                setattr(prequant, k, v)
+
+    return run
+
+
 def time_step(
-    model: torch.nn.Module, preset: str, name: str, bench: Callable[[Callable[[], object]], float], bw: float
+    model: torch.nn.Module,
+    preset: str,
+    name: str,
+    bench: Callable[[Callable[[], object]], float],
+    bw: float,
+    probe: str = "none",
 ) -> list[tuple[str, str, str, float, str, str]]:
-    """Rows of one option set and tile: each kernel alone, their per-token sum and the whole step."""
+    """Rows of one option set and tile: each kernel alone, their per-token sum and the whole step (with
+    `probe`'s kernels skipped)."""
     rows: list[tuple[str, str, str, float, str, str]] = []
     step = FusedDecodeStep(model)
+    tok = torch.randint(0, model.config.vocab_size, (1,), device=step.device)  # [1]
+    states = [torch.zeros(1, step.width, device=step.device) for _ in range(len(step.layers))]  # L x [1, d']
+    step(tok, states)  # the first step allocates the workspace's code buffers, which a probe leaves unwritten
+    if probe != "none":
+        step_ms = bench(with_probe(probe, lambda: step(tok, states)))
+        return [(preset, name, "whole step", step_ms * 1e3, "-", "-")]
     n_layers = len(step.layers)
     total = 0.0
     for kname, call, nbytes in kernel_calls(step):
@@ -148,8 +196,6 @@ def time_step(
         total += ms if kname.startswith("final") else ms * n_layers
         rate = nbytes / ms / 1e6
         rows.append((preset, name, kname, ms * 1e3, f"{rate:.0f} GB/s", f"{rate / bw:.2f}x copy"))
-    tok = torch.randint(0, model.config.vocab_size, (1,), device=step.device)  # [1]
-    states = [torch.zeros(1, step.width, device=step.device) for _ in range(n_layers)]  # L x [1, d']
     step_ms = bench(lambda: step(tok, states))
     rows.append((preset, name, "sum of kernels per token", total * 1e3, "-", "-"))
     rows.append((preset, name, "whole step", step_ms * 1e3, "-", f"{step_ms / total:.2f}x sum"))
@@ -166,12 +212,13 @@ def run(args: argparse.Namespace) -> None:
     for preset in args.presets:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
-        for opt, tile in [(o, t) for o in args.options for t in args.tiles]:
+        for opt, tile, probe in [(o, t, q) for o in args.options for t in args.tiles for q in args.probes]:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
+            name += f" {probe}" if probe != "none" else ""
             try:
-                rows += time_step(model, preset, name, bench, bw)
+                rows += time_step(model, preset, name, bench, bw, probe)
             except Exception as err:  # a tile the compiler rejects (out of resources) is reported, not fatal
                 rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
         fused_ops.OPTIONS = DEFAULT_OPTIONS
@@ -196,6 +243,10 @@ def main() -> None:
     p.add_argument(
         "--tiles", type=lambda s: s.split(","), default=["default"],
         help="comma-separated batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default",
+    )  # fmt: skip
+    p.add_argument(
+        "--probes", type=lambda s: s.split(","), default=["none"],
+        help="comma-separated: none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer timing repeats")
     p.add_argument("--cpu-check", action="store_true", help="run the plumbing on CPU (TRITON_INTERPRET=1)")

@@ -85,7 +85,8 @@ part scan8_kernels 150 python3 benchmarks/kernels.py --quick --only mlgru
 part scan8_train_13b 240 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 # session 8 (untimed): the prequant GEMVs load their epilogue operands before the K loop; bits, then time
 part decode_epi_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer tests/ops/test_ternary_triton.py
-part decode_epi 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl
+part decode_epi 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl \
+  --probes none,noquant,nogemv
 part decode_epi_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 \
   --prompts 128 --contexts "" --budget 170
 # session 9: the tables from scan8_sweep's A variants as defaults: GPU tests, kernels, training vs the official code
