@@ -140,7 +140,10 @@ def kernel_calls(step: FusedDecodeStep) -> list[tuple[str, Callable[[], None], i
     return calls
 
 
-PROBE_KERNELS = {"noquant": ("_quant_kernel",), "nogemv": ("_mlgru_in_kernel", "_bitlinear_kernel", "_glu_in_kernel")}
+PROBE_KERNELS = {
+    "noquant": ("_quant_kernel",),
+    "nogemv": ("_mlgru_in_kernel", "_bitlinear_kernel", "_glu_in_kernel"),
+}
 
 
 class _Skipped:

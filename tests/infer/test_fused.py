@@ -269,8 +269,8 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
     [("official", torch.float32, 1), ("paper", torch.bfloat16, 1), ("official", torch.bfloat16, 3)],
 )
 def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) -> None:
-    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV) against
-    the model's own step and the dp4a kernels (which derive the codes in every program, summing the norms
+    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV; with
+    "late", the same bits from the epilogue operands loaded after the K loop) against the model's own step and the dp4a kernels (which derive the codes in every program, summing the norms
     in another order), at batch 1 and at batch 3 on the CUDA-core path (DOT_MIN_BATCH raised). A width
     whose packed rows are not whole words (40 -> 10 bytes) keeps the byte path without it."""
     model = _model(48, 80, gate_form, True, dtype)
@@ -286,6 +286,12 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     assert cfg.prequant and cfg.path == 1 and not cfg.single
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,late"))
+    assert fused_ops._config(B, 48, 48, words).late
+    late_logits, late_states = _step_outputs(model, tokens, states)  # the epilogue's loads after the K loop
+    assert torch.equal(late_logits, pre_logits)
+    assert all(torch.equal(a, b) for a, b in zip(late_states, pre_states))
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
     step = FusedDecodeStep(model)  # its workspace keeps the code buffers: a second step reuses them
     for _ in range(2):
         again = [s.clone() for s in states]
@@ -443,6 +449,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl,single", "1.3b", 1),
         ("dp4a,prequant,pdl", "370m", 1),
         ("dp4a,prequant,pdl", "1.3b", 1),
+        ("dp4a,prequant,pdl,late", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:

@@ -120,7 +120,8 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 # The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
 # scales, lower bound, the MLGRU state, the residual stream) before they wait for the previous kernel, and
 # the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
-# waits behind the K loop. Reading the state and the residual early is safe under programmatic dependent
+# waits behind the K loop. With LATE (the "late" option) the state, residual, scales and code sums load
+# after the K loop instead, as before session 8. Reading the state and the residual early is safe under programmatic dependent
 # launch: a kernel lets the next one launch only after its own wait, so when a GEMV starts, every kernel
 # two or more launches back has finished, and the last writer of the state (this kernel, one token back) or
 # of the residual stream (the BitLinear GEMV two GEMVs back) is at least four launches back.
@@ -128,8 +129,8 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
-    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -139,11 +140,13 @@ def _mlgru_in_kernel(
     n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
-    lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
+    if not LATE:
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
-    s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
-    s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
-    s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
+    if not LATE:
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     Kw = Kq // 4
     row = tl.program_id(1)
     acc_i = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
@@ -158,6 +161,11 @@ def _mlgru_in_kernel(
         n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     yi = _y(acc_i[None, :, :], qs_i, g_i, s_i, X, 1)  # [1, BN]
     yf = _y(acc_f[None, :, :], qs_f, g_f, s_f, X, 1)
     yg = _y(acc_g[None, :, :], qs_g, g_g, s_g, X, 1)
@@ -168,21 +176,27 @@ def _mlgru_in_kernel(
 def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
-    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
-    res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
+    if not LATE:
+        res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
     _wait_inputs(PDL)
-    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
+    if not LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
         acc = _mac_words(acc, p, Q + tl.program_id(1) * Kq, iw, Kq // 4, ASM)
         p = n
         n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     _linear_store(_y(acc[None, :, :], qs, g, s, X, 1), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
@@ -190,7 +204,7 @@ def _bitlinear_kernel(
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
-    ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -199,7 +213,8 @@ def _glu_in_kernel(
     n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     _wait_inputs(PDL)
-    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
+    if not LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
@@ -210,6 +225,8 @@ def _glu_in_kernel(
         p_a, p_b = n_a, n_b
         n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
     up = _y(acc_b[None, :, :], qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
@@ -276,7 +293,7 @@ def mlgru_input_step(
         x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         B, N, kq, state.stride(0), out.stride(0),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late,
         BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -298,7 +315,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
         x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
-        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
+        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
         **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -318,5 +335,6 @@ def glu_input_step(
     )
     _glu_in_kernel[(triton.cdiv(inter, cfg.block_n), B)](
         x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, B, inter, kq, out.stride(0),
-        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
+        ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
+        **cfg.launch_kwargs(),
     )  # fmt: skip
