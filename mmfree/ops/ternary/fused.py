@@ -271,12 +271,9 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 # H200, 2026-11-29, `benchmarks/decode_kernels.py --options dp4a+prequant+pdl --tiles ...`, whole step: 8x4
 # / 16x4 beat 32x4, 16x8, 16x2, 8x2 and 16x4x512 at 1.3B (0.59 ms) and 13B (2.12 ms); at 370M 16x4x512 was
 # 3% faster, within the run-to-run spread.
-# The fifth field: the GEMV loads its epilogue operands after the K loop ("late"), not before its wait. H200,
-# 2026-11-29 (session 9), `decode_kernels.py --options dp4a+prequant+pdl,dp4a+prequant+pdl+late`, whole
-# step: early 0.411 / late 0.453 ms at 370M; early 0.654 / late 0.562 at 1.3B; early 2.331 / late 2.020 at 13B.
-PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
-    (1024, 8, 256, 4, False),
-    (2**62, 16, 256, 4, True),
+PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
+    (1024, 8, 256, 4),
+    (2**62, 16, 256, 4),
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
@@ -303,12 +300,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-# - "early" / "late": with "prequant", every GEMV loads its epilogue operands (state, residual, activation
-#   scale and code sum) before its wait / after its K loop, instead of as PREQUANT_TILES' row says.
-# - "qnext": with "prequant", the GEMV loop loads each next tile's activation words with its weight tile,
-#   not at the top of the iteration that uses them (untimed: session 9's ncu of the 13B GEMVs found them
-#   stalled on L1TEX loads 73% of the time, the grid a quarter of a wave).
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "early", "late", "qnext"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -324,8 +316,6 @@ def parse_options(text: str) -> frozenset[str]:
         raise ValueError(
             f"unknown fused-kernel option(s) {unknown} in MMFREE_FUSED_OPTIONS; known: {sorted(KNOWN_OPTIONS)}"
         )
-    if {"early", "late"} <= names:
-        raise ValueError("fused-kernel options 'early' and 'late' exclude each other; give at most one")
     return names
 
 
@@ -346,8 +336,6 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
-    late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
-    qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
 
     @property
     def dot(self) -> bool:
@@ -404,12 +392,9 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             1,
             single=single,
             prequant=pre,
-            late=pre and "late" in OPTIONS,
-            qnext=pre and "qnext" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
-    bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
-    late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
+    bn, bq_max, warps = next(t[1:] for t in tiles if t[0] >= N)
     bq = (
         max(32, triton.next_power_of_2(kq))
         if single
@@ -417,10 +402,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    qnext = pre and "qnext" in OPTIONS
-    return _Launch(
-        path, rows, bn, bq, bk, warps, pdl=pdl, single=single, prequant=pre, late=late, qnext=qnext, asm=True
-    )
+    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre)
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
