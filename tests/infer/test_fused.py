@@ -379,7 +379,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'prequant', 'single'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'prequant', 'single', 'splitk'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
 
@@ -443,6 +443,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl,single", "1.3b", 1),
         ("dp4a,prequant,pdl", "370m", 1),
         ("dp4a,prequant,pdl", "1.3b", 1),
+        ("dp4a,prequant,pdl,splitk", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -473,3 +474,43 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)
         assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("residual", [False, True])
+def test_prequant_split_k_gives_the_same_bits(residual: bool, monkeypatch) -> None:
+    """The "splitk" option: a BitLinear GEMV whose K tiles are split over several programs (their int32 sums
+    added atomically, the last program of a block running the epilogue) gives the bits of the one-program
+    GEMV, for every split up to one tile per program, with a partial last block and a partial last tile; it
+    leaves its sums and counters at zero, so a second call on the same scratch gives the same bits."""
+    from mmfree.ops.ternary import prequant
+    from mmfree.ops.ternary.naive import pack_2bit
+
+    gen = torch.Generator().manual_seed(3)
+    B, K, N = 3, 208, 70  # 52 packed bytes per row: 4 tiles of 16 in the interpreter, the last partial
+    codes = torch.randint(-1, 2, (N, K), generator=gen).to(torch.int8)  # [N, K]
+    proj = fused_ops.TernaryProj(
+        pack_2bit(codes), torch.rand(K, generator=gen) + 0.5, 1e-6, torch.tensor(0.7)
+    )
+    x = torch.randn(B, K, generator=gen)  # [B, K]
+    start = torch.randn(B, N, generator=gen)  # [B, N]: the residual stream, or ignored
+
+    def run(opts: str, scratch: dict[str, torch.Tensor] | None) -> torch.Tensor:
+        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(opts))
+        out = start.clone()
+        fused_ops.bitlinear_step(x, proj, out, residual=residual, scratch=scratch)
+        return out
+
+    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 4)  # 3 rows on the CUDA-core path
+    base = run("dp4a,prequant", None)
+    assert not torch.equal(base, start)
+    blocks = (N + 63) // 64  # the interpreter's 64-row blocks
+    for split in (2, 3, 4, 6):  # 6 > 4 tiles: capped at one tile per program
+        monkeypatch.setattr(prequant, "SPLITK_PROGRAMS", blocks * B * split)
+        assert prequant.split_k(blocks * B, 4, torch.device("cpu")) == min(split, 4)
+        scratch: dict[str, torch.Tensor] = {}
+        for _ in range(2):
+            assert torch.equal(run("dp4a,prequant,splitk", scratch), base), split
+        sums = [t for k, t in scratch.items() if k.startswith("splitk_")]
+        assert len(sums) == 2 and all(int(t.abs().sum()) == 0 for t in sums)

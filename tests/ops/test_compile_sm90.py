@@ -77,6 +77,9 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
+out.append(ptx(pq._bitlinear_split_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF, "ACC": "*i32",
+               "CNT": "*i32"}, {**gemv, "RESIDUAL": True, "SPLIT": 3}, 4))
+assert "atom.global" in out[-1] or "red.global" in out[-1]
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))

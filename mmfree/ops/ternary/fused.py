@@ -291,7 +291,11 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant"})
+# - "splitk" (with "prequant"; untimed): a BitLinear GEMV whose grid is under 4 programs per SM splits its K
+#   tiles over up to that many programs, which add their exact int32 sums atomically; the last of each block
+#   runs the epilogue (`prequant._bitlinear_split_kernel`). Session 9's ncu of the 13B o_proj and down_proj
+#   GEMVs: 320 programs, DRAM at 13-14%, 73-81% of the time waiting on loads.
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -327,6 +331,7 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
+    splitk: bool = False  # prequant BitLinear GEMVs split K over more programs ("splitk" option)
 
     @property
     def dot(self) -> bool:
@@ -383,6 +388,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             1,
             single=single,
             prequant=pre,
+            splitk=pre and "splitk" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps = next(t[1:] for t in tiles if t[0] >= N)
@@ -393,7 +399,10 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    return _Launch(path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre)
+    splitk = pre and "splitk" in OPTIONS
+    return _Launch(
+        path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, splitk=splitk
+    )
 
 
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
