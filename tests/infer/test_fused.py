@@ -484,7 +484,7 @@ def test_prequant_split_k_gives_the_same_bits(residual: bool, monkeypatch) -> No
     added atomically, the last program of a block running the epilogue) gives the bits of the one-program
     GEMV, for every split up to one tile per program, with a partial last block and a partial last tile; it
     leaves its sums and counters at zero, so a second call on the same scratch gives the same bits."""
-    from mmfree.ops.ternary import prequant
+    from mmfree.ops.ternary import splitk
     from mmfree.ops.ternary.naive import pack_2bit
 
     gen = torch.Generator().manual_seed(3)
@@ -507,10 +507,54 @@ def test_prequant_split_k_gives_the_same_bits(residual: bool, monkeypatch) -> No
     assert not torch.equal(base, start)
     blocks = (N + 63) // 64  # the interpreter's 64-row blocks
     for split in (2, 3, 4, 6):  # 6 > 4 tiles: capped at one tile per program
-        monkeypatch.setattr(prequant, "SPLITK_PROGRAMS", blocks * B * split)
-        assert prequant.split_k(blocks * B, 4, torch.device("cpu")) == min(split, 4)
+        monkeypatch.setattr(splitk, "SPLITK_PROGRAMS", blocks * B * split)
+        assert splitk.split_k(blocks * B, 4, torch.device("cpu")) == min(split, 4)
         scratch: dict[str, torch.Tensor] = {}
         for _ in range(2):
             assert torch.equal(run("dp4a,prequant,splitk", scratch), base), split
         sums = [t for k, t in scratch.items() if k.startswith("splitk_")]
         assert len(sums) == 2 and all(int(t.abs().sum()) == 0 for t in sums)
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("gate_form", ["official", "paper"])
+def test_prequant_split_k_step(gate_form: str, monkeypatch) -> None:
+    """A whole decode step with every GEMV split to one K tile per program (MLGRU input, output gate +
+    o_proj, GLU input, down_proj, head): the logits and states of the unsplit prequant step, bit for bit."""
+    from mmfree.ops.ternary import splitk
+
+    model = _model(80, 208, gate_form, True, torch.float32)  # 2 and 4 K tiles of 16 bytes
+    tokens = torch.randint(0, model.config.vocab_size, (1,))
+    states = [torch.randn(1, 80) for _ in range(2)]  # L x [1, d']
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
+    base_logits, base_states = _step_outputs(model, tokens, states)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,splitk"))
+    monkeypatch.setattr(splitk, "SPLITK_PROGRAMS", 10**6)
+    launches = []
+    for name in ("_mlgru_in_split_kernel", "_bitlinear_split_kernel", "_glu_in_split_kernel"):
+        kernel = getattr(splitk, name)
+        monkeypatch.setattr(splitk, name, _Recorder(kernel, name, launches))
+    logits, new_states = _step_outputs(model, tokens, states)
+    assert {name for name, _ in launches} == {
+        "_mlgru_in_split_kernel",
+        "_bitlinear_split_kernel",
+        "_glu_in_split_kernel",
+    }
+    assert max(split for _, split in launches) == 4
+    assert torch.equal(logits, base_logits)
+    assert all(torch.equal(a, b) for a, b in zip(new_states, base_states))
+
+
+class _Recorder:
+    """A Triton kernel stand-in that records each launch's name and SPLIT, then launches the kernel."""
+
+    def __init__(self, kernel, name: str, launches: list) -> None:
+        self.kernel, self.name, self.launches = kernel, name, launches
+
+    def __getitem__(self, grid):
+        def launch(*args, **kwargs):
+            self.launches.append((self.name, kwargs["SPLIT"]))
+            return self.kernel[grid](*args, **kwargs)
+
+        return launch

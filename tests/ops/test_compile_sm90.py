@@ -30,6 +30,7 @@ from mmfree.ops.glu.triton import _swiglu_bwd_kernel, _swiglu_fwd_kernel
 from mmfree.ops.mlgru import triton_tiled as tt
 from mmfree.ops.quant.triton import _ternarize_kernel
 from mmfree.ops.ternary import prequant as pq
+from mmfree.ops.ternary import splitk as sk
 
 
 def ptx(kernel, ptrs, consts, warps):
@@ -77,9 +78,15 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
-out.append(ptx(pq._bitlinear_split_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF, "ACC": "*i32",
-               "CNT": "*i32"}, {**gemv, "RESIDUAL": True, "SPLIT": 3}, 4))
-assert "atom.global" in out[-1] or "red.global" in out[-1]
+split = {"ACC": "*i32", "CNT": "*i32"}
+out.append(ptx(sk._bitlinear_split_kernel, {**words, **split, "P": "*i32", "G": "*fp32", "Y": BF},
+               {**gemv, "RESIDUAL": True, "SPLIT": 3}, 4))
+out.append(ptx(sk._mlgru_in_split_kernel, {**words, **split, "PI": "*i32", "PF": "*i32", "PG": "*i32",
+               "GI": "*fp32", "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
+               {**gemv, "HAS_LB": True, "OFFICIAL": True, "SPLIT": 2}, 4))
+out.append(ptx(sk._glu_in_split_kernel, {**words, **split, "P": "*i32", "G": "*fp32", "U": BF},
+               {**gemv, "SPLIT": 2}, 4))
+assert all("atom.global.gpu.acq_rel.add" in p for p in out[-3:])
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))

@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.backend import log_once
-from mmfree.ops.ternary import prequant
+from mmfree.ops.ternary import prequant, splitk
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
@@ -291,10 +291,10 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-# - "splitk" (with "prequant"; untimed): a BitLinear GEMV whose grid is under 4 programs per SM splits its K
-#   tiles over up to that many programs, which add their exact int32 sums atomically; the last of each block
-#   runs the epilogue (`prequant._bitlinear_split_kernel`). Session 9's ncu of the 13B o_proj and down_proj
-#   GEMVs: 320 programs, DRAM at 13-14%, 73-81% of the time waiting on loads.
+# - "splitk" (with "prequant"; untimed): a GEMV whose grid is under 4 programs per SM splits its K tiles over
+#   more programs, which add their exact int32 sums atomically; the last of each block runs the epilogue
+#   (`splitk.py`; the same bits). Session 9's ncu of the 13B GEMVs: 320 programs for three of the four, DRAM
+#   at 13-27%, 54-81% of the time waiting on loads.
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
@@ -331,7 +331,7 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
-    splitk: bool = False  # prequant BitLinear GEMVs split K over more programs ("splitk" option)
+    splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
 
     @property
     def dot(self) -> bool:
@@ -480,7 +480,7 @@ def mlgru_input_step(
         return
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
     if cfg.prequant:
-        prequant.mlgru_input_step(
+        (splitk if cfg.splitk else prequant).mlgru_input_step(
             x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
         )
         return
@@ -538,7 +538,9 @@ def bitlinear_step(
         return
     cfg = _config(B, N, K, (proj.packed,))
     if cfg.prequant:
-        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
+        (splitk if cfg.splitk else prequant).bitlinear_step(
+            x, h, w1, eps1, mode, proj, out, residual, cfg, scratch
+        )
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
@@ -578,7 +580,7 @@ def glu_input_step(
     inter = N2 // 2
     cfg = _config(B, inter, D, (gate_proj.packed,))
     if cfg.prequant:
-        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
+        (splitk if cfg.splitk else prequant).glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
         return
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](

@@ -172,60 +172,6 @@ def _bitlinear_kernel(
 
 
 @triton.jit
-def _part_tile(P, rn, nmask, i0, hi, Kq, BLOCK_Q: tl.constexpr):
-    # `_tile`'s `[BN, BQ / 4]` weight words from byte i0 on, 0 from byte hi on (the end of a K part)
-    iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-    return tl.load(
-        P + rn[:, None] * (Kq // 4) + iw[None, :], mask=nmask[:, None] & (iw[None, :] < hi // 4), other=0
-    )
-
-
-@triton.jit
-def _bitlinear_split_kernel(
-    X, P, Q, S, QS, G, Y, ACC, CNT,
-    B, N, Kq, stride_y,
-    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
-):  # fmt: skip
-    # `_bitlinear_kernel` with K split in SPLIT parts of whole tiles: program (block, row SPLIT + part) adds
-    # its part's exact int32 sums `[BN]` into ACC `[B, N]` and counts itself in CNT `[B, blocks]`; the last of
-    # a block's SPLIT programs takes the sums (leaving ACC and CNT at 0 for the next call) and runs the
-    # epilogue. More programs, so more weight bytes in flight per SM, for the calls whose grid is a fraction
-    # of a wave.
-    row = tl.program_id(1) // SPLIT
-    part = tl.program_id(1) % SPLIT
-    rows = row + tl.zeros([1], dtype=tl.int32)
-    rmask = rows < B
-    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    nmask = rn < N
-    per = tl.cdiv(tl.cdiv(Kq, BLOCK_Q), SPLIT) * BLOCK_Q  # bytes of a part
-    lo = part * per
-    hi = tl.minimum(Kq, lo + per)
-    p = _part_tile(P, rn, nmask, lo, hi, Kq, BLOCK_Q)
-    n = _part_tile(P, rn, nmask, lo + BLOCK_Q, hi, Kq, BLOCK_Q)
-    _wait_inputs(PDL)
-    acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
-    for i0 in range(lo, hi, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc = _mac_words(acc, p, Q + row * Kq, iw, Kq // 4, ASM)
-        p = n
-        n = _part_tile(P, rn, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
-    sums = ACC + row * N + rn  # [BN] pointers
-    tl.atomic_add(sums, tl.sum(acc, axis=1), mask=nmask)
-    tl.debug_barrier()  # every thread's sums land before the count says so
-    count = CNT + row * tl.num_programs(0) + tl.program_id(0)
-    if tl.atomic_add(count, 1) == SPLIT - 1:
-        total = tl.atomic_xchg(sums, tl.zeros([BLOCK_N], dtype=tl.int32), mask=nmask)  # [BN]
-        tl.atomic_xchg(count, 0)
-        sc = tl.load(S + rows, mask=rmask, other=1.0)
-        qs = tl.load(QS + rows, mask=rmask, other=0)
-        y = _y(
-            total[None, :] - qs[:, None], qs, G, sc, X, 2
-        )  # [1, BN]: the sums as the tensor-core path has them
-        _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
-
-
-@triton.jit
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
@@ -318,22 +264,6 @@ def mlgru_input_step(
     )  # fmt: skip
 
 
-# The programs a split-K launch ("splitk" option) aims for: None = 4 per SM of the device (the interpreter: 4 x
-# 132); a split never exceeds the call's tile count.
-SPLITK_PROGRAMS: int | None = None
-
-
-def split_k(programs: int, tiles: int, device: torch.device) -> int:
-    """The K parts of a `_bitlinear_split_kernel` launch of `programs` (blocks x rows) over `tiles` K tiles:
-    enough to bring the grid to SPLITK_PROGRAMS or more (H200 at batch 1: 2 for the 13B o_proj and down_proj,
-    2 and 5 at 1.3B), 1 when it is there already."""
-    target = SPLITK_PROGRAMS
-    if target is None:
-        sms = torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 132
-        target = 4 * sms
-    return max(1, min(tiles, -(-target // max(programs, 1))))
-
-
 def bitlinear_step(
     x: torch.Tensor,
     h: torch.Tensor,
@@ -349,24 +279,7 @@ def bitlinear_step(
     """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches."""
     B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
-    blocks = triton.cdiv(N, cfg.block_n)
-    split = split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device) if cfg.splitk else 1
-    if split > 1:
-        key = f"splitk_{B}x{N}x{blocks}"
-        if scratch is not None and key + "_acc" in scratch:
-            acc, cnt = scratch[key + "_acc"], scratch[key + "_cnt"]
-        else:  # zero once: each call's last programs leave them at zero
-            acc = torch.zeros((B, N), dtype=torch.int32, device=x.device)  # [B, N]
-            cnt = torch.zeros((B, blocks), dtype=torch.int32, device=x.device)  # [B, blocks]
-            if scratch is not None:
-                scratch[key + "_acc"], scratch[key + "_cnt"] = acc, cnt
-        _bitlinear_split_kernel[(blocks, B * split)](
-            x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, acc, cnt, B, N, kq, out.stride(0),
-            RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, SPLIT=split, BLOCK_N=cfg.block_n,
-            BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
-        )  # fmt: skip
-        return
-    _bitlinear_kernel[(blocks, B)](
+    _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
         x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
         RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
         **cfg.launch_kwargs(),
