@@ -25,8 +25,9 @@ fi
 #   PARTS="scan7_tests scan8_sweep"                    GPU tests of every layout, then the sweep at 4 shapes
 #   FAST=1 PARTS="scan8_sweep scan8_train_370m"        the sweep (MUFU sigmoid only), training with its best
 #   PARTS="scan8_gpu_tests scan8_kernels scan8_train_370m scan8_train_13b"   the new tables as defaults
-# Next: FAST=1 PARTS="scan7_tests scan8_sweep" (the GPU tests of the restructured loads, then the sweep with
-# 0-2 tiles loaded ahead), PARTS="decode_epi_tests decode_epi decode_epi_targets", then PARTS=decode_ncu
+# Session 9 ran FAST=1 PARTS="scan7_tests scan8_sweep", then scan9_*, decode_epi*, late_*, decode_ncu, qnext_*.
+# Next (session 10): PARTS="splitk_tests splitk_ab scan_ncu" (the split-K GEMVs' GPU tests and timing; Nsight
+# Compute on the scan at B=8, where it misses 70% of copy), then `decode.py` targets with the faster options.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
