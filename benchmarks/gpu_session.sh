@@ -110,7 +110,7 @@ part qnext_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --ba
   --models packed,fused+dp4a+prequant+pdl+qnext,fake,llama --budget 170
 part qnext_gpu_tests 240 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
 # next (session 10): the split-K BitLinear GEMV (option "splitk", untimed) tested, then timed against the default
-part splitk_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py
+part splitk_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py  # ~11 s a test
 part splitk_ab 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a+prequant+pdl,dp4a+prequant+pdl+splitk
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
