@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.backend import log_once
-from mmfree.ops.ternary import prequant, splitk
+from mmfree.ops.ternary import prequant
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
@@ -372,6 +372,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
     pre = path == 1 and "prequant" in OPTIONS
+    split = pre and "splitk" in OPTIONS
     single = (
         B == 1
         and not pre
@@ -388,7 +389,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             1,
             single=single,
             prequant=pre,
-            splitk=pre and "splitk" in OPTIONS,
+            splitk=split,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps = next(t[1:] for t in tiles if t[0] >= N)
@@ -399,9 +400,8 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
-    splitk = pre and "splitk" in OPTIONS
     return _Launch(
-        path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, splitk=splitk
+        path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, splitk=split
     )
 
 
@@ -480,7 +480,7 @@ def mlgru_input_step(
         return
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
     if cfg.prequant:
-        (splitk if cfg.splitk else prequant).mlgru_input_step(
+        prequant.mlgru_input_step(
             x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
         )
         return
@@ -538,9 +538,7 @@ def bitlinear_step(
         return
     cfg = _config(B, N, K, (proj.packed,))
     if cfg.prequant:
-        (splitk if cfg.splitk else prequant).bitlinear_step(
-            x, h, w1, eps1, mode, proj, out, residual, cfg, scratch
-        )
+        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
     _bitlinear_kernel[grid](
@@ -580,7 +578,7 @@ def glu_input_step(
     inter = N2 // 2
     cfg = _config(B, inter, D, (gate_proj.packed,))
     if cfg.prequant:
-        (splitk if cfg.splitk else prequant).glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
+        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
         return
     grid = (triton.cdiv(inter, cfg.block_n), triton.cdiv(B, cfg.rows))
     _glu_in_kernel[grid](

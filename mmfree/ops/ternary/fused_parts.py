@@ -360,6 +360,17 @@ def _mac(acc, p, q, J: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
+def _mac_words(acc, p, QW, iw, Kw, ASM: tl.constexpr):
+    # acc `[BN, BW]` + the weight words p `[BN, BW]` (word columns iw) times one row's activation words QW
+    # (int32, `[Kq]`): quarter j of weight word m meets activation word j Kw + m (one dp4a per quarter)
+    for j in tl.static_range(4):
+        qw = tl.load(QW + j * Kw + iw, mask=iw < Kw, other=0)  # [BW]
+        wj = (p >> (2 * j)) & 0x03030303  # [BN, BW]: codes w + 1 of quarter j
+        acc = _dp4a(wj, tl.broadcast_to(qw[None, :], acc.shape), acc, ASM)
+    return acc
+
+
+@triton.jit
 def _wait_inputs(PDL: tl.constexpr):
     # with programmatic dependent launch, everything before this point (the first weight tiles) overlaps
     # the previous kernel; wait for it to finish (and its writes to land), then let the next one launch

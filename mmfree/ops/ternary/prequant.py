@@ -16,23 +16,25 @@ default kernels' (`fused_parts.py`).
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
-  projection + store or residual add, gate/up + SiLU(gate) * up.
+  projection + store or residual add, gate/up + SiLU(gate) * up. With the "splitk" option a launch whose
+  grid is a fraction of a wave runs the kernel's split-K twin (`splitk.py`, `_launch_gemv`) instead.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 import triton
 import triton.language as tl
 
+from mmfree.ops.ternary import splitk
 from mmfree.ops.ternary.fused_parts import (
-    _dp4a,
     _glu_out,
     _int8_codes,
     _inv_amax,
     _linear_out,
+    _mac_words,
     _mlgru_out,
     _rnd,
     _tile,
@@ -88,17 +90,6 @@ def _quant_store(v, w, ms, eps, QP, SP, QSP, qm, X):
     tl.store(QP, q.to(tl.int8), mask=qm)
     tl.store(SP, s)
     tl.store(QSP, tl.sum(q, axis=0))
-
-
-@triton.jit
-def _mac_words(acc, p, QW, iw, Kw, ASM: tl.constexpr):
-    # acc `[BN, BW]` + the weight words p `[BN, BW]` (word columns iw) times one row's activation words QW
-    # (int32, `[Kq]`): quarter j of weight word m meets activation word j Kw + m (one dp4a per quarter)
-    for j in tl.static_range(4):
-        qw = tl.load(QW + j * Kw + iw, mask=iw < Kw, other=0)  # [BW]
-        wj = (p >> (2 * j)) & 0x03030303  # [BN, BW]: codes w + 1 of quarter j
-        acc = _dp4a(wj, tl.broadcast_to(qw[None, :], acc.shape), acc, ASM)
-    return acc
 
 
 @triton.jit
@@ -238,6 +229,34 @@ def quantize_rows(
     return q.view(torch.int32), s, qs
 
 
+def _launch_gemv(
+    kernel: Any,
+    split_kernel: Any,
+    N: int,
+    kq: int,
+    projs: int,
+    args: tuple[Any, ...],
+    consts: dict[str, Any],
+    cfg: _Launch,
+    scratch: dict[str, torch.Tensor] | None,
+) -> None:
+    """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B); with the "splitk" option and a
+    split above 1 (`splitk.split_k`), its `splitk.py` twin over (blocks, B x split) instead, with its zeroed
+    sums and counts for `projs` projections after `args`."""
+    x = args[0]  # [B, K]
+    B, blocks = x.shape[0], triton.cdiv(N, cfg.block_n)
+    split = splitk.split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device) if cfg.splitk else 1
+    kw = dict(
+        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs()
+    )
+    if split == 1:
+        kernel[(blocks, B)](*args, **kw)
+    else:
+        split_kernel[(blocks, B * split)](
+            *args, *splitk.sums(scratch, projs, B, N, blocks, x.device), SPLIT=split, **kw
+        )
+
+
 def mlgru_input_step(
     x: torch.Tensor,
     attn_norm: tuple[torch.Tensor, float],
@@ -255,13 +274,13 @@ def mlgru_input_step(
         x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
     )
     i, f, g = projs
-    _mlgru_in_kernel[(triton.cdiv(N, cfg.block_n), B)](
+    args = (
         x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         B, N, kq, state.stride(0), out.stride(0),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl,
-        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
     )  # fmt: skip
+    consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official)
+    _launch_gemv(_mlgru_in_kernel, splitk._mlgru_in_split_kernel, N, kq, 3, args, consts, cfg, scratch)
 
 
 def bitlinear_step(
@@ -279,11 +298,9 @@ def bitlinear_step(
     """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches."""
     B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
-    _bitlinear_kernel[(triton.cdiv(N, cfg.block_n), B)](
-        x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0),
-        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
-        **cfg.launch_kwargs(),
-    )  # fmt: skip
+    args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
+    consts = dict(RESIDUAL=residual)
+    _launch_gemv(_bitlinear_kernel, splitk._bitlinear_split_kernel, N, kq, 1, args, consts, cfg, scratch)
 
 
 def glu_input_step(
@@ -299,7 +316,17 @@ def glu_input_step(
     q, s, qs = quantize_rows(
         x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg, scratch
     )
-    _glu_in_kernel[(triton.cdiv(inter, cfg.block_n), B)](
-        x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, B, inter, kq, out.stride(0),
-        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
-    )  # fmt: skip
+    args = (
+        x,
+        gate_proj.packed.view(torch.int32),
+        q,
+        s,
+        qs,
+        gate_proj.scale,
+        out,
+        B,
+        inter,
+        kq,
+        out.stride(0),
+    )
+    _launch_gemv(_glu_in_kernel, splitk._glu_in_split_kernel, inter, kq, 2, args, {}, cfg, scratch)

@@ -1,5 +1,7 @@
 """Split-K forms of the "prequant" decode GEMVs ("splitk" option of `fused.py`; opt-in, untimed).
 
+Each kernel takes its `prequant.py` twin's arguments, then ACC and CNT; `prequant`'s launchers pick one.
+
 A batch-1 GEMV of `prequant.py` runs one program per block of BLOCK_N outputs, each streaming its rows' K
 tiles with two in flight. At 13B shapes three of a layer's four GEMVs launch 320 such programs: under 10
 warps per SM, DRAM at 13-27% of its peak, most of the time waiting on loads (Nsight Compute, BENCHMARKS.md,
@@ -19,18 +21,11 @@ caller's scratch (`FusedDecodeStep`'s workspace), zeroed once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 import triton
 import triton.language as tl
 
-from mmfree.ops.ternary import prequant
-from mmfree.ops.ternary.fused_parts import _glu_out, _linear_out, _mlgru_out, _wait_inputs, _y
-from mmfree.ops.ternary.prequant import _mac_words, quantize_rows
-
-if TYPE_CHECKING:
-    from mmfree.ops.ternary.fused import TernaryProj, _Launch
+from mmfree.ops.ternary.fused_parts import _glu_out, _linear_out, _mac_words, _mlgru_out, _wait_inputs, _y
 
 # The programs a split launch aims for: None = 4 per SM of the device (132 SMs off CUDA); a split never
 # exceeds the call's K tile count.
@@ -94,8 +89,8 @@ def _add(ACC, n: tl.constexpr, row, B, N, rn, nmask, acc):
 
 @triton.jit
 def _bitlinear_split_kernel(
-    X, P, Q, S, QS, G, Y, ACC, CNT,
-    B, N, Kq, stride_y,
+    X, P, Q, S, QS, G, Y,
+    B, N, Kq, stride_y, ACC, CNT,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr,
     BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
@@ -118,8 +113,8 @@ def _bitlinear_split_kernel(
 
 @triton.jit
 def _mlgru_in_split_kernel(
-    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT, ACC, CNT,
-    B, N, Kq, stride_h, stride_o,
+    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
+    B, N, Kq, stride_h, stride_o, ACC, CNT,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, SPLIT: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
@@ -157,8 +152,8 @@ def _mlgru_in_split_kernel(
 
 @triton.jit
 def _glu_in_split_kernel(
-    X, P, Q, S, QS, G, U, ACC, CNT,
-    B, I, Kq, stride_u,
+    X, P, Q, S, QS, G, U,
+    B, I, Kq, stride_u, ACC, CNT,
     ASM: tl.constexpr, PDL: tl.constexpr, SPLIT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     row, rows, rmask, rn, nmask, part = _split_block(B, I, SPLIT, BLOCK_N)
@@ -196,7 +191,7 @@ def split_k(programs: int, tiles: int, device: torch.device) -> int:
     return max(1, min(tiles, -(-target // max(programs, 1))))
 
 
-def _sums(
+def sums(
     scratch: dict[str, torch.Tensor] | None, projs: int, B: int, N: int, blocks: int, device: torch.device
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The zeroed ACC `[projs, B, N]` and CNT `[B, blocks]` int32 of a split launch, kept in scratch (each
@@ -209,89 +204,3 @@ def _sums(
     if scratch is not None:
         scratch[key + "_acc"], scratch[key + "_cnt"] = acc, cnt
     return acc, cnt
-
-
-def mlgru_input_step(
-    x: torch.Tensor,
-    attn_norm: tuple[torch.Tensor, float],
-    projs: tuple[TernaryProj, TernaryProj, TernaryProj],
-    lower_bound: torch.Tensor | None,
-    state: torch.Tensor,
-    out: torch.Tensor,
-    official: bool,
-    cfg: _Launch,
-    scratch: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """`prequant.mlgru_input_step` with K split (`split_k`); the unsplit kernel when the split is 1."""
-    B, N, kq = x.shape[0], projs[0].packed.shape[0], projs[0].packed.shape[1]
-    blocks = triton.cdiv(N, cfg.block_n)
-    split = split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device)
-    if split == 1:
-        prequant.mlgru_input_step(x, attn_norm, projs, lower_bound, state, out, official, cfg, scratch)
-        return
-    q, s, qs = quantize_rows(
-        x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
-    )
-    acc, cnt = _sums(scratch, 3, B, N, blocks, x.device)
-    i, f, g = projs
-    _mlgru_in_split_kernel[(blocks, B * split)](
-        x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
-        i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out, acc, cnt,
-        B, N, kq, state.stride(0), out.stride(0),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, SPLIT=split,
-        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
-    )  # fmt: skip
-
-
-def bitlinear_step(
-    x: torch.Tensor,
-    h: torch.Tensor,
-    w1: torch.Tensor,
-    eps1: float,
-    mode: int,
-    proj: TernaryProj,
-    out: torch.Tensor,
-    residual: bool,
-    cfg: _Launch,
-    scratch: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """`prequant.bitlinear_step` with K split (`split_k`); the unsplit kernel when the split is 1."""
-    B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
-    blocks = triton.cdiv(N, cfg.block_n)
-    split = split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device)
-    if split == 1:
-        prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
-        return
-    q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
-    acc, cnt = _sums(scratch, 1, B, N, blocks, x.device)
-    _bitlinear_split_kernel[(blocks, B * split)](
-        x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, acc, cnt, B, N, kq, out.stride(0),
-        RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, SPLIT=split, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q,
-        **cfg.launch_kwargs(),
-    )  # fmt: skip
-
-
-def glu_input_step(
-    x: torch.Tensor,
-    mlp_norm: tuple[torch.Tensor, float],
-    gate_proj: TernaryProj,
-    out: torch.Tensor,
-    cfg: _Launch,
-    scratch: dict[str, torch.Tensor] | None = None,
-) -> None:
-    """`prequant.glu_input_step` with K split (`split_k`); the unsplit kernel when the split is 1."""
-    B, inter, kq = x.shape[0], gate_proj.packed.shape[0] // 2, gate_proj.packed.shape[1]
-    blocks = triton.cdiv(inter, cfg.block_n)
-    split = split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device)
-    if split == 1:
-        prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
-        return
-    q, s, qs = quantize_rows(
-        x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg, scratch
-    )
-    acc, cnt = _sums(scratch, 2, B, inter, blocks, x.device)
-    _glu_in_split_kernel[(blocks, B * split)](
-        x, gate_proj.packed.view(torch.int32), q, s, qs, gate_proj.scale, out, acc, cnt,
-        B, inter, kq, out.stride(0),
-        ASM=cfg.asm, PDL=cfg.pdl, SPLIT=split, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **cfg.launch_kwargs(),
-    )  # fmt: skip
