@@ -521,7 +521,8 @@ def test_prequant_split_k_gives_the_same_bits(residual: bool, monkeypatch) -> No
 @pytest.mark.parametrize("gate_form", ["official", "paper"])
 def test_prequant_split_k_step(gate_form: str, monkeypatch) -> None:
     """A whole decode step with every GEMV split to one K tile per program (MLGRU input, output gate +
-    o_proj, GLU input, down_proj, head): the logits and states of the unsplit prequant step, bit for bit."""
+    o_proj, GLU input, down_proj, head): the logits and states of the unsplit prequant step, bit for bit,
+    and close to the model's own plain-PyTorch step."""
     from mmfree.ops.ternary import splitk
 
     model = _model(80, 208, gate_form, True, torch.float32)  # 2 and 4 K tiles of 16 bytes
@@ -544,6 +545,10 @@ def test_prequant_split_k_step(gate_form: str, monkeypatch) -> None:
     assert max(split for _, split in launches) == 4
     assert torch.equal(logits, base_logits)
     assert all(torch.equal(a, b) for a, b in zip(new_states, base_states))
+    ref_logits, ref_states = _reference_step(model, tokens, states)  # the plain-PyTorch model's own step
+    _assert_rows_close(logits, ref_logits, 1e-4, 3e-2, "split-K logits vs the model")
+    for idx, (a, b) in enumerate(zip(new_states, ref_states)):
+        _assert_rows_close(a, b, 1e-4, 3e-2, f"split-K state {idx} vs the model")
 
 
 class _Recorder:
