@@ -70,7 +70,7 @@ part scan_sweep 200 python3 benchmarks/kernels.py --quick --only mlgru --sweep
 part scan_sweep_13b 150 python3 benchmarks/kernels.py --quick --only none --sweep --sweep-shapes 8x2048,16x2048
 part final_train_370m 180 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5
 part scan_ncu 150 ncu --clock-control none -k regex:"_fwd_tiled_kernel|_bwd_tiled_kernel|^_fwd_kernel$" \
-  --launch-skip 14 --launch-count 6 --section SpeedOfLight --section Occupancy --section WarpStateStats \
+  --launch-skip 21 --launch-count 9 --section SpeedOfLight --section Occupancy --section WarpStateStats \
   --section MemoryWorkloadAnalysis python3 benchmarks/scan_profile.py
 part scan7_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/ops/test_kernels_gpu.py -k mlgru
 part scan7_sweep 330 python3 benchmarks/kernels.py --quick --only mlgru --sweep --save-best "$OUT/best_tiles.txt"
