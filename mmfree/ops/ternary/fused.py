@@ -291,10 +291,11 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
 #   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
 #   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
 #   the copy bandwidth (0.23x without).
-# - "splitk" (with "prequant"; untimed): a GEMV whose grid is under 4 programs per SM splits its K tiles over
+# - "splitk" (with "prequant"; slower): a GEMV whose grid is under 4 programs per SM splits its K tiles over
 #   more programs, which add their exact int32 sums atomically; the last of each block runs the epilogue
 #   (`splitk.py`; the same bits). Session 9's ncu of the 13B GEMVs: 320 programs for three of the four, DRAM
-#   at 13-27%, 54-81% of the time waiting on loads.
+#   at 13-27%, 54-81% of the time waiting on loads. H200, batch 1: the whole step 1.03x, 1.37x and 1.12x the
+#   default's time at 370M, 1.3B and 13B (about 2 us of dependent atomics per split launch).
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2

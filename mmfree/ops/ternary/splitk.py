@@ -1,4 +1,4 @@
-"""Split-K forms of the "prequant" decode GEMVs ("splitk" option of `fused.py`; opt-in, untimed).
+"""Split-K forms of the "prequant" decode GEMVs ("splitk" option of `fused.py`; opt-in, slower on an H200).
 
 Each kernel takes its `prequant.py` twin's arguments, then ACC and CNT; `prequant`'s launchers pick one.
 
@@ -17,6 +17,11 @@ programs per SM), so more weight bytes are in flight at once:
 
 Integer sums are exact in any order, so the bits equal the one-program kernels'. ACC and CNT live in the
 caller's scratch (`FusedDecodeStep`'s workspace), zeroed once.
+
+Timed on an H200 at batch 1 (BENCHMARKS.md, session 10), the whole step takes 1.03x (370M), 1.37x (1.3B)
+and 1.12x (13B) the unsplit kernels' time: the atomic add, the count and the exchange are dependent trips to
+L2 between a split program's K loop and its epilogue, about 2 us per launch, more than the extra bytes in
+flight save on GEMVs of 4-13 us.
 """
 
 from __future__ import annotations
