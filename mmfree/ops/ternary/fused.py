@@ -117,9 +117,9 @@ def _mlgru_in_kernel(
             p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-    yi = _y(acc_i, qsum_i, GI, si, X, PATH)
-    yf = _y(acc_f, qsum_f, GF, sf, X, PATH)
-    yg = _y(acc_g, qsum_g, GG, sg, X, PATH)
+    yi = _y(acc_i, qsum_i, tl.load(GI), si, X, PATH)
+    yf = _y(acc_f, qsum_f, tl.load(GF), sf, X, PATH)
+    yg = _y(acc_g, qsum_g, tl.load(GG), sg, X, PATH)
     _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
 
 
@@ -167,7 +167,7 @@ def _bitlinear_kernel(
                 v, k, km = _quarter(X, H, W1, r1, rows, rmask, j, ii, Kq, K, stride_x, stride_h, MODE)
                 acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
             p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-    _linear_out(_y(acc, qsum, G, s, X, PATH), Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+    _linear_out(_y(acc, qsum, tl.load(G), s, X, PATH), Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
@@ -209,8 +209,17 @@ def _glu_in_kernel(
                 )
             p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
             p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+    g = tl.load(G)
     _glu_out(
-        _y(acc_a, qsum, G, s, X, PATH), _y(acc_b, qsum, G, s, X, PATH), U, X, rows, rmask, rn, nmask, stride_u
+        _y(acc_a, qsum, g, s, X, PATH),
+        _y(acc_b, qsum, g, s, X, PATH),
+        U,
+        X,
+        rows,
+        rmask,
+        rn,
+        nmask,
+        stride_u,
     )
 
 

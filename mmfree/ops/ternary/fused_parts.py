@@ -200,9 +200,9 @@ def _pick(J: tl.constexpr, t0, t1, t2, t3):
 
 
 @triton.jit
-def _out_scale(G, s):
+def _out_scale(g, s):
     # [ROWS] fp32 output scale g / s (weight scale over activation scale), as the unfused path divides
-    return tl.math.div_rn(tl.load(G) + tl.zeros_like(s), s)
+    return tl.math.div_rn(g + tl.zeros_like(s), s)
 
 
 @triton.jit
@@ -294,22 +294,32 @@ def _ysum(acc, qsum, PATH: tl.constexpr):
 
 
 @triton.jit
-def _y(acc, qsum, G, s, X, PATH: tl.constexpr):
-    # [ROWS, BN] BitLinear output in fp32, rounded to the model dtype: the exact int32 sums times g / s
-    return _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(G, s)[:, None], X)
+def _y(acc, qsum, g, s, X, PATH: tl.constexpr):
+    # [ROWS, BN] BitLinear output in fp32, rounded to the model dtype: the exact int32 sums times g / s (g the
+    # weight scale, a loaded value)
+    return _rnd(_ysum(acc, qsum, PATH).to(tl.float32) * _out_scale(g, s)[:, None], X)
 
 
 @triton.jit
-def _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
-               OFFICIAL: tl.constexpr):  # fmt: skip
-    # MLGRU epilogue: f = sigmoid(yf) (lifted by the lower bound), h = f h_prev + SiLU(yi) (1 - f) in place in
-    # the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper")
+def _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB: tl.constexpr):
+    # the MLGRU epilogue's inputs that no other kernel of a decode step writes: the lower bound `[1, BN]` (0
+    # without one) and the fp32 state `[ROWS, BN]` of the step before
+    lb = 0.0
+    if HAS_LB:
+        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
+    hm = rmask[:, None] & nmask[None, :]
+    return lb, tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
+
+
+@triton.jit
+def _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
+                 OFFICIAL: tl.constexpr):  # fmt: skip
+    # MLGRU epilogue on `_mlgru_prev`'s lb, hp: f = sigmoid(yf) (lifted by the lower bound), h = f h_prev +
+    # SiLU(yi) (1 - f) in place in the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper")
     f = tl.sigmoid(yf)
     if HAS_LB:
-        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)
-        f = lb[None, :] + (1.0 - lb[None, :]) * f
+        f = lb + (1.0 - lb) * f
     hm = rmask[:, None] & nmask[None, :]
-    hp = tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
     h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
     tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
     if OFFICIAL:
@@ -320,13 +330,37 @@ def _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stri
 
 
 @triton.jit
-def _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL: tl.constexpr):
-    # BitLinear epilogue: store y, or add it to the residual stream Y in place
-    ym = rmask[:, None] & nmask[None, :]
-    yp = Y + rows[:, None] * stride_y + rn[None, :]
+def _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
+               OFFICIAL: tl.constexpr):  # fmt: skip
+    # `_mlgru_store` with its inputs loaded here
+    lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
+    _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
+
+
+@triton.jit
+def _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL: tl.constexpr):
+    # the residual stream's `[ROWS, BN]` values a BitLinear epilogue adds to (fp32; 0 without RESIDUAL)
+    res = 0.0
     if RESIDUAL:
-        y = tl.load(yp, mask=ym, other=0.0).to(tl.float32) + y
-    tl.store(yp, _rnd(y, Y).to(Y.dtype.element_ty), mask=ym)
+        ym = rmask[:, None] & nmask[None, :]
+        res = tl.load(Y + rows[:, None] * stride_y + rn[None, :], mask=ym, other=0.0).to(tl.float32)
+    return res
+
+
+@triton.jit
+def _linear_store(y, res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL: tl.constexpr):
+    # BitLinear epilogue: store y, or y added to the residual stream's `_residual` values, in place
+    ym = rmask[:, None] & nmask[None, :]
+    if RESIDUAL:
+        y = res + y
+    tl.store(Y + rows[:, None] * stride_y + rn[None, :], _rnd(y, Y).to(Y.dtype.element_ty), mask=ym)
+
+
+@triton.jit
+def _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL: tl.constexpr):
+    # `_linear_store` with the residual loaded here
+    res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+    _linear_store(y, res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit

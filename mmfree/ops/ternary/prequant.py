@@ -11,7 +11,7 @@ weight row), with their scale s and code sum. Viewed as int32, those codes are t
 m encodes. The GEMV kernels are then pure streams of weight words: per tile, four L2-resident activation
 words per weight word and one `dp4a` per quarter, no reduction before the first tile, and two tiles in
 flight per projection (the next one loads while this one is multiplied). The epilogues are the
-default kernels' (`fused_parts.py`).
+default kernels' (`fused_parts.py`), with their operands loaded before the K loop (see `_mlgru_in_kernel`).
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
@@ -36,6 +36,10 @@ from mmfree.ops.ternary.fused_parts import (
     _linear_out,
     _mac_words,
     _mlgru_out,
+    _linear_store,
+    _mlgru_prev,
+    _mlgru_store,
+    _residual,
     _rnd,
     _tile,
     _wait_inputs,
@@ -101,12 +105,18 @@ def _row_block(B, N, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _row_y(acc, n: tl.constexpr, S, QS, G, X, rows, rmask, B):
-    # `[1, BN]` output of projection n for this row from its `[BN, BW]` accumulator
-    s = tl.load(S + n * B + rows, mask=rmask, other=1.0)
-    return _y(acc[None, :, :], tl.load(QS + n * B + rows, mask=rmask, other=0), G, s, X, 1)
+def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
+    # `[1]` scale and code sum of this row's codes for projection n (the quantization kernel's outputs)
+    return tl.load(S + n * B + rows, mask=rmask, other=1.0), tl.load(QS + n * B + rows, mask=rmask, other=0)
 
 
+# The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
+# scales, lower bound, the MLGRU state, the residual stream) before they wait for the previous kernel, and
+# the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
+# waits behind the K loop. Reading the state and the residual early is safe under programmatic dependent
+# launch: a kernel lets the next one launch only after its own wait, so when a GEMV starts, every kernel
+# two or more launches back has finished, and the last writer of the state (this kernel, one token back) or
+# of the residual stream (the BitLinear GEMV two GEMVs back) is at least four launches back.
 @triton.jit
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
@@ -121,7 +131,12 @@ def _mlgru_in_kernel(
     n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)  # the next tiles: two in flight per projection
     n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
+    lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
+    s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+    s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+    s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     Kw = Kq // 4
     row = tl.program_id(1)
     acc_i = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
@@ -136,10 +151,10 @@ def _mlgru_in_kernel(
         n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    yi = _row_y(acc_i, 0, S, QS, GI, X, rows, rmask, B)
-    yf = _row_y(acc_f, 1, S, QS, GF, X, rows, rmask, B)
-    yg = _row_y(acc_g, 2, S, QS, GG, X, rows, rmask, B)
-    _mlgru_out(yi, yf, yg, LB, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
+    yi = _y(acc_i[None, :, :], qs_i, g_i, s_i, X, 1)  # [1, BN]
+    yf = _y(acc_f[None, :, :], qs_f, g_f, s_f, X, 1)
+    yg = _y(acc_g[None, :, :], qs_g, g_g, s_g, X, 1)
+    _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
 
 
 @triton.jit
@@ -151,15 +166,17 @@ def _bitlinear_kernel(
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    g = tl.load(G)
+    res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
     _wait_inputs(PDL)
+    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(0, Kq, BLOCK_Q):
         iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
         acc = _mac_words(acc, p, Q + tl.program_id(1) * Kq, iw, Kq // 4, ASM)
         p = n
         n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    y = _row_y(acc, 0, S, QS, G, X, rows, rmask, B)
-    _linear_out(y, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+    _linear_store(_y(acc[None, :, :], qs, g, s, X, 1), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
@@ -173,7 +190,9 @@ def _glu_in_kernel(
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
     n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    g = tl.load(G)
     _wait_inputs(PDL)
+    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
@@ -184,8 +203,8 @@ def _glu_in_kernel(
         p_a, p_b = n_a, n_b
         n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    gate = _row_y(acc_a, 0, S, QS, G, X, rows, rmask, B)
-    up = _row_y(acc_b, 0, S, QS, G, X, rows, rmask, B)
+    gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
+    up = _y(acc_b[None, :, :], qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
 
 
