@@ -96,9 +96,7 @@ part scan9_kernels 150 python3 benchmarks/kernels.py --quick --only mlgru
 part scan9_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impls mmfree-triton,fla-official --warmup 2 --steps 5
 part scan9_train_13b 200 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 # session 9: decode_epi found the whole step faster at 370M and slower at 1.3B and 13B than session 6; the two
-# load orders of the epilogue operands side by side ("late" = session 6's), then ncu on the 13B GEMVs. The
-# options "late", "early" and "qnext" of these parts were reverted after qnext_gpu_tests failed (BENCHMARKS.md,
-# session 9): to re-run late_ab, qnext_ab or qnext_targets, check out commit 812fb6a first.
+# load orders of the epilogue operands side by side ("late" = session 6's), then ncu on the 13B GEMVs
 part late_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py -k "prequant or late"
 part late_ab 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a+prequant+pdl,dp4a+prequant+pdl+late

@@ -288,8 +288,8 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
     [("official", torch.float32, 1), ("paper", torch.bfloat16, 1), ("official", torch.bfloat16, 3)],
 )
 def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) -> None:
-    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV) against
-    the model's own step and the dp4a kernels (which derive the codes in every program, summing the norms
+    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV; the same
+    bits with "late", "early" and "qnext", which only move loads) against the model's own step and the dp4a kernels (which derive the codes in every program, summing the norms
     in another order), at batch 1 and at batch 3 on the CUDA-core path (DOT_MIN_BATCH raised). A width
     whose packed rows are not whole words (40 -> 10 bytes) keeps the byte path without it."""
     model = _model(48, 80, gate_form, True, dtype)
@@ -305,6 +305,14 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     assert cfg.prequant and cfg.path == 1 and not cfg.single
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
+    for extra in ("late", "qnext", "early,qnext"):  # epilogue loads after the K loop; words one tile ahead
+        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant," + extra))
+        cfg = fused_ops._config(B, 48, 48, words)
+        assert (cfg.late, cfg.qnext) == ("late" in extra, "qnext" in extra)
+        other_logits, other_states = _step_outputs(model, tokens, states)
+        assert torch.equal(other_logits, pre_logits), extra
+        assert all(torch.equal(a, b) for a, b in zip(other_states, pre_states)), extra
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
     step = FusedDecodeStep(model)  # its workspace keeps the code buffers: a second step reuses them
     for _ in range(2):
         again = [s.clone() for s in states]
@@ -398,9 +406,12 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'pdl', 'prequant', 'single', 'splitk'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'late', 'pdl', 'prequant', "
+        r"'qnext', 'single', 'splitk'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
+    with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
+        fused_ops.parse_options("dp4a,prequant,early,late")
 
 
 @pytest.mark.gpu
@@ -465,6 +476,8 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl", "370m", 1),
         ("dp4a,prequant,pdl", "1.3b", 1),
         ("dp4a,prequant,pdl,splitk", "1.3b", 1),
+        ("dp4a,prequant,pdl,late", "1.3b", 1),
+        ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:

@@ -271,41 +271,32 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 # H200, 2026-11-29, `benchmarks/decode_kernels.py --options dp4a+prequant+pdl --tiles ...`, whole step: 8x4
 # / 16x4 beat 32x4, 16x8, 16x2, 8x2 and 16x4x512 at 1.3B (0.59 ms) and 13B (2.12 ms); at 370M 16x4x512 was
 # 3% faster, within the run-to-run spread.
-PREQUANT_TILES: tuple[tuple[int, int, int, int], ...] = (
-    (1024, 8, 256, 4),
-    (2**62, 16, 256, 4),
+# The fifth field: the GEMV loads its epilogue operands after the K loop ("late"), not before its wait. H200,
+# 2026-11-29 (session 9), `decode_kernels.py --options dp4a+prequant+pdl,dp4a+prequant+pdl+late`, whole
+# step: early 0.411 / late 0.453 ms at 370M; early 0.654 / late 0.562 at 1.3B; early 2.331 / late 2.020 at 13B.
+PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
+    (1024, 8, 256, 4, False),
+    (2**62, 16, 256, 4, True),
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl", the fastest measured on an H200: BENCHMARKS.md, `benchmarks/decode.py
-# --models fused+...` and `decode_kernels.py`; batch 1, ms per token: 370M 0.67 -> 0.50, 1.3B 1.09 -> 0.60,
-# 13B 5.27 -> 2.10 against dp4a alone):
-# - "dp4a": the GEMV loads 32-bit words of 16 codes and multiplies four codes per `dp4a` instruction
-#   (shift, mask, dp4a: 0.75 instructions per weight against about 4 for the byte broadcast, whose integer
-#   work bounds the large presets); needs the packed row length (K / 4 bytes) to be a multiple of 4. H200,
-#   batch 1: 370M 0.98 -> 0.73 ms per token, 1.3B 1.92 -> 1.17, 13B 14.9 -> 5.65.
-# - "pdl": programmatic dependent launch (sm_90+; elsewhere it is dropped with one log line): each kernel
-#   is launched while the previous one runs, loads its first weight tiles (and with "prequant" its norm
-#   weights), then waits (griddepcontrol) before it reads any activation. Without "prequant" it measured 7%
-#   faster at 370M, 3% slower at 1.3B and 17% slower at 13B; with it, 15-32% faster at every size.
-# - "single": at batch 1, when a packed row fits one tile (see SINGLE_MAX_Q), the kernel holds the whole
-#   input row in registers as four quarter tiles: every input value is loaded and normalized once, instead of
-#   once per prologue pass and again in the GEMV loop (static SASS: about a quarter fewer instructions,
-#   `benchmarks/sass_counts.py`; on the H200 up to 10% slower at 370M and 1.3B, within 3% at 13B). Its sums
-#   of squares add four quarter sums, so its norms can differ from the default's in the last bit; the other
-#   options never change the bits.
-# - "prequant": on the dp4a path, each BitLinear input is normalized and quantized once per step by a
-#   one-program-per-row kernel into int8 codes (+ scale, code sum), and the GEMV kernels stream weight words
-#   against them (`prequant.py`): no per-program prologue, two launches per kernel instead of one. Its norms
-#   sum in another order than the other paths' (last-bit differences, as with "single"). Takes precedence
-#   over "single". H200, batch 1, with dp4a and pdl: the 13B GLU input kernel streams its weights at 0.66x
-#   the copy bandwidth (0.23x without).
-# - "splitk" (with "prequant"; slower): a GEMV whose grid is under 4 programs per SM splits its K tiles over
-#   more programs, which add their exact int32 sums atomically; the last of each block runs the epilogue
-#   (`splitk.py`; the same bits). Session 9's ncu of the 13B GEMVs: 320 programs for three of the four, DRAM
-#   at 13-27%, 54-81% of the time waiting on loads. H200, batch 1: the whole step 1.03x, 1.37x and 1.12x the
-#   default's time at 370M, 1.3B and 13B (about 2 us of dependent atomics per split launch).
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk"})
+# default "dp4a,prequant,pdl", the fastest measured on an H200). Each option's measurements are in
+# docs/inference.md and BENCHMARKS.md:
+# - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
+#   K / 4 bytes, must be a multiple of 4);
+# - "pdl": programmatic dependent launch (sm_90+; elsewhere dropped with one log line): each kernel loads
+#   its first weight tiles while the previous one runs, then waits (griddepcontrol) for its activations;
+# - "single": at batch 1 without "prequant", a packed row that fits one tile (SINGLE_MAX_Q) is held whole
+#   in registers as four quarter tiles (its norms sum in another order: last-bit differences);
+# - "prequant": on the dp4a path, one kernel per call normalizes and quantizes each row once into int8 codes
+#   (+ scale, code sum) and the GEMVs stream weight words against them (`prequant.py`; another sum order);
+# - "splitk" (with "prequant"; slower on an H200): GEMVs under 4 programs per SM split their K tiles over
+#   more programs, with atomic int32 sums and the epilogue in each block's last program (`splitk.py`);
+# - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
+#   loop, instead of as PREQUANT_TILES' row says;
+# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile.
+# Only "single" and "prequant" change the bits (a code can flip at a rounding tie); the rest change speed.
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -321,6 +312,8 @@ def parse_options(text: str) -> frozenset[str]:
         raise ValueError(
             f"unknown fused-kernel option(s) {unknown} in MMFREE_FUSED_OPTIONS; known: {sorted(KNOWN_OPTIONS)}"
         )
+    if {"early", "late"} <= names:
+        raise ValueError("fused-kernel options 'early' and 'late' exclude each other; give at most one")
     return names
 
 
@@ -342,6 +335,8 @@ class _Launch(NamedTuple):
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
     splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
+    late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
+    qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
 
     @property
     def dot(self) -> bool:
@@ -400,9 +395,12 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             single=single,
             prequant=pre,
             splitk=split,
+            late=pre and "late" in OPTIONS,
+            qnext=pre and "qnext" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
-    bn, bq_max, warps = next(t[1:] for t in tiles if t[0] >= N)
+    bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
+    late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
     bq = (
         max(32, triton.next_power_of_2(kq))
         if single
@@ -410,8 +408,21 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
+    qnext = pre and "qnext" in OPTIONS
     return _Launch(
-        path, rows, bn, bq, bk, warps, asm=True, pdl=pdl, single=single, prequant=pre, splitk=split
+        path,
+        rows,
+        bn,
+        bq,
+        bk,
+        warps,
+        pdl=pdl,
+        single=single,
+        prequant=pre,
+        late=late,
+        qnext=qnext,
+        splitk=split,
+        asm=True,
     )
 
 

@@ -394,13 +394,25 @@ def _mac(acc, p, q, J: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr):
 
 
 @triton.jit
-def _mac_words(acc, p, QW, iw, Kw, ASM: tl.constexpr):
-    # acc `[BN, BW]` + the weight words p `[BN, BW]` (word columns iw) times one row's activation words QW
-    # (int32, `[Kq]`): quarter j of weight word m meets activation word j Kw + m (one dp4a per quarter)
+def _act_words(QW, i0, Kw, BW: tl.constexpr):
+    # one row's activation words (int32, `[Kq]` from QW) for the weight words i0 / 4 .. i0 / 4 + BW of every
+    # quarter: four `[BW]` vectors (quarter j at j Kw + word), 0 past the row
+    iw = i0 // 4 + tl.arange(0, BW)
+    m = iw < Kw
+    c0 = tl.load(QW + iw, mask=m, other=0)
+    c1 = tl.load(QW + Kw + iw, mask=m, other=0)
+    c2 = tl.load(QW + 2 * Kw + iw, mask=m, other=0)
+    c3 = tl.load(QW + 3 * Kw + iw, mask=m, other=0)
+    return c0, c1, c2, c3
+
+
+@triton.jit
+def _mac4(acc, p, c0, c1, c2, c3, ASM: tl.constexpr):
+    # acc `[BN, BW]` + the weight words p `[BN, BW]` times `_act_words`' four vectors: quarter j of weight
+    # word m meets activation word j Kw + m (one dp4a per quarter)
     for j in tl.static_range(4):
-        qw = tl.load(QW + j * Kw + iw, mask=iw < Kw, other=0)  # [BW]
         wj = (p >> (2 * j)) & 0x03030303  # [BN, BW]: codes w + 1 of quarter j
-        acc = _dp4a(wj, tl.broadcast_to(qw[None, :], acc.shape), acc, ASM)
+        acc = _dp4a(wj, tl.broadcast_to(_pick(j, c0, c1, c2, c3)[None, :], acc.shape), acc, ASM)
     return acc
 
 

@@ -30,13 +30,12 @@ import triton.language as tl
 
 from mmfree.ops.ternary import splitk
 from mmfree.ops.ternary.fused_parts import (
+    _act_words,
     _glu_out,
     _int8_codes,
     _inv_amax,
-    _linear_out,
-    _mac_words,
-    _mlgru_out,
     _linear_store,
+    _mac4,
     _mlgru_prev,
     _mlgru_store,
     _residual,
@@ -113,7 +112,8 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 # The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
 # scales, lower bound, the MLGRU state, the residual stream) before they wait for the previous kernel, and
 # the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
-# waits behind the K loop. Reading the state and the residual early is safe under programmatic dependent
+# waits behind the K loop. With LATE (the "late" option) the state, residual, scales and code sums load
+# after the K loop instead, as before session 8. Reading the state and the residual early is safe under programmatic dependent
 # launch: a kernel lets the next one launch only after its own wait, so when a GEMV starts, every kernel
 # two or more launches back has finished, and the last writer of the state (this kernel, one token back) or
 # of the residual stream (the BitLinear GEMV two GEMVs back) is at least four launches back.
@@ -121,8 +121,8 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
-    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
+    HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
+    QNEXT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -132,25 +132,49 @@ def _mlgru_in_kernel(
     n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
-    lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
+    if not LATE:
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
-    s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
-    s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
-    s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
+    if not LATE:
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     Kw = Kq // 4
+    BW: tl.constexpr = BLOCK_Q // 4
     row = tl.program_id(1)
-    acc_i = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
-    acc_f = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
-    acc_g = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
+    q_i, q_f, q_g = Q + row * Kq, Q + (B + row) * Kq, Q + (2 * B + row) * Kq  # this row's words, per norm
+    acc_i = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    acc_f = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    acc_g = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    if QNEXT:  # the first tile's activation words; the loop loads each next tile's with its weights
+        i0_, i1_, i2_, i3_ = _act_words(q_i, 0, Kw, BW)
+        f0_, f1_, f2_, f3_ = _act_words(q_f, 0, Kw, BW)
+        g0_, g1_, g2_, g3_ = _act_words(q_g, 0, Kw, BW)
     for i0 in range(0, Kq, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc_i = _mac_words(acc_i, p_i, Q + row * Kq, iw, Kw, ASM)
-        acc_f = _mac_words(acc_f, p_f, Q + (B + row) * Kq, iw, Kw, ASM)
-        acc_g = _mac_words(acc_g, p_g, Q + (2 * B + row) * Kq, iw, Kw, ASM)
+        if QNEXT:
+            i0n, i1n, i2n, i3n = _act_words(q_i, i0 + BLOCK_Q, Kw, BW)
+            f0n, f1n, f2n, f3n = _act_words(q_f, i0 + BLOCK_Q, Kw, BW)
+            g0n, g1n, g2n, g3n = _act_words(q_g, i0 + BLOCK_Q, Kw, BW)
+        else:
+            i0_, i1_, i2_, i3_ = _act_words(q_i, i0, Kw, BW)
+            f0_, f1_, f2_, f3_ = _act_words(q_f, i0, Kw, BW)
+            g0_, g1_, g2_, g3_ = _act_words(q_g, i0, Kw, BW)
+        acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
+        acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
+        acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
+        if QNEXT:
+            i0_, i1_, i2_, i3_ = i0n, i1n, i2n, i3n
+            f0_, f1_, f2_, f3_ = f0n, f1n, f2n, f3n
+            g0_, g1_, g2_, g3_ = g0n, g1n, g2n, g3n
         p_i, p_f, p_g = n_i, n_f, n_g
         n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     yi = _y(acc_i[None, :, :], qs_i, g_i, s_i, X, 1)  # [1, BN]
     yf = _y(acc_f[None, :, :], qs_f, g_f, s_f, X, 1)
     yg = _y(acc_g[None, :, :], qs_g, g_g, s_g, X, 1)
@@ -161,21 +185,36 @@ def _mlgru_in_kernel(
 def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
-    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
-    res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
+    if not LATE:
+        res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
     _wait_inputs(PDL)
-    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
+    if not LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
+    BW: tl.constexpr = BLOCK_Q // 4
+    qrow = Q + tl.program_id(1) * Kq
+    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    if QNEXT:
+        c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
     for i0 in range(0, Kq, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc = _mac_words(acc, p, Q + tl.program_id(1) * Kq, iw, Kq // 4, ASM)
+        if QNEXT:
+            d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
+        else:
+            c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+        acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
+        if QNEXT:
+            c0, c1, c2, c3 = d0, d1, d2, d3
         p = n
         n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     _linear_store(_y(acc[None, :, :], qs, g, s, X, 1), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
@@ -183,7 +222,8 @@ def _bitlinear_kernel(
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
-    ASM: tl.constexpr, PDL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -192,17 +232,28 @@ def _glu_in_kernel(
     n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     _wait_inputs(PDL)
-    s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
-    acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
+    if not LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
+    BW: tl.constexpr = BLOCK_Q // 4
+    acc_a = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
+    if QNEXT:
+        c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
     for i0 in range(0, Kq, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc_a = _mac_words(acc_a, p_a, qrow, iw, Kq // 4, ASM)
-        acc_b = _mac_words(acc_b, p_b, qrow, iw, Kq // 4, ASM)
+        if QNEXT:
+            d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
+        else:
+            c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+        acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
+        acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
+        if QNEXT:
+            c0, c1, c2, c3 = d0, d1, d2, d3
         p_a, p_b = n_a, n_b
         n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
         n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    if LATE:
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
     up = _y(acc_b[None, :, :], qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
@@ -269,8 +320,8 @@ def _launch_gemv(
         ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs()
     )
     if split == 1:
-        kernel[(blocks, B)](*args, **kw)
-    else:
+        kernel[(blocks, B)](*args, LATE=cfg.late, QNEXT=cfg.qnext, **kw)
+    else:  # the split twins load their epilogue operands after the K loop, their activation words per tile
         split_kernel[(blocks, B * split)](
             *args, *splitk.sums(scratch, projs, B, N, blocks, x.device), SPLIT=split, **kw
         )

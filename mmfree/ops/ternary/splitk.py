@@ -30,7 +30,15 @@ import torch
 import triton
 import triton.language as tl
 
-from mmfree.ops.ternary.fused_parts import _glu_out, _linear_out, _mac_words, _mlgru_out, _wait_inputs, _y
+from mmfree.ops.ternary.fused_parts import (
+    _act_words,
+    _glu_out,
+    _linear_out,
+    _mac4,
+    _mlgru_out,
+    _wait_inputs,
+    _y,
+)
 
 # The programs a split launch aims for: None = 4 per SM of the device (132 SMs off CUDA); a split never
 # exceeds the call's K tile count.
@@ -83,7 +91,8 @@ def _take(ACC, n: tl.constexpr, m: tl.constexpr, row, B, N, rn, nmask, S, QS, G,
     total = tl.atomic_xchg(sums, tl.zeros([BLOCK_N], dtype=tl.int32), mask=nmask)  # [BN]
     s = tl.load(S + m * B + rows, mask=rmask, other=1.0)
     qs = tl.load(QS + m * B + rows, mask=rmask, other=0)
-    return _y(total[None, :] - qs[:, None], qs, G, s, X, 2)  # the code sum subtracted, as PATH 2 has it
+    # the code sum subtracted, as PATH 2 has it
+    return _y(total[None, :] - qs[:, None], qs, tl.load(G), s, X, 2)
 
 
 @triton.jit
@@ -106,8 +115,8 @@ def _bitlinear_split_kernel(
     _wait_inputs(PDL)
     acc = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(lo, hi, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc = _mac_words(acc, p, Q + row * Kq, iw, Kq // 4, ASM)
+        c0, c1, c2, c3 = _act_words(Q + row * Kq, i0, Kq // 4, BLOCK_Q // 4)
+        acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
         p = n
         n = _part_tile(P, rn, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
     _add(ACC, 0, row, B, N, rn, nmask, acc)
@@ -137,10 +146,12 @@ def _mlgru_in_split_kernel(
     acc_f = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_g = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(lo, hi, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc_i = _mac_words(acc_i, p_i, Q + row * Kq, iw, Kw, ASM)
-        acc_f = _mac_words(acc_f, p_f, Q + (B + row) * Kq, iw, Kw, ASM)
-        acc_g = _mac_words(acc_g, p_g, Q + (2 * B + row) * Kq, iw, Kw, ASM)
+        i0_, i1_, i2_, i3_ = _act_words(Q + row * Kq, i0, Kw, BLOCK_Q // 4)
+        f0_, f1_, f2_, f3_ = _act_words(Q + (B + row) * Kq, i0, Kw, BLOCK_Q // 4)
+        g0_, g1_, g2_, g3_ = _act_words(Q + (2 * B + row) * Kq, i0, Kw, BLOCK_Q // 4)
+        acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
+        acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
+        acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
         p_i, p_f, p_g = n_i, n_f, n_g
         n_i = _part_tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
         n_f = _part_tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
@@ -171,9 +182,9 @@ def _glu_in_split_kernel(
     acc_a = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BLOCK_Q // 4], dtype=tl.int32)
     for i0 in range(lo, hi, BLOCK_Q):
-        iw = i0 // 4 + tl.arange(0, BLOCK_Q // 4)
-        acc_a = _mac_words(acc_a, p_a, Q + row * Kq, iw, Kq // 4, ASM)
-        acc_b = _mac_words(acc_b, p_b, Q + row * Kq, iw, Kq // 4, ASM)
+        c0, c1, c2, c3 = _act_words(Q + row * Kq, i0, Kq // 4, BLOCK_Q // 4)
+        acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
+        acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
         p_a, p_b = n_a, n_b
         n_a = _part_tile(P, rn, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
         n_b = _part_tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, hi, Kq, BLOCK_Q)
