@@ -115,6 +115,13 @@ part splitk_ab 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b 
 # then one table of all four implementations at both presets, batch 8
 part s10_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py -k real_shape
 part s10_train 480 python3 benchmarks/train_step.py --grid 370m:8,1.3b:8 --warmup 2 --steps 4
+# session 10, second half: session 9's load orders and qnext re-landed (their test failure was the flaky
+# batch-1 check): GPU tests, then the three load orders side by side, then the targets with each
+part s10q_tests 230 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py
+part s10q_ab 160 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
+  --options dp4a+prequant+pdl+late,dp4a+prequant+pdl,dp4a+prequant+pdl+qnext
+part s10q_targets 100 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
+  --models fused+dp4a+prequant+pdl+late,packed,fused+dp4a+prequant+pdl+qnext --budget 80
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
   --launch-skip 40 --launch-count 8 --section SpeedOfLight --section Occupancy --section WarpStateStats \
@@ -146,4 +153,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
