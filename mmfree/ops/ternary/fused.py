@@ -24,7 +24,7 @@ row fits one tile keeps the row in registers and runs the prologue and the GEMV 
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl") a batch-1 call on whole-word rows does not run these
+With the default options ("dp4a,prequant,pdl,qnext") a batch-1 call on whole-word rows does not run these
 kernels: it runs `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
 epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
 """
@@ -280,7 +280,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl", the fastest measured on an H200). Each option's measurements are in
+# default "dp4a,prequant,pdl,qnext", the fastest measured on an H200). Each option's measurements are in
 # docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
@@ -317,7 +317,7 @@ def parse_options(text: str) -> frozenset[str]:
     return names
 
 
-OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl"))
+OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext"))
 
 
 class _Launch(NamedTuple):
