@@ -27,7 +27,8 @@ fi
 #   PARTS="scan8_gpu_tests scan8_kernels scan8_train_370m scan8_train_13b"   the new tables as defaults
 # Session 9 ran FAST=1 PARTS="scan7_tests scan8_sweep", then scan9_*, decode_epi*, late_*, decode_ncu, qnext_*.
 # Session 10 ran PARTS="scan_ncu splitk_tests splitk_ab" (Nsight Compute on the scan at B=8; split K tested and
-# timed: slower, stays opt-in), then PARTS="s10_tests s10_train".
+# timed: slower, stays opt-in), then PARTS="s10_tests s10_train", then PARTS="s10q_tests s10q_ab s10q_targets"
+# (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
