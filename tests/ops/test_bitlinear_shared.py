@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _ops_tol import TOL, assert_close_scaled, triton_ready
+from _ops_tol import TOL, assert_close_scaled, triton_ready, untied_columns
 
 from mmfree.ops.bitlinear import bitlinear, bitlinear_shared
 
@@ -61,7 +61,11 @@ def test_shared_matches_separate_bitlinears(gen, device, dtype, widths):
         assert_close_scaled(dnws[p], dnws_1[p], 1e-5 if dtype == torch.float32 else TOL[dtype], f"dnw{p}")
         assert_close_scaled(dnws[p], dnws_ref[p], 2 * TOL[dtype], f"dnw{p} vs reference")
         assert torch.equal(dws[p], dws_1[p]), f"dw{p}"
-        assert_close_scaled(dws[p], dws_ref[p], 2 * TOL[dtype], f"dw{p} vs reference")
+        # fp32: a code at a rounding tie moves a whole dW column (bf16's tolerance covers a step)
+        kept = (
+            untied_columns(x, nws[p]) if dtype == torch.float32 else torch.ones(x.shape[-1], dtype=torch.bool)
+        )
+        assert_close_scaled(dws[p][:, kept], dws_ref[p][:, kept], 2 * TOL[dtype], f"dw{p} vs reference")
 
 
 def test_shared_torch_path_is_separate_calls(gen):
