@@ -288,10 +288,10 @@ def test_dp4a_path_matches_byte_path(gate_form: str, dtype: torch.dtype, monkeyp
     [("official", torch.float32, 1), ("paper", torch.bfloat16, 1), ("official", torch.bfloat16, 3)],
 )
 def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) -> None:
-    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV; the same
-    bits with "late", "early" and "qnext", which only move loads) against the model's own step and the dp4a kernels (which derive the codes in every program, summing the norms
-    in another order), at batch 1 and at batch 3 on the CUDA-core path (DOT_MIN_BATCH raised). A width
-    whose packed rows are not whole words (40 -> 10 bytes) keeps the byte path without it."""
+    """The "prequant" option (codes from one quantization launch per input, then a pure word GEMV) against the
+    model's own step and the dp4a kernels (which derive the codes in every program, summing the norms in
+    another order), at batch 1 and at batch 3 on the CUDA-core path (DOT_MIN_BATCH raised). A width whose
+    packed rows are not whole words (40 -> 10 bytes) keeps the byte path without it."""
     model = _model(48, 80, gate_form, True, dtype)
     monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 4)
     words = (torch.zeros(48, 12, dtype=torch.uint8),)
@@ -305,13 +305,6 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     assert cfg.prequant and cfg.path == 1 and not cfg.single
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
-    for extra in ("late", "qnext", "early,qnext"):  # epilogue loads after the K loop; words one tile ahead
-        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant," + extra))
-        cfg = fused_ops._config(B, 48, 48, words)
-        assert (cfg.late, cfg.qnext) == ("late" in extra, "qnext" in extra)
-        other_logits, other_states = _step_outputs(model, tokens, states)
-        assert torch.equal(other_logits, pre_logits), extra
-        assert all(torch.equal(a, b) for a, b in zip(other_states, pre_states)), extra
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
     step = FusedDecodeStep(model)  # its workspace keeps the code buffers: a second step reuses them
     for _ in range(2):
@@ -406,8 +399,8 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'late', 'pdl', 'prequant', "
-        r"'qnext', 'single', 'splitk'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['deep', 'dp4a', 'early', 'late', 'pdl', "
+        r"'prequant', 'qnext', 'single', 'splitk'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -478,6 +471,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,splitk", "1.3b", 1),
         ("dp4a,prequant,pdl,late", "1.3b", 1),
         ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
+        ("dp4a,prequant,pdl,qnext,deep", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -508,6 +502,28 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)
         assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+
+
+@pytest.mark.interpret
+@needs_triton
+def test_prequant_load_orders_give_the_same_bits(monkeypatch) -> None:
+    """The options that only move the prequant GEMVs' loads ("late" / "early": epilogue operands after / before
+    the K loop; "qnext": activation words one tile ahead; "deep": three weight tiles in flight) give the
+    bits of the plain prequant step, on widths of 2 and 4 K tiles (so tiles in flight carry across
+    iterations, past the row's end included)."""
+    model = _model(80, 208, "official", True, torch.float32)  # 20 and 52 packed bytes: 2 and 4 tiles of 16
+    tokens = torch.randint(0, model.config.vocab_size, (1,))
+    states = [torch.randn(1, 80) for _ in range(2)]  # L x [1, d']
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,early"))
+    base_logits, base_states = _step_outputs(model, tokens, states)
+    words = (torch.zeros(80, 20, dtype=torch.uint8),)
+    for extra in ("late", "qnext", "deep", "late,qnext,deep"):
+        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant," + extra))
+        cfg = fused_ops._config(1, 80, 80, words)
+        assert (cfg.late, cfg.qnext, cfg.deep) == ("late" in extra, "qnext" in extra, "deep" in extra)
+        logits, new_states = _step_outputs(model, tokens, states)
+        assert torch.equal(logits, base_logits), extra
+        assert all(torch.equal(a, b) for a, b in zip(new_states, base_states)), extra
 
 
 @pytest.mark.interpret
