@@ -399,7 +399,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['deep', 'dp4a', 'early', 'late', 'pdl', "
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'late', 'pdl', "
         r"'prequant', 'qnext', 'single', 'splitk'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
@@ -471,7 +471,6 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,splitk", "1.3b", 1),
         ("dp4a,prequant,pdl,late", "1.3b", 1),
         ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
-        ("dp4a,prequant,pdl,qnext,deep", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -508,19 +507,18 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
 @needs_triton
 def test_prequant_load_orders_give_the_same_bits(monkeypatch) -> None:
     """The options that only move the prequant GEMVs' loads ("late" / "early": epilogue operands after / before
-    the K loop; "qnext": activation words one tile ahead; "deep": three weight tiles in flight) give the
-    bits of the plain prequant step, on widths of 2 and 4 K tiles (so tiles in flight carry across
-    iterations, past the row's end included)."""
+    the K loop; "qnext": activation words one tile ahead) give the bits of the plain prequant step, on widths
+    of 2 and 4 K tiles (so tiles in flight carry across iterations, past the row's end included)."""
     model = _model(80, 208, "official", True, torch.float32)  # 20 and 52 packed bytes: 2 and 4 tiles of 16
     tokens = torch.randint(0, model.config.vocab_size, (1,))
     states = [torch.randn(1, 80) for _ in range(2)]  # L x [1, d']
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,early"))
     base_logits, base_states = _step_outputs(model, tokens, states)
     words = (torch.zeros(80, 20, dtype=torch.uint8),)
-    for extra in ("late", "qnext", "deep", "late,qnext,deep"):
+    for extra in ("late", "qnext", "late,qnext"):
         monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant," + extra))
         cfg = fused_ops._config(1, 80, 80, words)
-        assert (cfg.late, cfg.qnext, cfg.deep) == ("late" in extra, "qnext" in extra, "deep" in extra)
+        assert (cfg.late, cfg.qnext) == ("late" in extra, "qnext" in extra)
         logits, new_states = _step_outputs(model, tokens, states)
         assert torch.equal(logits, base_logits), extra
         assert all(torch.equal(a, b) for a, b in zip(new_states, base_states)), extra

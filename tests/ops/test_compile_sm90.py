@@ -72,17 +72,17 @@ BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "PDL": True, "BLOCK": 8192}, 16),
        ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "PDL": True, "BLOCK": 2048}, 4)]
-gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "DEEP": False, "BLOCK_N": 16, "BLOCK_Q": 256}
+gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True, "DEEP": True}, 4))
+               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
 split = {"ACC": "*i32", "CNT": "*i32"}
-unsplit = {k: v for k, v in gemv.items() if k not in ("LATE", "QNEXT", "DEEP")}  # the split twins' constexprs
+unsplit = {k: v for k, v in gemv.items() if k not in ("LATE", "QNEXT")}  # the split twins' constexprs
 out.append(ptx(sk._bitlinear_split_kernel, {**words, **split, "P": "*i32", "G": "*fp32", "Y": BF},
                {**unsplit, "RESIDUAL": True, "SPLIT": 3}, 4))
 out.append(ptx(sk._mlgru_in_split_kernel, {**words, **split, "PI": "*i32", "PF": "*i32", "PG": "*i32",
@@ -92,9 +92,9 @@ out.append(ptx(sk._glu_in_split_kernel, {**words, **split, "P": "*i32", "G": "*f
                {**unsplit, "SPLIT": 2}, 4))
 assert all("atom.global.gpu.acq_rel.add" in p for p in out[-3:])
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
-out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True, "DEEP": True}, 4))
+out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},
-               {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True, "DEEP": True}, 4))
+               {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True}, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 """

@@ -294,10 +294,9 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   more programs, with atomic int32 sums and the epilogue in each block's last program (`splitk.py`);
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
 #   loop, instead of as PREQUANT_TILES' row says;
-# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
-# - "deep" (with "prequant"): three weight tiles in flight per projection instead of two.
+# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile.
 # Only "single" and "prequant" change the bits (a code can flip at a rounding tie); the rest change speed.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "deep"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -338,7 +337,6 @@ class _Launch(NamedTuple):
     splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
-    deep: bool = False  # prequant GEMVs keep three weight tiles in flight instead of two ("deep")
 
     @property
     def dot(self) -> bool:
@@ -399,7 +397,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             splitk=split,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
-            deep=pre and "deep" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -411,6 +408,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     )
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     warps = max(warps, 8) if single and bq > 256 else warps
+    qnext = pre and "qnext" in OPTIONS
     return _Launch(
         path,
         rows,
@@ -422,8 +420,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         single=single,
         prequant=pre,
         late=late,
-        qnext=pre and "qnext" in OPTIONS,
-        deep=pre and "deep" in OPTIONS,
+        qnext=qnext,
         splitk=split,
         asm=True,
     )

@@ -122,7 +122,7 @@ def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    QNEXT: tl.constexpr, DEEP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    QNEXT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -131,10 +131,6 @@ def _mlgru_in_kernel(
     n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)  # the next tiles: two in flight per projection
     n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    if DEEP:  # a third tile in flight per projection
-        nn_i = _tile(PI, rn, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        nn_f = _tile(PF, rn, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        nn_g = _tile(PG, rn, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
     if not LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
@@ -171,15 +167,9 @@ def _mlgru_in_kernel(
             f0_, f1_, f2_, f3_ = f0n, f1n, f2n, f3n
             g0_, g1_, g2_, g3_ = g0n, g1n, g2n, g3n
         p_i, p_f, p_g = n_i, n_f, n_g
-        if DEEP:
-            n_i, n_f, n_g = nn_i, nn_f, nn_g
-            nn_i = _tile(PI, rn, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            nn_f = _tile(PF, rn, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            nn_g = _tile(PG, rn, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        else:
-            n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
@@ -196,13 +186,11 @@ def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
-    DEEP: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    if DEEP:
-        nn = _tile(P, rn, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -223,11 +211,7 @@ def _bitlinear_kernel(
         if QNEXT:
             c0, c1, c2, c3 = d0, d1, d2, d3
         p = n
-        if DEEP:
-            n = nn
-            nn = _tile(P, rn, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        else:
-            n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
@@ -238,17 +222,14 @@ def _bitlinear_kernel(
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
-    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, DEEP: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
     n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    if DEEP:
-        nn_a = _tile(P, rn, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        nn_b = _tile(P, rn + I, nmask, 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     _wait_inputs(PDL)
     if not LATE:
@@ -269,13 +250,8 @@ def _glu_in_kernel(
         if QNEXT:
             c0, c1, c2, c3 = d0, d1, d2, d3
         p_a, p_b = n_a, n_b
-        if DEEP:
-            n_a, n_b = nn_a, nn_b
-            nn_a = _tile(P, rn, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            nn_b = _tile(P, rn + I, nmask, i0 + 3 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        else:
-            n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
@@ -344,7 +320,7 @@ def _launch_gemv(
         ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs()
     )
     if split == 1:
-        kernel[(blocks, B)](*args, LATE=cfg.late, QNEXT=cfg.qnext, DEEP=cfg.deep, **kw)
+        kernel[(blocks, B)](*args, LATE=cfg.late, QNEXT=cfg.qnext, **kw)
     else:  # the split twins load their epilogue operands after the K loop, their activation words per tile
         split_kernel[(blocks, B * split)](
             *args, *splitk.sums(scratch, projs, B, N, blocks, x.device), SPLIT=split, **kw
