@@ -6,12 +6,14 @@ the codes of every quarter re-derived inside the GEMV loop. Here one small kerne
 (`_quant_kernel`: the formulas of `fused_parts.py`'s prologue on the row held whole in registers, so its
 sums run in another order than the default's and a code can differ at a rounding tie, as with the "single"
 option) and writes the int8 codes in column order, zero-padded to 4 Kq columns (Kq = packed bytes per
-weight row), with their scale s and code sum. Viewed as int32, those codes are the activation words of the dp4a path: word j Kw + m (Kw = Kq /
-4) holds the codes of columns j Kq + 4m .. j Kq + 4m + 3, exactly the columns that quarter j of weight word
-m encodes. The GEMV kernels are then pure streams of weight words: per tile, four L2-resident activation
-words per weight word and one `dp4a` per quarter, no reduction before the first tile, and two tiles in
-flight per projection (the next one loads while this one is multiplied). The epilogues are the
-default kernels' (`fused_parts.py`), with their operands loaded before the K loop (see `_mlgru_in_kernel`).
+weight row), with their scale s and code sum. Viewed as int32, those codes are the activation words of the
+dp4a path: word j Kw + m (Kw = Kq / 4) holds the codes of columns j Kq + 4m .. j Kq + 4m + 3, exactly the
+columns that quarter j of weight word m encodes. The GEMV kernels are then pure streams of weight words:
+per tile, four L2-resident activation words per weight word and one `dp4a` per quarter, no reduction before
+the first tile, and two tiles in flight per projection (the next one loads while this one is multiplied;
+with QNEXT, the default "qnext" option, the next tile's activation words load with it). The epilogues are
+the default kernels' (`fused_parts.py`), with their operands loaded before or after the K loop as
+PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`).
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
@@ -112,11 +114,12 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 # The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
 # scales, lower bound, the MLGRU state, the residual stream) before they wait for the previous kernel, and
 # the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
-# waits behind the K loop. With LATE (the "late" option) the state, residual, scales and code sums load
-# after the K loop instead, as before session 8. Reading the state and the residual early is safe under programmatic dependent
-# launch: a kernel lets the next one launch only after its own wait, so when a GEMV starts, every kernel
-# two or more launches back has finished, and the last writer of the state (this kernel, one token back) or
-# of the residual stream (the BitLinear GEMV two GEMVs back) is at least four launches back.
+# waits behind the K loop. With LATE (PREQUANT_TILES' row above 1024 outputs, or the "late" option) the
+# state, residual, scales and code sums load after the K loop instead. Reading the state and the residual
+# early is safe under programmatic dependent launch: a kernel lets the next one launch only after its own
+# wait, so when a GEMV starts, every kernel two or more launches back has finished, and the last writer of
+# the state (this kernel, one token back) or of the residual stream (the BitLinear GEMV two GEMVs back) is
+# at least four launches back.
 @triton.jit
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
