@@ -1,14 +1,16 @@
 """Per-kernel times of the fused batch-1 decode step: where the microseconds of a token go.
 
 For each preset and each kernel option set (`mmfree.ops.ternary.fused.KNOWN_OPTIONS`), the five kernels of
-`mmfree.infer.fused.FusedDecodeStep` at batch 1 on layer 0 (MLGRU input, output gate + o_proj, GLU input,
-down_proj, final norm + head), each timed as repeated launches of itself inside one CUDA graph
-(`triton.testing.do_bench_cudagraph`: no host overhead), in microseconds and in GB/s of the packed weight
-bytes it reads, against the copy bandwidth measured in the same run (peer). Two cautions: a layer's weights
-that fit in L2 (3 MB at 370M) stay there across the repeats, so small kernels read faster than in a real
-step, whose 24 layers do not fit; and with the "pdl" option consecutive repeats overlap. The last rows per
-option set: the per-token sum of the kernels (4 per layer times the layer count, plus the head) against
-the whole step (every layer, embedding to logits) captured the same way; that row is the ground truth.
+`mmfree.infer.fused.FusedDecodeStep` at batch 1 (MLGRU input, output gate + o_proj, GLU input, down_proj,
+final norm + head), each timed as repeated launches inside one CUDA graph (`triton.testing.do_bench_cudagraph`:
+no host overhead), in microseconds per layer and in GB/s of the packed weight bytes it reads, against the
+copy bandwidth measured in the same run (peer). A layer kernel runs over every layer's weights in turn, so
+its weights come from DRAM as in the step. With `--first-layer` it repeats layer 0's, which then stay in L2
+(50 MB on an H200: every 13B layer kernel's weights fit), as every run before 2026-11-29 (session 10) did:
+those rates overstate what the step sees. The head has one weight and always repeats it. With the "pdl"
+option consecutive launches overlap. The last rows per option set: the per-token sum of the kernels (4 per
+layer times the layer count, plus the head) against the whole step (every layer, embedding to logits)
+captured the same way; that row is the ground truth.
 
     python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
@@ -98,35 +100,44 @@ def copy_bandwidth(device: str) -> float:
     return 2 * n / best
 
 
-def kernel_calls(step: FusedDecodeStep) -> list[tuple[str, Callable[[], None], int]]:
-    """(name, call, packed weight bytes) of the five kernels on layer 0 at batch 1."""
+def kernel_calls(step: FusedDecodeStep, layers: range) -> list[tuple[str, Callable[[], None], int]]:
+    """(name, call, packed weight bytes) of the five kernels at batch 1; each of the four layer kernels runs
+    once per layer of `layers` in turn (all layers: every weight from DRAM, as in the step)."""
     from mmfree.ops.ternary.fused import bitlinear_step, glu_input_step, mlgru_input_step
 
     ws = step.workspace(1)
     x, go, u, logits = ws["x"], ws["go"], ws["u"], ws["logits"]
     x.normal_()
     h = torch.zeros(1, step.width, dtype=torch.float32, device=step.device)  # [1, d']
-    p = step.layers[0]
-    gate = (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
+    ps = [step.layers[i] for i in layers]
 
-    def nbytes(*projs: fused_ops.TernaryProj) -> int:
-        return sum(q.packed.numel() for q in projs)
+    def gate(p: dict) -> tuple | None:
+        return (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
+
+    def nbytes(*names: str) -> int:
+        return sum(p[n].packed.numel() for p in ps for n in names)
+
+    def mlgru() -> None:
+        for p in ps:
+            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"])
+
+    def o_proj() -> None:
+        for p in ps:
+            bitlinear_step(go, p["o"], x, residual=True, gate=gate(p))
+
+    def glu() -> None:
+        for p in ps:
+            glu_input_step(x, p["mlp_norm"], p["gate"], u)
+
+    def down() -> None:
+        for p in ps:
+            bitlinear_step(u, p["down"], x, residual=True)
 
     calls = [
-        (
-            "mlgru input (i, f, g)",
-            lambda: mlgru_input_step(
-                x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"]
-            ),
-            nbytes(p["i"], p["f"], p["g"]),
-        ),
-        (
-            "output gate + o_proj",
-            lambda: bitlinear_step(go, p["o"], x, residual=True, gate=gate),
-            nbytes(p["o"]),
-        ),
-        ("glu input (gate, up)", lambda: glu_input_step(x, p["mlp_norm"], p["gate"], u), nbytes(p["gate"])),
-        ("down_proj", lambda: bitlinear_step(u, p["down"], x, residual=True), nbytes(p["down"])),
+        ("mlgru input (i, f, g)", mlgru, nbytes("i", "f", "g")),
+        ("output gate + o_proj", o_proj, nbytes("o")),
+        ("glu input (gate, up)", glu, nbytes("gate")),
+        ("down_proj", down, nbytes("down")),
     ]
     if step.head is not None:
         head = step.head
@@ -134,7 +145,7 @@ def kernel_calls(step: FusedDecodeStep) -> list[tuple[str, Callable[[], None], i
             (
                 "final norm + head",
                 lambda: bitlinear_step(x, head, logits, pre_norm=step.final_norm),
-                nbytes(head),
+                head.packed.numel(),
             )
         )
     return calls
@@ -181,8 +192,10 @@ def time_step(
     bench: Callable[[Callable[[], object]], float],
     bw: float,
     probe: str = "none",
+    first_layer: bool = False,
 ) -> list[tuple[str, str, str, float, str, str]]:
-    """Rows of one option set and tile: each kernel alone, their per-token sum and the whole step (with
+    """Rows of one option set and tile: each kernel alone (per layer, over every layer's weights in turn, or
+    over layer 0's again and again with `first_layer`), their per-token sum and the whole step (with
     `probe`'s kernels skipped)."""
     rows: list[tuple[str, str, str, float, str, str]] = []
     step = FusedDecodeStep(model)
@@ -193,12 +206,14 @@ def time_step(
         step_ms = bench(with_probe(probe, lambda: step(tok, states)))
         return [(preset, name, "whole step", step_ms * 1e3, "-", "-")]
     n_layers = len(step.layers)
+    layers = range(1) if first_layer else range(n_layers)
     total = 0.0
-    for kname, call, nbytes in kernel_calls(step):
-        ms = bench(call)
-        total += ms if kname.startswith("final") else ms * n_layers
+    for kname, call, nbytes in kernel_calls(step, layers):
+        ms = bench(call)  # the head once, a layer kernel once per layer of `layers`
+        per_call = ms if kname.startswith("final") else ms / len(layers)
+        total += per_call if kname.startswith("final") else per_call * n_layers
         rate = nbytes / ms / 1e6
-        rows.append((preset, name, kname, ms * 1e3, f"{rate:.0f} GB/s", f"{rate / bw:.2f}x copy"))
+        rows.append((preset, name, kname, per_call * 1e3, f"{rate:.0f} GB/s", f"{rate / bw:.2f}x copy"))
     step_ms = bench(lambda: step(tok, states))
     rows.append((preset, name, "sum of kernels per token", total * 1e3, "-", "-"))
     rows.append((preset, name, "whole step", step_ms * 1e3, "-", f"{step_ms / total:.2f}x sum"))
@@ -221,7 +236,7 @@ def run(args: argparse.Namespace) -> None:
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
             name += f" {probe}" if probe != "none" else ""
             try:
-                rows += time_step(model, preset, name, bench, bw, probe)
+                rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
             except Exception as err:  # a tile the compiler rejects (out of resources) is reported, not fatal
                 rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
         fused_ops.OPTIONS = DEFAULT_OPTIONS
@@ -250,6 +265,10 @@ def main() -> None:
     p.add_argument(
         "--probes", type=lambda s: s.split(","), default=["none"],
         help="comma-separated: none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above",
+    )  # fmt: skip
+    p.add_argument(
+        "--first-layer", action="store_true",
+        help="time each layer kernel on layer 0's weights only (L2-warm; the rows of sessions 4-10)",
     )  # fmt: skip
     p.add_argument("--quick", action="store_true", help="fewer timing repeats")
     p.add_argument("--cpu-check", action="store_true", help="run the plumbing on CPU (TRITON_INTERPRET=1)")
