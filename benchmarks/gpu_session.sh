@@ -52,13 +52,13 @@ part decode_prequant 300 python3 benchmarks/decode_kernels.py --presets 370m,1.3
   --options dp4a,dp4a+prequant,dp4a+prequant+pdl --tiles default,32x4,64x8,16x4x512
 part decode_prequant_step 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 \
   --contexts "" --models packed,fused+dp4a+prequant,fused+dp4a+prequant+pdl --budget 170
-part prequant_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py -k prequant
+part prequant_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k prequant
 part decode_prequant2 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a,dp4a+prequant+pdl --tiles default,8x4,32x4
 part decode_prequant_targets 150 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 \
   --contexts "" --models packed,fused+dp4a+prequant,fused+dp4a+prequant+pdl --budget 130
 part int8_sweep 200 python3 benchmarks/kernels.py --quick --only none --sweep-int8
-part final_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py tests/ops/test_kernels_gpu.py \
+part final_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py tests/ops/test_kernels_gpu.py \
   -k "prequant or real_shape or bitlinear_bf16"
 part final_train_13b 200 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 part final_decode_kernels 100 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a,dp4a+prequant+pdl
@@ -98,7 +98,7 @@ part scan9_train_370m 200 python3 benchmarks/train_step.py --grid 370m:32 --impl
 part scan9_train_13b 200 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official --warmup 2 --steps 4
 # session 9: decode_epi found the whole step faster at 370M and slower at 1.3B and 13B than session 6; the two
 # load orders of the epilogue operands side by side ("late" = session 6's), then ncu on the 13B GEMVs
-part late_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py -k "prequant or late"
+part late_tests 150 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k "prequant or late"
 part late_ab 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a+prequant+pdl,dp4a+prequant+pdl+late
 # then the late/early rows as defaults, and "qnext" (next tile's activation words one tile ahead) A/B, the
@@ -109,16 +109,16 @@ part qnext_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --ba
   --models packed,fused+dp4a+prequant+pdl+qnext,fake,llama --budget 170
 part qnext_gpu_tests 240 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
 # next (session 10): the split-K BitLinear GEMV (option "splitk", untimed) tested, then timed against the default
-part splitk_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py  # ~11 s a test
+part splitk_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py  # ~11 s a test
 part splitk_ab 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a+prequant+pdl,dp4a+prequant+pdl+splitk
 # session 10: the real-shape decode tests after their rework (fp32 checks on 4 layers, batch 1 row by row),
 # then one table of all four implementations at both presets, batch 8
-part s10_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py -k real_shape
+part s10_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k real_shape
 part s10_train 480 python3 benchmarks/train_step.py --grid 370m:8,1.3b:8 --warmup 2 --steps 4
 # session 10, second half: session 9's load orders and qnext re-landed (their test failure was the flaky
 # batch-1 check): GPU tests, then the three load orders side by side, then the targets with each
-part s10q_tests 230 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused.py
+part s10q_tests 230 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py
 part s10q_ab 160 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
   --options dp4a+prequant+pdl+late,dp4a+prequant+pdl,dp4a+prequant+pdl+qnext
 part s10q_targets 100 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \

@@ -1,0 +1,108 @@
+"""The fused decode step on an H200 at real shapes (`-m gpu`): fp32 against the plain-PyTorch ops at 370M
+widths, the CUDA-graph replay against the eager step, and every kernel option set against the default
+kernels bit for bit. The interpreter tests of the same kernels are in `test_fused.py`."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mmfree.ops.ternary.fused as fused_ops
+from mmfree.infer.decode import Decoder
+from tests.infer.test_fused import REAL_LAYERS, _check_step, _model
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("B", [1, 5, 16])
+def test_fused_step_real_shape(B: int, monkeypatch) -> None:
+    """370m widths: fp32 against the plain-PyTorch ops (on REAL_LAYERS layers), then the whole bf16 model's
+    CUDA-graph replay against the eager fused step. The two fp32 paths' reductions differ in the last bit,
+    so int8 codes flip at rounding ties and the flips cascade through the later layers' requantization: a
+    row can end a few percent off. On an H200 (2026-11-29, 4 seeds, batch 16) 9-14 rows of 16 stayed equal
+    to 1e-6 over 24 layers, 14-16 over 2. A real error shows in every row, so half the rows (rounded down)
+    must be tight; each row stepped alone at batch 1 (the "prequant" kernels, whose reductions are blocked
+    differently again) is held to the same. bf16 is not compared against the reference: it flips far more
+    ties."""
+    model = _model(0, 0, "official", True, torch.float32, device="cuda", preset="370m", layers=REAL_LAYERS)
+    monkeypatch.setenv("MMFREE_BACKEND", "torch")  # the reference: the plain-PyTorch ops on the GPU
+    _check_step(model, B, tight=1e-3, loose=0.15, min_tight=B // 2, one_exact=False)
+    monkeypatch.delenv("MMFREE_BACKEND")
+    model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset="370m")
+    dec = Decoder(model, fused=True)
+    eager = Decoder(model, fused=True, cuda_graph=False)
+    assert dec.cuda_graph and dec.fused_step is not None
+    ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
+    logits, cache = dec.prefill(ids)
+    _, cache_e = eager.prefill(ids)
+    tok = logits.argmax(-1)
+    a = dec.step(tok, cache).clone()  # the CUDA graph replay of the fused step
+    b = eager.step(tok, cache_e)
+    torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_prequant_real_shape(monkeypatch) -> None:
+    """370m widths in fp32 on the "prequant" kernels (16 rows kept on the CUDA-core path by raising
+    DOT_MIN_BATCH) against the plain-PyTorch ops, with `test_fused_step_real_shape`'s tolerance for
+    rounding-tie cascades (half the rows tight, REAL_LAYERS layers)."""
+    model = _model(0, 0, "official", True, torch.float32, device="cuda", preset="370m", layers=REAL_LAYERS)
+    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 17)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
+    packed = model.model.layers[0].attn.i_proj.weight_packed
+    assert fused_ops._config(16, packed.shape[0], 1024, (packed,)).prequant
+    monkeypatch.setenv("MMFREE_BACKEND", "torch")  # the reference: the plain-PyTorch ops on the GPU
+    _check_step(model, 16, tight=1e-3, loose=0.15, min_tight=8)
+
+
+_GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset for the option tests
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize(
+    "options,preset,B",
+    [
+        ("dp4a,pdl", "370m", 1),
+        ("dp4a,pdl", "370m", 5),
+        ("dp4a", "370m", 1),
+        ("pdl", "370m", 1),
+        ("dp4a,pdl,single", "370m", 1),
+        ("dp4a,pdl", "1.3b", 1),
+        ("dp4a,pdl,single", "1.3b", 1),
+        ("dp4a,prequant,pdl", "370m", 1),
+        ("dp4a,prequant,pdl", "1.3b", 1),
+        ("dp4a,prequant,pdl,splitk", "1.3b", 1),
+        ("dp4a,prequant,pdl,late", "1.3b", 1),
+        ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
+    ],
+)
+def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
+    """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
+    (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
+    "single" or "prequant" the reference is that option alone with dp4a (their norms sum in another order
+    than the default's)."""
+    if preset not in _GPU_MODELS:
+        _GPU_MODELS.clear()
+        _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
+    model = _GPU_MODELS[preset]
+    ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
+
+    def run(opts: frozenset[str]) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
+        monkeypatch.setattr(fused_ops, "OPTIONS", opts)
+        out = []
+        for graph in (False, True):
+            dec = Decoder(model, fused=True, cuda_graph=graph)
+            logits, cache = dec.prefill(ids)
+            for _ in range(3):
+                logits = dec.step(logits.argmax(-1), cache).clone()
+            out.append((logits, [s.clone() for s in cache.states]))
+        return out
+
+    opts = fused_ops.parse_options(options)
+    base = run(opts & {"single", "prequant", "dp4a"})
+    mine = run(opts)
+    for (la, sa), (lb, sb) in zip(base, mine):
+        assert torch.equal(la, lb)
+        assert all(torch.equal(a, b) for a, b in zip(sa, sb))
