@@ -29,6 +29,7 @@ fi
 # Session 10 ran PARTS="scan_ncu splitk_tests splitk_ab" (Nsight Compute on the scan at B=8; split K tested and
 # timed: slower, stays opt-in), then PARTS="s10_tests s10_train", then PARTS="s10q_tests s10q_ab s10q_targets"
 # (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
+# Next (session 11): PARTS="s11_cold s11_warm" (decode_kernels.py now times each layer kernel over every layer).
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -123,6 +124,10 @@ part s10q_ab 160 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --
   --options dp4a+prequant+pdl+late,dp4a+prequant+pdl,dp4a+prequant+pdl+qnext
 part s10q_targets 100 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models fused+dp4a+prequant+pdl+late,packed,fused+dp4a+prequant+pdl+qnext --budget 80
+# next (session 11): the step's kernels as the step sees them (every layer's weights, from DRAM) against the
+# L2-warm layer-0 repeats of every earlier per-kernel row
+part s11_cold 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext
+part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
   --launch-skip 40 --launch-count 8 --section SpeedOfLight --section Occupancy --section WarpStateStats \
@@ -154,4 +159,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_cold s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
