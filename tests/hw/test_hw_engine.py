@@ -59,9 +59,12 @@ def test_logits_follow_the_float_model() -> None:
     got = Engine.from_model(model).logits_float(ids)
     with torch.no_grad():
         want = model(torch.tensor(ids)[None]).logits[0].double().numpy()
-    # untrained logits are tiny and int8 codes flip at rounding ties, so a few % per logit (docs/hw.md)
-    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.99
-    assert np.abs(got - want).max() < 0.1 * np.abs(want).max()
+    # Untrained logits are tiny and int8 codes flip at rounding ties, so logits differ by a few % (docs/hw.md).
+    # Over 5000 seeds (2026-11-29): correlation >= 0.993, relative norm error <= 0.118; the largest error of
+    # one logit reached 0.25 of the largest logit (13 of 1000 seeds were over 0.1, which this test once
+    # required). The bounds sit 2.5-4x beyond those tails; a wrong datapath is off by O(1).
+    assert np.corrcoef(got.ravel(), want.ravel())[0, 1] > 0.97
+    assert np.linalg.norm(got - want) < 0.3 * np.linalg.norm(want)
 
 
 def test_trained_model_perplexity_within_two_percent(trained_model, corpus) -> None:
