@@ -126,6 +126,7 @@ part s10q_targets 100 python3 benchmarks/decode.py --presets 370m,1.3b,13b --bat
   --models fused+dp4a+prequant+pdl+late,packed,fused+dp4a+prequant+pdl+qnext --budget 80
 # next (session 11): the step's kernels as the step sees them (every layer's weights, from DRAM) against the
 # L2-warm layer-0 repeats of every earlier per-kernel row
+part s11_stream 240 python3 benchmarks/stream_probe.py --presets 1.3b,13b
 part s11_cold 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
@@ -159,4 +160,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_cold s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

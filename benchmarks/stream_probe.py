@@ -1,0 +1,165 @@
+"""How fast can a chain of batch-1 GEMV launches stream packed weights? (decode design probe, GPU only)
+
+The batch-1 decode step is a chain of dependent GEMVs, four per layer, each over its own weights (DRAM,
+not L2). This times the same chain with the GEMV work stripped to the memory pattern: each kernel reads
+its `[N, Kw]` int32 weight words (2-bit layout, 16 codes a word), adds them up per row and stores one
+word per row. The shapes are a preset's real ones (MLGRU input i/f/g, o_proj, GLU gate/up, down_proj per
+layer, every layer's own buffers), launched back to back with programmatic dependent launch, each kernel
+loading its first weights before it waits for the previous one. Variants of the load structure:
+
+- `loop2`: the decode GEMVs' own structure: a loop over 256-byte tiles with two in flight (two loaded
+  before the wait);
+- `all`: every tile of the program's rows loaded at once before the wait (`[BLOCK_N, next_pow2(Kw)]`);
+- `pipeS`: a `tl.range` loop with `num_stages=S` (Triton's software pipeliner: asynchronous copies into
+  shared memory), waiting first.
+
+Per variant and tile (BLOCK_N rows x warps): the chain's time per token and its rate against the bytes
+floor (the weight bytes at the copy bandwidth measured in the same run). This bounds what restructuring the
+real GEMVs' loads could give; the dp4a work, the activation loads and the epilogues come on top.
+
+    python benchmarks/stream_probe.py [--presets 1.3b,13b] [--variants loop2:16x4,all:8x4,pipe4:16x4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+
+import torch
+import triton
+import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+from mmfree.layers.glu import glu_intermediate_size
+from mmfree.models import MMFreeConfig
+
+
+@triton.jit
+def _loop2_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = rn < N
+    iw = tl.arange(0, BW)
+    p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nm[:, None] & (iw[None, :] < Kw), other=0)
+    n = tl.load(P + rn[:, None] * Kw + BW + iw[None, :], mask=nm[:, None] & (BW + iw[None, :] < Kw), other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    for i0 in range(0, Kw, BW):
+        acc += p
+        p = n
+        j = i0 + 2 * BW + iw
+        n = tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
+    tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
+
+
+@triton.jit
+def _all_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = rn < N
+    iw = tl.arange(0, BW)
+    p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nm[:, None] & (iw[None, :] < Kw), other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    tl.store(OUT + rn, tl.sum(p, axis=1), mask=nm)
+
+
+@triton.jit
+def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES: tl.constexpr):
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = rn < N
+    iw = tl.arange(0, BW)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    for i0 in tl.range(0, Kw, BW, num_stages=STAGES):
+        j = i0 + iw
+        acc += tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
+    tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
+
+
+def shapes(preset: str) -> list[tuple[str, int, int]]:
+    """(name, rows N, words per row Kw) of one layer's GEMVs, as the fused step reads them."""
+    cfg = MMFreeConfig.from_preset(preset)
+    d = cfg.hidden_size
+    inter = cfg.intermediate_size or glu_intermediate_size(d)
+    return [
+        ("mlgru", 3 * d, d // 16),
+        ("o", d, d // 16),
+        ("glu", 2 * inter, d // 16),
+        ("down", d, inter // 16),
+    ]
+
+
+def copy_bandwidth() -> float:
+    """Bytes read + written per second of a 1 GiB device copy (`decode_kernels.py`'s convention)."""
+    from triton.testing import do_bench
+
+    n = 1 << 30
+    src = torch.empty(n, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    return 2 * n / (do_bench(lambda: dst.copy_(src), return_mode="median") / 1e3)
+
+
+def chain(preset: str, variant: str, block_n: int, warps: int):
+    """A callable that launches the preset's whole chain of GEMV-shaped reads once, and its weight bytes."""
+    layers = MMFreeConfig.from_preset(preset).num_hidden_layers
+    calls = []
+    total = 0
+    for _ in range(layers):
+        for _, n, kw in shapes(preset):
+            w = torch.randint(-(2**31), 2**31 - 1, (n, kw), dtype=torch.int32, device="cuda")
+            out = torch.empty(n, dtype=torch.int32, device="cuda")
+            calls.append((w, out, n, kw))
+            total += w.numel() * 4
+    kw_ = {"num_warps": warps, "launch_pdl": True}
+
+    def run() -> None:
+        for w, out, n, kw in calls:
+            grid = (triton.cdiv(n, block_n),)
+            if variant == "loop2":
+                _loop2_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=64, **kw_)
+            elif variant == "all":
+                _all_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=triton.next_power_of_2(kw), **kw_)
+            else:
+                stages = int(variant.removeprefix("pipe"))
+                _pipe_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=64, STAGES=stages, **kw_)
+
+    return run, total, calls
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--presets", default="1.3b,13b")
+    p.add_argument(
+        "--variants",
+        default="loop2:16x4,loop2:8x4,all:8x4,all:4x4,all:8x8,all:16x8,pipe3:16x4,pipe4:16x4,pipe6:16x4,pipe4:8x4",
+    )
+    args = p.parse_args()
+    from triton.testing import do_bench_cudagraph
+
+    bw = copy_bandwidth()
+    print(f"# {datetime.date.today()} {torch.cuda.get_device_name()} copy {bw / 1e9:.0f} GB/s")
+    rows = []
+    for preset in args.presets.split(","):
+        for spec in args.variants.split(","):
+            variant, tile = spec.split(":")
+            bn, warps = (int(t) for t in tile.split("x"))
+            run, total, calls = chain(preset, variant, bn, warps)
+            run()
+            torch.cuda.synchronize()
+            ok = all(torch.equal(out, w.sum(1, dtype=torch.int32)) for w, out, _, _ in calls[:4])
+            ms = do_bench_cudagraph(run, rep=100, return_mode="median")
+            floor = total / bw * 1e3
+            rows.append((preset, spec, ms, floor, ok))
+            print(
+                f"{preset:6} {spec:12} {ms * 1e3:8.1f} us  floor {floor * 1e3:7.1f} us  {ms / floor:5.2f}x  ok={ok}"
+            )
+            del run, calls
+            torch.cuda.empty_cache()
+    print("\n| preset | variant | chain µs | x floor |\n|---|---|---|---|")
+    for preset, spec, ms, floor, ok in rows:
+        print(f"| {preset} | {spec} | {ms * 1e3:.1f} | {ms / floor:.2f}x{'' if ok else ' (WRONG SUMS)'} |")
+
+
+if __name__ == "__main__":
+    main()
