@@ -294,9 +294,13 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   more programs, with atomic int32 sums and the epilogue in each block's last program (`splitk.py`);
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
 #   loop, instead of as PREQUANT_TILES' row says;
-# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile.
+# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
+# - "qtrigger" (with "prequant" and "pdl"): each quantization kernel lets its GEMV launch before it waits
+#   for the GEMV in front, so a GEMV's first weight tiles load while the GEMV before it still streams.
 # Only "single" and "prequant" change the bits (a code can flip at a rounding tie); the rest change speed.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext"})
+KNOWN_OPTIONS = frozenset(
+    {"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "qtrigger"}
+)
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -337,6 +341,7 @@ class _Launch(NamedTuple):
     splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
+    qtrigger: bool = False  # prequant quantization kernels launch their GEMV before they wait ("qtrigger")
 
     @property
     def dot(self) -> bool:
@@ -397,7 +402,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             splitk=split,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
-        )
+        )  # no qtrigger: the interpreter has no programmatic dependent launch
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
@@ -421,6 +426,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         prequant=pre,
         late=late,
         qnext=qnext,
+        qtrigger=pre and pdl and not split and "qtrigger" in OPTIONS,
         splitk=split,
         asm=True,
     )
