@@ -56,6 +56,23 @@ def test_prequant_real_shape(monkeypatch) -> None:
     _check_step(model, 16, tight=1e-3, loose=0.15, min_tight=8)
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fold_real_shape(monkeypatch) -> None:
+    """1.3B widths in fp32 (REAL_LAYERS layers) with the "fold" option: every layer call of a batch-1 step
+    quantizes inside its GEMV (down_proj at 512 words a row). Batch 5 runs the tensor cores; each row
+    stepped alone runs the fold kernels, and is held to the plain-PyTorch ops with
+    `test_fused_step_real_shape`'s tolerance for rounding-tie cascades."""
+    from mmfree.ops.ternary import fold
+
+    model = _model(0, 0, "official", True, torch.float32, device="cuda", preset="1.3b", layers=REAL_LAYERS)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,fold"))
+    mlp = model.model.layers[0].mlp
+    assert fold.fold_tile("bitlinear", 2048, mlp.down_proj.weight_packed.shape[1], True) is not None
+    monkeypatch.setenv("MMFREE_BACKEND", "torch")  # the reference: the plain-PyTorch ops on the GPU
+    _check_step(model, 5, tight=1e-3, loose=0.15, min_tight=2, one_exact=False)
+
+
 _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset for the option tests
 
 
@@ -78,13 +95,15 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,qtrigger", "370m", 1),
         ("dp4a,prequant,pdl,qnext,qtrigger", "1.3b", 1),
+        ("dp4a,prequant,pdl,qnext,fold", "370m", 1),
+        ("dp4a,prequant,pdl,qnext,fold", "1.3b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
     """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
     (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
     "single" or "prequant" the reference is that option alone with dp4a (their norms sum in another order
-    than the default's)."""
+    than the default's; so does "fold")."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
@@ -103,7 +122,7 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
         return out
 
     opts = fused_ops.parse_options(options)
-    base = run(opts & {"single", "prequant", "dp4a"})
+    base = run(opts & {"single", "prequant", "dp4a", "fold"})
     mine = run(opts)
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)

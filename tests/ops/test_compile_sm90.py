@@ -29,6 +29,7 @@ from mmfree.ops.bitlinear.shared import _rms_shared_bwd_kernel
 from mmfree.ops.glu.triton import _swiglu_bwd_kernel, _swiglu_fwd_kernel
 from mmfree.ops.mlgru import triton_tiled as tt
 from mmfree.ops.quant.triton import _ternarize_kernel
+from mmfree.ops.ternary import fold as fd
 from mmfree.ops.ternary import prequant as pq
 from mmfree.ops.ternary import splitk as sk
 
@@ -97,6 +98,20 @@ out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": B
                {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True}, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
+
+# the "fold" decode kernels at the tiles of fold.FOLD_TILES
+out = []
+for bw, bn, w in ((64, 8, 4), (128, 16, 8), (512, 16, 8)):
+    c = {"ASM": True, "PDL": True, "BLOCK_N": bn, "BW": bw}
+    out.append(ptx(fd._mlgru_in_kernel, {"X": BF, "WA": BF, "WI": BF, "WF": BF, "WG": BF, "PI": "*i32",
+                   "PF": "*i32", "PG": "*i32", "GI": "*fp32", "GF": "*fp32", "GG": "*fp32", "LB": "*fp32",
+                   "H": "*fp32", "OUT": BF}, {**c, "LATE": bw > 64, "HAS_LB": True, "OFFICIAL": bw > 64}, w))
+    for mode in (0, 1, 2):
+        out.append(ptx(fd._bitlinear_kernel, {"X": BF, "H": "*fp32", "W1": BF, "W2": BF, "G": "*fp32",
+                       "P": "*i32", "Y": BF}, {**c, "LATE": mode == 0, "MODE": mode, "RESIDUAL": mode != 1}, w))
+    out.append(ptx(fd._glu_in_kernel, {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "*i32", "U": BF}, c, w))
+assert all(".target sm_90" in p and "griddepcontrol" in p and "dp4a" in p for p in out)
+print("compiled fold", len(out))
 """
 
 
@@ -105,4 +120,4 @@ def test_kernels_compile_for_sm90() -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("compiled") == 3
+    assert run.stdout.count("compiled") == 4

@@ -296,10 +296,12 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   loop, instead of as PREQUANT_TILES' row says;
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
 # - "qtrigger" (with "prequant" and "pdl"): each quantization kernel lets its GEMV launch before it waits
-#   for the GEMV in front, so a GEMV's first weight tiles load while the GEMV before it still streams.
-# Only "single" and "prequant" change the bits (a code can flip at a rounding tie); the rest change speed.
+#   for the GEMV in front, so a GEMV's first weight tiles load while the GEMV before it still streams;
+# - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
+#   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
+# Only "single", "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
 KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "qtrigger"}
+    {"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "qtrigger", "fold"}
 )
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
@@ -342,6 +344,7 @@ class _Launch(NamedTuple):
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     qtrigger: bool = False  # prequant quantization kernels launch their GEMV before they wait ("qtrigger")
+    fold: bool = False  # batch-1 calls whose row fits quantize inside the GEMV ("fold", `fold.py`)
 
     @property
     def dot(self) -> bool:
@@ -402,6 +405,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             splitk=split,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
+            fold=pre and not split and "fold" in OPTIONS,
         )  # no qtrigger: the interpreter has no programmatic dependent launch
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -427,6 +431,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         late=late,
         qnext=qnext,
         qtrigger=pre and pdl and not split and "qtrigger" in OPTIONS,
+        fold=pre and not split and "fold" in OPTIONS,
         splitk=split,
         asm=True,
     )
