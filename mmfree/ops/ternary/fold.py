@@ -63,17 +63,30 @@ def _ld(P, J: tl.constexpr, Kq, K, BW: tl.constexpr):
 
 @triton.jit
 def _ssq(v0, v1, v2, v3):
-    # the sum of the squares of a row held as four `[BW, 4]` quarters
-    s = tl.sum(tl.sum(v0 * v0, axis=1), axis=0) + tl.sum(tl.sum(v1 * v1, axis=1), axis=0)
-    return s + tl.sum(tl.sum(v2 * v2, axis=1), axis=0) + tl.sum(tl.sum(v3 * v3, axis=1), axis=0)
+    # the sum of the squares of a row held as four `[BW, 4]` quarters (one block reduction)
+    return tl.sum(v0 * v0 + v1 * v1 + v2 * v2 + v3 * v3)
 
 
 @triton.jit
-def _amax(v0, v1, v2, v3):
-    # the largest magnitude of a row held as four quarters
-    m = tl.maximum(tl.max(tl.max(tl.abs(v0), axis=1), axis=0), tl.max(tl.max(tl.abs(v1), axis=1), axis=0))
-    m = tl.maximum(m, tl.max(tl.max(tl.abs(v2), axis=1), axis=0))
-    return tl.maximum(m, tl.max(tl.max(tl.abs(v3), axis=1), axis=0))
+def _abs4(x0, x1, x2, x3):
+    # `[BW, 4]` largest magnitude over the four quarters, per position
+    return tl.maximum(tl.maximum(tl.abs(x0), tl.abs(x1)), tl.maximum(tl.abs(x2), tl.abs(x3)))
+
+
+@triton.jit
+def _flat(t):
+    # a `[BW, 4]` tensor as one axis, in any order (for a multi-tensor `tl.reduce`)
+    return tl.reshape(t, [t.shape[0] * t.shape[1]])
+
+
+@triton.jit
+def _max3(a, b, c, d, e, f):
+    return tl.maximum(a, d), tl.maximum(b, e), tl.maximum(c, f)
+
+
+@triton.jit
+def _add3(a, b, c, d, e, f):
+    return a + d, b + e, c + f
 
 
 @triton.jit
@@ -84,22 +97,35 @@ def _words(q):
 
 
 @triton.jit
-def _quantize(v0, v1, v2, v3, W, ms, eps, Kq, K, X, BW: tl.constexpr):
-    # one BitLinear norm of the row (as `prequant._quant_store`): xn = RMSNorm(v) * w (model dtype), its
-    # int8 scale s = 127 / max|xn| and codes; returns the four quarters' activation words, `[1]` s and the
-    # `[1]` code sum
-    r = 1.0 / tl.sqrt(ms + eps)
+def _normed(v0, v1, v2, v3, W, r, Kq, K, X, BW: tl.constexpr):
+    # the four quarters of RMSNorm(v) * w in the model dtype, given the norm's 1 / rms r
     x0 = _rnd(v0 * r * _ld(W, 0, Kq, K, BW), X)
     x1 = _rnd(v1 * r * _ld(W, 1, Kq, K, BW), X)
     x2 = _rnd(v2 * r * _ld(W, 2, Kq, K, BW), X)
     x3 = _rnd(v3 * r * _ld(W, 3, Kq, K, BW), X)
-    s = _inv_amax(_amax(x0, x1, x2, x3) + tl.zeros([1], dtype=tl.float32))  # [1]
+    return x0, x1, x2, x3
+
+
+@triton.jit
+def _codes(x0, x1, x2, x3, s):
+    # the int8 codes of xn s as the four quarters' activation words, and `[BW, 4]` code sums over the
+    # quarters (for one block reduction later)
     q0 = _int8_codes(x0 * s)
     q1 = _int8_codes(x1 * s)
     q2 = _int8_codes(x2 * s)
     q3 = _int8_codes(x3 * s)
-    qs = tl.sum(tl.sum(q0 + q1 + q2 + q3, axis=1), axis=0) + tl.zeros([1], dtype=tl.int32)  # [1]
-    return _words(q0), _words(q1), _words(q2), _words(q3), s, qs
+    return _words(q0), _words(q1), _words(q2), _words(q3), q0 + q1 + q2 + q3
+
+
+@triton.jit
+def _quantize(v0, v1, v2, v3, W, ms, eps, Kq, K, X, BW: tl.constexpr):
+    # one BitLinear norm of the row (as `prequant._quant_store`): xn = RMSNorm(v) * w (model dtype), its
+    # int8 scale s = 127 / max|xn| and codes; returns the four quarters' activation words, `[1]` s and the
+    # `[1]` code sum
+    x0, x1, x2, x3 = _normed(v0, v1, v2, v3, W, 1.0 / tl.sqrt(ms + eps), Kq, K, X, BW)
+    s = _inv_amax(tl.max(_abs4(x0, x1, x2, x3)) + tl.zeros([1], dtype=tl.float32))  # [1]
+    c0, c1, c2, c3, qt = _codes(x0, x1, x2, x3, s)
+    return c0, c1, c2, c3, s, tl.sum(qt) + tl.zeros([1], dtype=tl.int32)
 
 
 @triton.jit
@@ -109,11 +135,7 @@ def _normed_row(X, W, eps, Kq, K, BW: tl.constexpr):
     x1 = _ld(X, 1, Kq, K, BW)
     x2 = _ld(X, 2, Kq, K, BW)
     x3 = _ld(X, 3, Kq, K, BW)
-    r = 1.0 / tl.sqrt(_ssq(x0, x1, x2, x3) / K + eps)
-    a0 = _rnd(x0 * r * _ld(W, 0, Kq, K, BW), X)
-    a1 = _rnd(x1 * r * _ld(W, 1, Kq, K, BW), X)
-    a2 = _rnd(x2 * r * _ld(W, 2, Kq, K, BW), X)
-    a3 = _rnd(x3 * r * _ld(W, 3, Kq, K, BW), X)
+    a0, a1, a2, a3 = _normed(x0, x1, x2, x3, W, 1.0 / tl.sqrt(_ssq(x0, x1, x2, x3) / K + eps), Kq, K, X, BW)
     return a0, a1, a2, a3, _ssq(a0, a1, a2, a3) / K
 
 
@@ -156,12 +178,26 @@ def _mlgru_in_kernel(
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
     a0, a1, a2, a3, ms = _normed_row(X, WA, eps_a, Kq, D, BW)
-    c0, c1, c2, c3, s_i, qs_i = _quantize(a0, a1, a2, a3, WI, ms, eps_i, Kq, D, X, BW)
-    yi = _y(_gemv(p_i, c0, c1, c2, c3, ASM), qs_i, g_i, s_i, X, 1)  # [1, BN]
-    c0, c1, c2, c3, s_f, qs_f = _quantize(a0, a1, a2, a3, WF, ms, eps_f, Kq, D, X, BW)
-    yf = _y(_gemv(p_f, c0, c1, c2, c3, ASM), qs_f, g_f, s_f, X, 1)
-    c0, c1, c2, c3, s_g, qs_g = _quantize(a0, a1, a2, a3, WG, ms, eps_g, Kq, D, X, BW)
-    yg = _y(_gemv(p_g, c0, c1, c2, c3, ASM), qs_g, g_g, s_g, X, 1)
+    # the three norms' codes with one block reduction for their scales and one for their code sums
+    i0, i1, i2, i3 = _normed(a0, a1, a2, a3, WI, 1.0 / tl.sqrt(ms + eps_i), Kq, D, X, BW)
+    f0, f1, f2, f3 = _normed(a0, a1, a2, a3, WF, 1.0 / tl.sqrt(ms + eps_f), Kq, D, X, BW)
+    h0, h1, h2, h3 = _normed(a0, a1, a2, a3, WG, 1.0 / tl.sqrt(ms + eps_g), Kq, D, X, BW)
+    m_i, m_f, m_g = tl.reduce(
+        (_flat(_abs4(i0, i1, i2, i3)), _flat(_abs4(f0, f1, f2, f3)), _flat(_abs4(h0, h1, h2, h3))), 0, _max3
+    )
+    one = tl.zeros([1], dtype=tl.float32)
+    s_i, s_f, s_g = _inv_amax(m_i + one), _inv_amax(m_f + one), _inv_amax(m_g + one)  # [1] each
+    i0, i1, i2, i3, t_i = _codes(i0, i1, i2, i3, s_i)
+    f0, f1, f2, f3, t_f = _codes(f0, f1, f2, f3, s_f)
+    h0, h1, h2, h3, t_g = _codes(h0, h1, h2, h3, s_g)
+    acc_i = _gemv(p_i, i0, i1, i2, i3, ASM)
+    acc_f = _gemv(p_f, f0, f1, f2, f3, ASM)
+    acc_g = _gemv(p_g, h0, h1, h2, h3, ASM)
+    qs_i, qs_f, qs_g = tl.reduce((_flat(t_i), _flat(t_f), _flat(t_g)), 0, _add3)
+    zero = tl.zeros([1], dtype=tl.int32)
+    yi = _y(acc_i, qs_i + zero, g_i, s_i, X, 1)  # [1, BN]
+    yf = _y(acc_f, qs_f + zero, g_f, s_f, X, 1)
+    yg = _y(acc_g, qs_g + zero, g_g, s_g, X, 1)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)
     _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, 0, 0, HAS_LB, OFFICIAL)
