@@ -134,9 +134,9 @@ part s11_qtrig 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b 
 part s11_probes 150 python3 benchmarks/decode_kernels.py --presets 1.3b,13b --quick --options dp4a+prequant+pdl+qnext --probes none,noquant,nogemv
 part s11_fold_tests 250 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k "fold"
 part s11_fold 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b --quick \
-  --options dp4a+prequant+pdl+qnext,dp4a+prequant+pdl+qnext+fold
+  --options dp4a+prequant+pdl+qnext,dp4a+prequant+pdl+qnext+fold,dp4a+prequant+pdl+qnext+fold+early
 part s11_fold_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b --batches 1 --prompts 128 --contexts "" \
-  --models packed,fused+dp4a+prequant+pdl+qnext+fold
+  --models packed,fused+dp4a+prequant+pdl+qnext+fold,fused+dp4a+prequant+pdl+qnext+fold+early
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \

@@ -97,13 +97,15 @@ def _words(q):
 
 
 @triton.jit
-def _normed(v0, v1, v2, v3, W, r, Kq, K, X, BW: tl.constexpr):
+def _ld4(P, Kq, K, BW: tl.constexpr):
+    # the four quarters of the vector P (a norm weight: loaded before the kernel waits for its input)
+    return _ld(P, 0, Kq, K, BW), _ld(P, 1, Kq, K, BW), _ld(P, 2, Kq, K, BW), _ld(P, 3, Kq, K, BW)
+
+
+@triton.jit
+def _normed(v0, v1, v2, v3, w0, w1, w2, w3, r, X):
     # the four quarters of RMSNorm(v) * w in the model dtype, given the norm's 1 / rms r
-    x0 = _rnd(v0 * r * _ld(W, 0, Kq, K, BW), X)
-    x1 = _rnd(v1 * r * _ld(W, 1, Kq, K, BW), X)
-    x2 = _rnd(v2 * r * _ld(W, 2, Kq, K, BW), X)
-    x3 = _rnd(v3 * r * _ld(W, 3, Kq, K, BW), X)
-    return x0, x1, x2, x3
+    return _rnd(v0 * r * w0, X), _rnd(v1 * r * w1, X), _rnd(v2 * r * w2, X), _rnd(v3 * r * w3, X)
 
 
 @triton.jit
@@ -118,24 +120,24 @@ def _codes(x0, x1, x2, x3, s):
 
 
 @triton.jit
-def _quantize(v0, v1, v2, v3, W, ms, eps, Kq, K, X, BW: tl.constexpr):
-    # one BitLinear norm of the row (as `prequant._quant_store`): xn = RMSNorm(v) * w (model dtype), its
-    # int8 scale s = 127 / max|xn| and codes; returns the four quarters' activation words, `[1]` s and the
-    # `[1]` code sum
-    x0, x1, x2, x3 = _normed(v0, v1, v2, v3, W, 1.0 / tl.sqrt(ms + eps), Kq, K, X, BW)
+def _quantize(v0, v1, v2, v3, w0, w1, w2, w3, ms, eps, X):
+    # one BitLinear norm (weight quarters w0..w3) of the row (as `prequant._quant_store`): xn = RMSNorm(v) * w
+    # (model dtype), its int8 scale s = 127 / max|xn| and codes; returns the four quarters' activation
+    # words, `[1]` s and the `[1]` code sum
+    x0, x1, x2, x3 = _normed(v0, v1, v2, v3, w0, w1, w2, w3, 1.0 / tl.sqrt(ms + eps), X)
     s = _inv_amax(tl.max(_abs4(x0, x1, x2, x3)) + tl.zeros([1], dtype=tl.float32))  # [1]
     c0, c1, c2, c3, qt = _codes(x0, x1, x2, x3, s)
     return c0, c1, c2, c3, s, tl.sum(qt) + tl.zeros([1], dtype=tl.int32)
 
 
 @triton.jit
-def _normed_row(X, W, eps, Kq, K, BW: tl.constexpr):
+def _normed_row(X, w0, w1, w2, w3, eps, Kq, K, BW: tl.constexpr):
     # RMSNorm(x) * w of the row X (model dtype) as four quarters, and their mean square
     x0 = _ld(X, 0, Kq, K, BW)
     x1 = _ld(X, 1, Kq, K, BW)
     x2 = _ld(X, 2, Kq, K, BW)
     x3 = _ld(X, 3, Kq, K, BW)
-    a0, a1, a2, a3 = _normed(x0, x1, x2, x3, W, 1.0 / tl.sqrt(_ssq(x0, x1, x2, x3) / K + eps), Kq, K, X, BW)
+    a0, a1, a2, a3 = _normed(x0, x1, x2, x3, w0, w1, w2, w3, 1.0 / tl.sqrt(_ssq(x0, x1, x2, x3) / K + eps), X)
     return a0, a1, a2, a3, _ssq(a0, a1, a2, a3) / K
 
 
@@ -174,14 +176,18 @@ def _mlgru_in_kernel(
     p_f = _rows(PF, rn, nmask, Kq, BW)
     p_g = _rows(PG, rn, nmask, Kq, BW)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
+    wa0, wa1, wa2, wa3 = _ld4(WA, Kq, D, BW)  # the norm weights, [BW, 4] quarters
+    wi0, wi1, wi2, wi3 = _ld4(WI, Kq, D, BW)
+    wf0, wf1, wf2, wf3 = _ld4(WF, Kq, D, BW)
+    wg0, wg1, wg2, wg3 = _ld4(WG, Kq, D, BW)
     if not LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
-    a0, a1, a2, a3, ms = _normed_row(X, WA, eps_a, Kq, D, BW)
+    a0, a1, a2, a3, ms = _normed_row(X, wa0, wa1, wa2, wa3, eps_a, Kq, D, BW)
     # the three norms' codes with one block reduction for their scales and one for their code sums
-    i0, i1, i2, i3 = _normed(a0, a1, a2, a3, WI, 1.0 / tl.sqrt(ms + eps_i), Kq, D, X, BW)
-    f0, f1, f2, f3 = _normed(a0, a1, a2, a3, WF, 1.0 / tl.sqrt(ms + eps_f), Kq, D, X, BW)
-    h0, h1, h2, h3 = _normed(a0, a1, a2, a3, WG, 1.0 / tl.sqrt(ms + eps_g), Kq, D, X, BW)
+    i0, i1, i2, i3 = _normed(a0, a1, a2, a3, wi0, wi1, wi2, wi3, 1.0 / tl.sqrt(ms + eps_i), X)
+    f0, f1, f2, f3 = _normed(a0, a1, a2, a3, wf0, wf1, wf2, wf3, 1.0 / tl.sqrt(ms + eps_f), X)
+    h0, h1, h2, h3 = _normed(a0, a1, a2, a3, wg0, wg1, wg2, wg3, 1.0 / tl.sqrt(ms + eps_g), X)
     m_i, m_f, m_g = tl.reduce(
         (_flat(_abs4(i0, i1, i2, i3)), _flat(_abs4(f0, f1, f2, f3)), _flat(_abs4(h0, h1, h2, h3))), 0, _max3
     )
@@ -213,6 +219,9 @@ def _bitlinear_kernel(
     rows, rmask, rn, nmask = _block1(N, BLOCK_N)
     p = _rows(P, rn, nmask, Kq, BW)
     g = tl.load(G)
+    w0, w1, w2, w3 = _ld4(W2, Kq, K, BW)  # the norm weights, [BW, 4] quarters
+    if MODE >= 1:
+        u0, u1, u2, u3 = _ld4(W1, Kq, K, BW)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, 0, RESIDUAL)  # [1, BN]
     _wait_inputs(PDL)
@@ -222,10 +231,7 @@ def _bitlinear_kernel(
     v3 = _ld(X, 3, Kq, K, BW)
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
         r1 = 1.0 / tl.sqrt(_ssq(v0, v1, v2, v3) / K + eps1)
-        v0 = _rnd(v0 * r1 * _ld(W1, 0, Kq, K, BW), X)
-        v1 = _rnd(v1 * r1 * _ld(W1, 1, Kq, K, BW), X)
-        v2 = _rnd(v2 * r1 * _ld(W1, 2, Kq, K, BW), X)
-        v3 = _rnd(v3 * r1 * _ld(W1, 3, Kq, K, BW), X)
+        v0, v1, v2, v3 = _normed(v0, v1, v2, v3, u0, u1, u2, u3, r1, X)
     if MODE == 2:  # times SiLU(h), h the state rounded to the model dtype
         h0 = _rnd(_ld(H, 0, Kq, K, BW), X)
         h1 = _rnd(_ld(H, 1, Kq, K, BW), X)
@@ -235,7 +241,7 @@ def _bitlinear_kernel(
         v1 = _rnd(v1 * (h1 * tl.sigmoid(h1)), X)
         v2 = _rnd(v2 * (h2 * tl.sigmoid(h2)), X)
         v3 = _rnd(v3 * (h3 * tl.sigmoid(h3)), X)
-    c0, c1, c2, c3, s, qs = _quantize(v0, v1, v2, v3, W2, _ssq(v0, v1, v2, v3) / K, eps2, Kq, K, X, BW)
+    c0, c1, c2, c3, s, qs = _quantize(v0, v1, v2, v3, w0, w1, w2, w3, _ssq(v0, v1, v2, v3) / K, eps2, X)
     y = _y(_gemv(p, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, 0, RESIDUAL)
@@ -252,9 +258,11 @@ def _glu_in_kernel(
     p_a = _rows(P, rn, nmask, Kq, BW)
     p_b = _rows(P, rn + I, nmask, Kq, BW)  # the up rows I..2I-1
     g = tl.load(G)
+    wm0, wm1, wm2, wm3 = _ld4(WM, Kq, D, BW)  # the norm weights, [BW, 4] quarters
+    w0, w1, w2, w3 = _ld4(W2, Kq, D, BW)
     _wait_inputs(PDL)
-    a0, a1, a2, a3, ms = _normed_row(X, WM, eps1, Kq, D, BW)
-    c0, c1, c2, c3, s, qs = _quantize(a0, a1, a2, a3, W2, ms, eps2, Kq, D, X, BW)
+    a0, a1, a2, a3, ms = _normed_row(X, wm0, wm1, wm2, wm3, eps1, Kq, D, BW)
+    c0, c1, c2, c3, s, qs = _quantize(a0, a1, a2, a3, w0, w1, w2, w3, ms, eps2, X)
     gate = _y(_gemv(p_a, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
     up = _y(_gemv(p_b, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, 0)
