@@ -15,6 +15,7 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
     python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
+    python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
 Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the
@@ -32,6 +33,7 @@ from collections.abc import Callable
 
 import torch
 
+import mmfree.ops.ternary.fold as fold
 import mmfree.ops.ternary.fused as fused_ops
 from mmfree.infer.fused import FusedDecodeStep
 from mmfree.infer.packed import random_packed_model
@@ -77,7 +79,24 @@ def set_tile(tile: tuple[int, int, int] | None) -> None:
     fused_ops.PREQUANT_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[2]
 
 
+def set_fold_tiles(text: str) -> None:
+    """`"glu:32x8+mlgru:16x16"`: every row of those kernels' `fold.FOLD_TILES` gets that BLOCK_N x warps (the
+    rows' bounds stay); `"default"` restores the table. For the "fold" option."""
+    fold.FOLD_TILES = dict(DEFAULT_FOLD)
+    if text in ("", "default"):
+        return
+    for part in text.split("+"):
+        kind, _, tile = part.partition(":")
+        if kind not in DEFAULT_FOLD or parse_tile(tile) is None:
+            raise SystemExit(
+                f"fold tile {part!r} must read KIND:BLOCK_NxWARPS, KIND in {sorted(DEFAULT_FOLD)}"
+            )
+        bn, warps, _ = parse_tile(tile)
+        fold.FOLD_TILES[kind] = tuple((bw, n, bn, warps) for bw, n, _, _ in DEFAULT_FOLD[kind])
+
+
 DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
+DEFAULT_FOLD = dict(fold.FOLD_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
 
 
@@ -230,10 +249,19 @@ def run(args: argparse.Namespace) -> None:
     for preset in args.presets:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
-        for opt, tile, probe in [(o, t, q) for o in args.options for t in args.tiles for q in args.probes]:
+        grid = [
+            (o, t, f, q)
+            for o in args.options
+            for t in args.tiles
+            for f in args.fold_tiles
+            for q in args.probes
+        ]
+        for opt, tile, ftile, probe in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
+            set_fold_tiles(ftile)
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
+            name += f"@{ftile}" if ftile not in ("", "default") else ""
             name += f" {probe}" if probe != "none" else ""
             try:
                 rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
@@ -241,6 +269,7 @@ def run(args: argparse.Namespace) -> None:
                 rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
         fused_ops.OPTIONS = DEFAULT_OPTIONS
         set_tile(None)
+        set_fold_tiles("default")
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
@@ -261,6 +290,10 @@ def main() -> None:
     p.add_argument(
         "--tiles", type=lambda s: s.split(","), default=["default"],
         help="comma-separated batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default",
+    )  # fmt: skip
+    p.add_argument(
+        "--fold-tiles", type=lambda s: s.split(","), default=["default"],
+        help='comma-separated fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS joined by "+"',
     )  # fmt: skip
     p.add_argument(
         "--probes", type=lambda s: s.split(","), default=["none"],
