@@ -24,9 +24,10 @@ row fits one tile keeps the row in registers and runs the prologue and the GEMV 
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl,qnext") a batch-1 call on whole-word rows does not run these
-kernels: it runs `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
-epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
+With the default options ("dp4a,prequant,pdl,qnext,fold") a batch-1 call on whole-word rows does not run these
+kernels: it runs one `fold.py` kernel where the row fits (the codes derived in every program), else
+`prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same epilogues). These kernels
+serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
 """
 
 from __future__ import annotations
@@ -280,7 +281,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 )
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl,qnext", the fastest measured on an H200). Each option's measurements are in
+# default "dp4a,prequant,pdl,qnext,fold", the fastest measured on an H200). Each option's measurements are in
 # docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
@@ -295,14 +296,11 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
 #   loop, instead of as PREQUANT_TILES' row says;
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
-# - "qtrigger" (with "prequant" and "pdl"): each quantization kernel lets its GEMV launch before it waits
-#   for the GEMV in front, so a GEMV's first weight tiles load while the GEMV before it still streams;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
+# ("qtrigger", a quantization kernel launching its GEMV before its own wait, was timed slower and removed.)
 # Only "single", "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
-KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "qtrigger", "fold"}
-)
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "fold"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -323,7 +321,9 @@ def parse_options(text: str) -> frozenset[str]:
     return names
 
 
-OPTIONS: frozenset[str] = parse_options(os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext"))
+OPTIONS: frozenset[str] = parse_options(
+    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold")
+)
 
 
 class _Launch(NamedTuple):
@@ -343,7 +343,6 @@ class _Launch(NamedTuple):
     splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
-    qtrigger: bool = False  # prequant quantization kernels launch their GEMV before they wait ("qtrigger")
     fold: bool = False  # batch-1 calls whose row fits quantize inside the GEMV ("fold", `fold.py`)
 
     @property
@@ -406,7 +405,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
             fold=pre and not split and "fold" in OPTIONS,
-        )  # no qtrigger: the interpreter has no programmatic dependent launch
+        )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
@@ -430,7 +429,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         prequant=pre,
         late=late,
         qnext=qnext,
-        qtrigger=pre and pdl and not split and "qtrigger" in OPTIONS,
         fold=pre and not split and "fold" in OPTIONS,
         splitk=split,
         asm=True,

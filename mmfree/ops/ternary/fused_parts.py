@@ -423,18 +423,3 @@ def _wait_inputs(PDL: tl.constexpr):
     if PDL:
         gdc_wait()
         gdc_launch_dependents()
-
-
-@triton.jit
-def _launch_next(PDL: tl.constexpr):
-    # with programmatic dependent launch, let the next kernel launch now, before this one waits (its inputs
-    # are then complete only once this kernel is: the next kernel's own wait covers both)
-    if PDL:
-        gdc_launch_dependents()
-
-
-@triton.jit
-def _wait_only(PDL: tl.constexpr):
-    # `_wait_inputs` for a kernel that called `_launch_next` already
-    if PDL:
-        gdc_wait()

@@ -36,7 +36,6 @@ from mmfree.ops.ternary.fused_parts import (
     _glu_out,
     _int8_codes,
     _inv_amax,
-    _launch_next,
     _linear_store,
     _mac4,
     _mlgru_prev,
@@ -45,7 +44,6 @@ from mmfree.ops.ternary.fused_parts import (
     _rnd,
     _tile,
     _wait_inputs,
-    _wait_only,
     _y,
 )
 
@@ -57,15 +55,11 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, TRIGGER: tl.constexpr, BLOCK: tl.constexpr,
+    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # one row per program, held whole in registers (one load of each input, then three dependent block
     # reductions): Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS
     # `[NORMS, B]` int32 code sums
-    if (
-        TRIGGER
-    ):  # the GEMV after this kernel launches now and loads its first weight tiles during the one before
-        _launch_next(PDL)
     row = tl.program_id(0)
     k = tl.arange(0, BLOCK)
     kmask = k < K
@@ -76,10 +70,7 @@ def _quant_kernel(
     if NORMS == 3:
         wb = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
         wc = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
-    if TRIGGER:
-        _wait_only(PDL)
-    else:
-        _wait_inputs(PDL)
+    _wait_inputs(PDL)
     v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
         v = _rnd(v * (1.0 / tl.sqrt(tl.sum(v * v, axis=0) / K + eps1)) * w1, X)
@@ -125,11 +116,10 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 # the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
 # waits behind the K loop. With LATE (PREQUANT_TILES' row above 1024 outputs, or the "late" option) the
 # state, residual, scales and code sums load after the K loop instead. Reading the state and the residual
-# early is safe under programmatic dependent launch: a GEMV lets the next kernel launch only after its own
-# wait, and a quantization kernel at the latest after its own (with QTRIGGER, the "qtrigger" option, before
-# it), so when a GEMV starts, every kernel three or more launches back has finished, and the last writer of
+# early is safe under programmatic dependent launch: a kernel lets the next one launch only after its own
+# wait, so when a GEMV starts, every kernel two or more launches back has finished, and the last writer of
 # the state (this kernel, one token back) or of the residual stream (the BitLinear GEMV two GEMVs back) is
-# at least four launches back. Every store of every kernel comes after its wait.
+# at least two launches back (four with the quantization kernels between). Every store comes after a wait.
 @triton.jit
 def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
@@ -306,7 +296,7 @@ def quantize_rows(
     _quant_kernel[(B,)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, TRIGGER=cfg.qtrigger, BLOCK=block, num_warps=min(32, max(4, block // 512)),
+        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(32, max(4, block // 512)),
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
