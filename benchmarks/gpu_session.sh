@@ -140,7 +140,7 @@ part s11_fold_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b --bat
 part s11_fold_sweep 300 python3 benchmarks/decode_kernels.py --presets 1.3b,370m --quick --options dp4a+prequant+pdl+qnext+fold \
   --fold-tiles default,glu:32x8,glu:16x8,glu:32x4,mlgru:16x16+bitlinear:16x8,mlgru:8x8,bitlinear:8x4
 part s11_gpu_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py
-part s11_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 --prompts 128 --contexts ""
+part s11_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 --prompts 128 --contexts "" --budget 200
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
