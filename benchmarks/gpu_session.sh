@@ -27,9 +27,10 @@ fi
 #   PARTS="scan8_gpu_tests scan8_kernels scan8_train_370m scan8_train_13b"   the new tables as defaults
 # Session 9 ran FAST=1 PARTS="scan7_tests scan8_sweep", then scan9_*, decode_epi*, late_*, decode_ncu, qnext_*.
 # Session 10 ran PARTS="scan_ncu splitk_tests splitk_ab" (Nsight Compute on the scan at B=8; split K tested and
-# timed: slower, stays opt-in), then PARTS="s10_tests s10_train", then PARTS="s10q_tests s10q_ab s10q_targets"
-# (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
-# Next (session 11): PARTS="s11_cold s11_warm" (decode_kernels.py now times each layer kernel over every layer).
+# timed: slower, then opt-in, removed in session 11), then PARTS="s10_tests s10_train", then PARTS="s10q_tests
+# s10q_ab s10q_targets" (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
+# Session 11 ran s11_stream s11_cold, the qtrigger parts, s11_probes, the s11_fold* parts (three times, one per
+# version of fold.py), s11_gpu_tests s11_targets. Next: s11_gpu_tests first after any decode-kernel change.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -109,10 +110,7 @@ part qnext_ab 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b -
 part qnext_targets 200 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
   --models packed,fused+dp4a+prequant+pdl+qnext,fake,llama --budget 170
 part qnext_gpu_tests 240 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
-# next (session 10): the split-K BitLinear GEMV (option "splitk", untimed) tested, then timed against the default
-part splitk_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py  # ~11 s a test
-part splitk_ab 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
-  --options dp4a+prequant+pdl,dp4a+prequant+pdl+splitk
+# session 10 timed the split-K GEMVs (option "splitk", removed in session 11) in parts splitk_tests / splitk_ab
 # session 10: the real-shape decode tests after their rework (fp32 checks on 4 layers, batch 1 row by row),
 # then one table of all four implementations at both presets, batch 8
 part s10_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k real_shape
@@ -128,9 +126,7 @@ part s10q_targets 100 python3 benchmarks/decode.py --presets 370m,1.3b,13b --bat
 # L2-warm layer-0 repeats of every earlier per-kernel row
 part s11_stream 240 python3 benchmarks/stream_probe.py --presets 1.3b,13b
 part s11_cold 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext
-part s11_qtrig_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k "qtrigger or real_shape"
-part s11_qtrig 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick \
-  --options dp4a+prequant+pdl+qnext,dp4a+prequant+pdl+qnext+qtrigger,dp4a+pdl+single
+# (parts s11_qtrig_tests / s11_qtrig timed option "qtrigger", removed after them)
 part s11_probes 150 python3 benchmarks/decode_kernels.py --presets 1.3b,13b --quick --options dp4a+prequant+pdl+qnext --probes none,noquant,nogemv
 part s11_fold_tests 250 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k "fold"
 part s11_fold 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b --quick \
@@ -173,4 +169,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests splitk_tests splitk_ab s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_qtrig_tests s11_qtrig s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

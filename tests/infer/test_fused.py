@@ -400,7 +400,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'prequant', 'qnext', 'single', 'splitk'\]",
+        r"'prequant', 'qnext', 'single'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -426,92 +426,3 @@ def test_prequant_load_orders_give_the_same_bits(monkeypatch) -> None:
         logits, new_states = _step_outputs(model, tokens, states)
         assert torch.equal(logits, base_logits), extra
         assert all(torch.equal(a, b) for a, b in zip(new_states, base_states)), extra
-
-
-@pytest.mark.interpret
-@needs_triton
-@pytest.mark.parametrize("residual", [False, True])
-def test_prequant_split_k_gives_the_same_bits(residual: bool, monkeypatch) -> None:
-    """The "splitk" option: a BitLinear GEMV whose K tiles are split over several programs (their int32 sums
-    added atomically, the last program of a block running the epilogue) gives the bits of the one-program
-    GEMV, for every split up to one tile per program, with a partial last block and a partial last tile; it
-    leaves its sums and counters at zero, so a second call on the same scratch gives the same bits."""
-    from mmfree.ops.ternary import splitk
-    from mmfree.ops.ternary.naive import pack_2bit
-
-    gen = torch.Generator().manual_seed(3)
-    B, K, N = 3, 208, 70  # 52 packed bytes per row: 4 tiles of 16 in the interpreter, the last partial
-    codes = torch.randint(-1, 2, (N, K), generator=gen).to(torch.int8)  # [N, K]
-    proj = fused_ops.TernaryProj(
-        pack_2bit(codes), torch.rand(K, generator=gen) + 0.5, 1e-6, torch.tensor(0.7)
-    )
-    x = torch.randn(B, K, generator=gen)  # [B, K]
-    start = torch.randn(B, N, generator=gen)  # [B, N]: the residual stream, or ignored
-
-    def run(opts: str, scratch: dict[str, torch.Tensor] | None) -> torch.Tensor:
-        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(opts))
-        out = start.clone()
-        fused_ops.bitlinear_step(x, proj, out, residual=residual, scratch=scratch)
-        return out
-
-    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 4)  # 3 rows on the CUDA-core path
-    base = run("dp4a,prequant", None)
-    assert not torch.equal(base, start)
-    blocks = (N + 63) // 64  # the interpreter's 64-row blocks
-    for split in (2, 3, 4, 6):  # 6 > 4 tiles: capped at one tile per program
-        monkeypatch.setattr(splitk, "SPLITK_PROGRAMS", blocks * B * split)
-        assert splitk.split_k(blocks * B, 4, torch.device("cpu")) == min(split, 4)
-        scratch: dict[str, torch.Tensor] = {}
-        for _ in range(2):
-            assert torch.equal(run("dp4a,prequant,splitk", scratch), base), split
-        sums = [t for k, t in scratch.items() if k.startswith("splitk_")]
-        assert len(sums) == 2 and all(int(t.abs().sum()) == 0 for t in sums)
-
-
-@pytest.mark.interpret
-@needs_triton
-@pytest.mark.parametrize("gate_form", ["official", "paper"])
-def test_prequant_split_k_step(gate_form: str, monkeypatch) -> None:
-    """A whole decode step with every GEMV split to one K tile per program (MLGRU input, output gate +
-    o_proj, GLU input, down_proj, head): the logits and states of the unsplit prequant step, bit for bit,
-    and close to the model's own plain-PyTorch step."""
-    from mmfree.ops.ternary import splitk
-
-    model = _model(80, 208, gate_form, True, torch.float32)  # 2 and 4 K tiles of 16 bytes
-    tokens = torch.randint(0, model.config.vocab_size, (1,))
-    states = [torch.randn(1, 80) for _ in range(2)]  # L x [1, d']
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
-    base_logits, base_states = _step_outputs(model, tokens, states)
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,splitk"))
-    monkeypatch.setattr(splitk, "SPLITK_PROGRAMS", 10**6)
-    launches = []
-    for name in ("_mlgru_in_split_kernel", "_bitlinear_split_kernel", "_glu_in_split_kernel"):
-        kernel = getattr(splitk, name)
-        monkeypatch.setattr(splitk, name, _Recorder(kernel, name, launches))
-    logits, new_states = _step_outputs(model, tokens, states)
-    assert {name for name, _ in launches} == {
-        "_mlgru_in_split_kernel",
-        "_bitlinear_split_kernel",
-        "_glu_in_split_kernel",
-    }
-    assert max(split for _, split in launches) == 4
-    assert torch.equal(logits, base_logits)
-    assert all(torch.equal(a, b) for a, b in zip(new_states, base_states))
-    ref_logits, ref_states = _reference_step(model, tokens, states)  # the plain-PyTorch model's own step
-    _assert_rows_close(logits, ref_logits, 1e-4, 3e-2, "split-K logits vs the model")
-    for idx, (a, b) in enumerate(zip(new_states, ref_states)):
-        _assert_rows_close(a, b, 1e-4, 3e-2, f"split-K state {idx} vs the model")
-
-
-class _Recorder:
-    """A Triton kernel stand-in that records each launch's name and SPLIT, then launches the kernel."""
-
-    def __init__(self, kernel, name: str, launches: list) -> None:
-        self.kernel, self.name, self.launches = kernel, name, launches
-
-    def __getitem__(self, grid):
-        def launch(*args, **kwargs):
-            self.launches.append((self.name, kwargs["SPLIT"]))
-            return self.kernel[grid](*args, **kwargs)
-
-        return launch

@@ -90,7 +90,6 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,pdl,single", "1.3b", 1),
         ("dp4a,prequant,pdl", "370m", 1),
         ("dp4a,prequant,pdl", "1.3b", 1),
-        ("dp4a,prequant,pdl,splitk", "1.3b", 1),
         ("dp4a,prequant,pdl,late", "1.3b", 1),
         ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold", "370m", 1),

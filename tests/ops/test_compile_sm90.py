@@ -1,5 +1,5 @@
-"""The element-wise, norm and tiled MLGRU training kernels and the "prequant" decode kernels compile for an
-H200 (sm_90) on a machine without a GPU.
+"""The element-wise, norm and tiled MLGRU training kernels and the "prequant" and "fold" decode kernels compile
+for an H200 (sm_90) on a machine without a GPU.
 
 The interpreter runs a kernel's Python, so it accepts code that Triton's compiler rejects (a plain global
 float inside `@triton.jit`, for one). Here each kernel is lowered to PTX for sm_90 by Triton's own
@@ -31,7 +31,6 @@ from mmfree.ops.mlgru import triton_tiled as tt
 from mmfree.ops.quant.triton import _ternarize_kernel
 from mmfree.ops.ternary import fold as fd
 from mmfree.ops.ternary import prequant as pq
-from mmfree.ops.ternary import splitk as sk
 
 
 def ptx(kernel, ptrs, consts, warps):
@@ -82,16 +81,6 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
-split = {"ACC": "*i32", "CNT": "*i32"}
-unsplit = {k: v for k, v in gemv.items() if k not in ("LATE", "QNEXT")}  # the split twins' constexprs
-out.append(ptx(sk._bitlinear_split_kernel, {**words, **split, "P": "*i32", "G": "*fp32", "Y": BF},
-               {**unsplit, "RESIDUAL": True, "SPLIT": 3}, 4))
-out.append(ptx(sk._mlgru_in_split_kernel, {**words, **split, "PI": "*i32", "PF": "*i32", "PG": "*i32",
-               "GI": "*fp32", "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**unsplit, "HAS_LB": True, "OFFICIAL": True, "SPLIT": 2}, 4))
-out.append(ptx(sk._glu_in_split_kernel, {**words, **split, "P": "*i32", "G": "*fp32", "U": BF},
-               {**unsplit, "SPLIT": 2}, 4))
-assert all("atom.global.gpu.acq_rel.add" in p for p in out[-3:])
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},

@@ -291,16 +291,15 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   in registers as four quarter tiles (its norms sum in another order: last-bit differences);
 # - "prequant": on the dp4a path, one kernel per call normalizes and quantizes each row once into int8 codes
 #   (+ scale, code sum) and the GEMVs stream weight words against them (`prequant.py`; another sum order);
-# - "splitk" (with "prequant"; slower on an H200): GEMVs under 4 programs per SM split their K tiles over
-#   more programs, with atomic int32 sums and the epilogue in each block's last program (`splitk.py`);
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
 #   loop, instead of as PREQUANT_TILES' row says;
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
-# ("qtrigger", a quantization kernel launching its GEMV before its own wait, was timed slower and removed.)
+# ("splitk", K split over more programs with atomic sums, and "qtrigger", a quantization kernel launching its
+# GEMV before its own wait, were timed slower on an H200 and removed: BENCHMARKS.md, sessions 10-11.)
 # Only "single", "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "splitk", "early", "late", "qnext", "fold"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "early", "late", "qnext", "fold"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
 # the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
 # KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
@@ -340,7 +339,6 @@ class _Launch(NamedTuple):
     pdl: bool = False  # programmatic dependent launch
     single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
-    splitk: bool = False  # prequant GEMVs split K over more programs (`splitk.py`, "splitk" option)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold: bool = False  # batch-1 calls whose row fits quantize inside the GEMV ("fold", `fold.py`)
@@ -384,7 +382,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
     pre = path == 1 and "prequant" in OPTIONS
-    split = pre and "splitk" in OPTIONS
     single = (
         B == 1
         and not pre
@@ -401,10 +398,9 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
             1,
             single=single,
             prequant=pre,
-            splitk=split,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
-            fold=pre and not split and "fold" in OPTIONS,
+            fold=pre and "fold" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -429,8 +425,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         prequant=pre,
         late=late,
         qnext=qnext,
-        fold=pre and not split and "fold" in OPTIONS,
-        splitk=split,
+        fold=pre and "fold" in OPTIONS,
         asm=True,
     )
 

@@ -18,8 +18,7 @@ PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`).
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
   RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
-  projection + store or residual add, gate/up + SiLU(gate) * up. With the "splitk" option a launch whose
-  grid is a fraction of a wave runs the kernel's split-K twin (`splitk.py`, `_launch_gemv`) instead.
+  projection + store or residual add, gate/up + SiLU(gate) * up.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import torch
 import triton
 import triton.language as tl
 
-from mmfree.ops.ternary import fold, splitk
+from mmfree.ops.ternary import fold
 from mmfree.ops.ternary.fused_parts import (
     _act_words,
     _glu_out,
@@ -309,32 +308,13 @@ def _fold_tile(
     return fold.fold_tile(kind, N, kq, device.type == "cuda") if cfg.fold and B == 1 else None
 
 
-def _launch_gemv(
-    kernel: Any,
-    split_kernel: Any,
-    N: int,
-    kq: int,
-    projs: int,
-    args: tuple[Any, ...],
-    consts: dict[str, Any],
-    cfg: _Launch,
-    scratch: dict[str, torch.Tensor] | None,
-) -> None:
-    """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B); with the "splitk" option and a
-    split above 1 (`splitk.split_k`), its `splitk.py` twin over (blocks, B x split) instead, with its zeroed
-    sums and counts for `projs` projections after `args`."""
-    x = args[0]  # [B, K]
-    B, blocks = x.shape[0], triton.cdiv(N, cfg.block_n)
-    split = splitk.split_k(blocks * B, triton.cdiv(kq, cfg.block_q), x.device) if cfg.splitk else 1
-    kw = dict(
-        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs()
-    )
-    if split == 1:
-        kernel[(blocks, B)](*args, LATE=cfg.late, QNEXT=cfg.qnext, **kw)
-    else:  # the split twins load their epilogue operands after the K loop, their activation words per tile
-        split_kernel[(blocks, B * split)](
-            *args, *splitk.sums(scratch, projs, B, N, blocks, x.device), SPLIT=split, **kw
-        )
+def _launch_gemv(kernel: Any, N: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch) -> None:
+    """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows); args[0] is x `[B, K]`."""
+    grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
+    kernel[grid](
+        *args, LATE=cfg.late, QNEXT=cfg.qnext, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
+        BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
+    )  # fmt: skip
 
 
 def mlgru_input_step(
@@ -365,7 +345,7 @@ def mlgru_input_step(
         B, N, kq, state.stride(0), out.stride(0),
     )  # fmt: skip
     consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official)
-    _launch_gemv(_mlgru_in_kernel, splitk._mlgru_in_split_kernel, N, kq, 3, args, consts, cfg, scratch)
+    _launch_gemv(_mlgru_in_kernel, N, args, consts, cfg)
 
 
 def bitlinear_step(
@@ -390,7 +370,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
-    _launch_gemv(_bitlinear_kernel, splitk._bitlinear_split_kernel, N, kq, 1, args, consts, cfg, scratch)
+    _launch_gemv(_bitlinear_kernel, N, args, consts, cfg)
 
 
 def glu_input_step(
@@ -424,4 +404,4 @@ def glu_input_step(
         kq,
         out.stride(0),
     )
-    _launch_gemv(_glu_in_kernel, splitk._glu_in_split_kernel, inter, kq, 2, args, {}, cfg, scratch)
+    _launch_gemv(_glu_in_kernel, inter, args, {}, cfg)
