@@ -296,8 +296,6 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
-# ("splitk", K split over more programs with atomic sums, and "qtrigger", a quantization kernel launching its
-# GEMV before its own wait, were timed slower on an H200 and removed: BENCHMARKS.md, sessions 10-11.)
 # Only "single", "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
 KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "early", "late", "qnext", "fold"})
 # The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
