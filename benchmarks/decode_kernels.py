@@ -81,16 +81,20 @@ def set_tile(tile: tuple[int, int, int] | None) -> None:
 
 def set_fold_tiles(text: str) -> None:
     """`"glu:32x8+mlgru:16x16"`: every row of those kernels' `fold.FOLD_TILES` gets that BLOCK_N x warps (the
-    rows' bounds stay); `"default"` restores the table. For the "fold" option."""
+    rows' bounds stay); `"glu:off"` empties that kernel's rows (its calls run the prequant pair); `"default"`
+    restores the table. For the "fold" option."""
     fold.FOLD_TILES = dict(DEFAULT_FOLD)
     if text in ("", "default"):
         return
     for part in text.split("+"):
         kind, _, tile = part.partition(":")
-        if kind not in DEFAULT_FOLD or parse_tile(tile) is None:
+        if kind not in DEFAULT_FOLD or (tile != "off" and parse_tile(tile) is None):
             raise SystemExit(
-                f"fold tile {part!r} must read KIND:BLOCK_NxWARPS, KIND in {sorted(DEFAULT_FOLD)}"
+                f"fold tile {part!r} must read KIND:BLOCK_NxWARPS or KIND:off, KIND in {sorted(DEFAULT_FOLD)}"
             )
+        if tile == "off":
+            fold.FOLD_TILES[kind] = ()
+            continue
         bn, warps, _ = parse_tile(tile)
         fold.FOLD_TILES[kind] = tuple((bw, n, bn, warps) for bw, n, _, _ in DEFAULT_FOLD[kind])
 
@@ -293,7 +297,7 @@ def main() -> None:
     )  # fmt: skip
     p.add_argument(
         "--fold-tiles", type=lambda s: s.split(","), default=["default"],
-        help='comma-separated fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS joined by "+"',
+        help='comma-separated fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS / KIND:off joined by "+"',
     )  # fmt: skip
     p.add_argument(
         "--probes", type=lambda s: s.split(","), default=["none"],
