@@ -30,7 +30,7 @@ fi
 # timed: slower, then opt-in, removed in session 11), then PARTS="s10_tests s10_train", then PARTS="s10q_tests
 # s10q_ab s10q_targets" (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
 # Session 11 ran s11_stream s11_cold, the qtrigger parts, s11_probes, the s11_fold* parts (three times, one per
-# version of fold.py), s11_gpu_tests s11_targets. Next: PARTS="s12_fold_off" and s11_gpu_tests after any decode-kernel change.
+# version of fold.py), s11_gpu_tests s11_targets. Next: PARTS="s12_fold_off s12_stream_work" and s11_gpu_tests after any decode-kernel change.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -141,6 +141,7 @@ part s11_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --mode
 # kernel), then the GPU tests after any decode-kernel change
 part s12_fold_off 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b --quick --options dp4a+prequant+pdl+qnext+fold \
   --fold-tiles default,glu:off,mlgru:off,bitlinear:off
+part s12_stream_work 200 python3 benchmarks/stream_probe.py --presets 13b,1.3b --variants loop2:16x4,act:16x4,dp4a:16x4,loop2:8x4,act:8x4,dp4a:8x4
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
@@ -173,4 +174,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

@@ -11,13 +11,20 @@ loading its first weights before it waits for the previous one. Variants of the 
   before the wait);
 - `all`: every tile of the program's rows loaded at once before the wait (`[BLOCK_N, next_pow2(Kw)]`);
 - `pipeS`: a `tl.range` loop with `num_stages=S` (Triton's software pipeliner: asynchronous copies into
-  shared memory), waiting first.
+  shared memory), waiting first;
+- `act`: `loop2` plus the prequant GEMVs' activation-word loads (four `[BW]` vectors of a small L2-resident
+  buffer per tile, one tile ahead as with "qnext"), added in cheaply;
+- `dp4a`: `act` with the words multiplied in as the GEMVs do (`fused_parts._mac4`, four dp4a per word).
+
+`act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (their sums are not
+checked).
 
 Per variant and tile (BLOCK_N rows x warps): the chain's time per token and its rate against the bytes
 floor (the weight bytes at the copy bandwidth measured in the same run). This bounds what restructuring the
 real GEMVs' loads could give; the dp4a work, the activation loads and the epilogues come on top.
 
     python benchmarks/stream_probe.py [--presets 1.3b,13b] [--variants loop2:16x4,all:8x4,pipe4:16x4]
+    python benchmarks/stream_probe.py --presets 13b --variants loop2:16x4,act:16x4,dp4a:16x4,dp4a:8x4
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from mmfree.layers.glu import glu_intermediate_size
 from mmfree.models import MMFreeConfig
+from mmfree.ops.ternary.fused_parts import _act_words, _mac4
 
 
 @triton.jit
@@ -46,6 +54,30 @@ def _loop2_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
     acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     for i0 in range(0, Kw, BW):
         acc += p
+        p = n
+        j = i0 + 2 * BW + iw
+        n = tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
+    tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
+
+
+@triton.jit
+def _act_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, MAC: tl.constexpr):
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = rn < N
+    iw = tl.arange(0, BW)
+    p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nm[:, None] & (iw[None, :] < Kw), other=0)
+    n = tl.load(P + rn[:, None] * Kw + BW + iw[None, :], mask=nm[:, None] & (BW + iw[None, :] < Kw), other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)  # the first tile's activation words (bytes 0.. of each quarter)
+    for i0 in range(0, Kw, BW):
+        d0, d1, d2, d3 = _act_words(Q, 4 * (i0 + BW), Kw, BW)  # the next tile's, with its weights
+        if MAC:
+            acc = _mac4(acc, p, c0, c1, c2, c3, True)
+        else:
+            acc += p + (c0 + c1 + c2 + c3)[None, :]
+        c0, c1, c2, c3 = d0, d1, d2, d3
         p = n
         j = i0 + 2 * BW + iw
         n = tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
@@ -109,14 +141,17 @@ def chain(preset: str, variant: str, block_n: int, warps: int):
         for _, n, kw in shapes(preset):
             w = torch.randint(-(2**31), 2**31 - 1, (n, kw), dtype=torch.int32, device="cuda")
             out = torch.empty(n, dtype=torch.int32, device="cuda")
-            calls.append((w, out, n, kw))
+            q = torch.randint(-(2**31), 2**31 - 1, (4 * kw,), dtype=torch.int32, device="cuda")
+            calls.append((w, out, n, kw, q))
             total += w.numel() * 4
     kw_ = {"num_warps": warps, "launch_pdl": True}
 
     def run() -> None:
-        for w, out, n, kw in calls:
+        for w, out, n, kw, q in calls:
             grid = (triton.cdiv(n, block_n),)
-            if variant == "loop2":
+            if variant in ("act", "dp4a"):
+                _act_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, MAC=variant == "dp4a", **kw_)
+            elif variant == "loop2":
                 _loop2_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=64, **kw_)
             elif variant == "all":
                 _all_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=triton.next_power_of_2(kw), **kw_)
@@ -147,7 +182,9 @@ def main() -> None:
             run, total, calls = chain(preset, variant, bn, warps)
             run()
             torch.cuda.synchronize()
-            ok = all(torch.equal(out, w.sum(1, dtype=torch.int32)) for w, out, _, _ in calls[:4])
+            ok = variant in ("act", "dp4a") or all(
+                torch.equal(out, w.sum(1, dtype=torch.int32)) for w, out, *_ in calls[:4]
+            )
             ms = do_bench_cudagraph(run, rep=100, return_mode="median")
             floor = total / bw * 1e3
             rows.append((preset, spec, ms, floor, ok))
