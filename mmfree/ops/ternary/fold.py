@@ -272,8 +272,9 @@ def _glu_in_kernel(
 # BLOCK_N, num_warps), the first row that bounds both; any other call runs the prequant pair. A row bounds N
 # so that the grid stays one wave: every program holds its weight rows whole in registers (sm_90, triton
 # 3.6, no spills: 100-160 registers a thread for these rows, 255 for the MLGRU kernel at 512 words), and it
-# bounds the redundant normalization work (the 32000-row head keeps the prequant pair). UNTUNED: chosen from
-# those offline compiles, pending an H200 run.
+# bounds the redundant normalization work (the 32000-row head keeps the prequant pair). Chosen from those
+# offline compiles; an H200 sweep of BLOCK_N x warps per kernel (BENCHMARKS.md, session 11, `decode_kernels.py
+# --fold-tiles`) found no faster whole 1.3B step (440.5 µs; GLU 32x4 470, MLGRU 8x8 481, BitLinear 8x4 552).
 FOLD_TILES: dict[str, tuple[tuple[int, int, int, int], ...]] = {
     "mlgru": ((128, 1024, 8, 4), (128, 4096, 16, 8)),
     "bitlinear": ((128, 1024, 8, 4), (128, 4096, 16, 4), (256, 1024, 8, 8), (512, 2048, 16, 8)),
@@ -315,7 +316,7 @@ def mlgru_input_step(
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         N, x.shape[1], kq, float(attn_norm[1]), float(i.eps), float(f.eps), float(g.eps),
         HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late,
-        BLOCK_N=block_n, BW=bw, num_warps=warps, **({"launch_pdl": True} if cfg.pdl else {}),
+        BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(),
     )  # fmt: skip
 
 
@@ -338,7 +339,7 @@ def bitlinear_step(
         x, h, w1, proj.norm_weight, proj.scale, proj.packed.view(torch.int32), out,
         N, x.shape[1], kq, float(eps1), float(proj.eps),
         MODE=mode, RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late, BLOCK_N=block_n, BW=bw,
-        num_warps=warps, **({"launch_pdl": True} if cfg.pdl else {}),
+        **cfg._replace(warps=warps).launch_kwargs(),
     )  # fmt: skip
 
 
@@ -356,6 +357,5 @@ def glu_input_step(
     _glu_in_kernel[(triton.cdiv(inter, block_n),)](
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, gate_proj.packed.view(torch.int32), out,
         inter, x.shape[1], kq, float(mlp_norm[1]), float(gate_proj.eps),
-        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=block_n, BW=bw, num_warps=warps,
-        **({"launch_pdl": True} if cfg.pdl else {}),
+        ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(),
     )  # fmt: skip
