@@ -141,7 +141,8 @@ part s11_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --mode
 # kernel), then the GPU tests after any decode-kernel change
 part s12_fold_off 200 python3 benchmarks/decode_kernels.py --presets 370m,1.3b --quick --options dp4a+prequant+pdl+qnext+fold \
   --fold-tiles default,glu:off,mlgru:off,bitlinear:off
-part s12_stream_work 200 python3 benchmarks/stream_probe.py --presets 13b,1.3b --variants loop2:16x4,act:16x4,dp4a:16x4,loop2:8x4,act:8x4,dp4a:8x4
+part s12_stream_work 300 python3 benchmarks/stream_probe.py --presets 13b,1.3b \
+  --variants loop2:16x4,act:16x4,dp4a:16x4,split:16x4,dp4a:16x4d3,dp4a:16x4d4,split:16x4d4,loop2:16x4d4,dp4a:8x4,dp4a:8x4d4,dp4a:32x4d4
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \

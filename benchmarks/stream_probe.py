@@ -15,9 +15,13 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `act`: `loop2` plus the prequant GEMVs' activation-word loads (four `[BW]` vectors of a small L2-resident
   buffer per tile, one tile ahead as with "qnext"), added in cheaply;
 - `dp4a`: `act` with the words multiplied in as the GEMVs do (`fused_parts._mac4`, four dp4a per word).
+- `split`: `dp4a` with fewer integer instructions per word (`_mac4s`: one shift instead of three, two
+  accumulators).
 
-`act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (their sums are not
-checked).
+A tile `16x4d4` keeps 4 weight tiles in flight instead of 2 (DEPTH 2-4, `loop2`-family variants only).
+
+`act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (`act`'s sums are not
+checked; `dp4a` and `split` are checked against `dp4a_sums`).
 
 Per variant and tile (BLOCK_N rows x warps): the chain's time per token and its rate against the bytes
 floor (the weight bytes at the copy bandwidth measured in the same run). This bounds what restructuring the
@@ -25,6 +29,7 @@ real GEMVs' loads could give; the dp4a work, the activation loads and the epilog
 
     python benchmarks/stream_probe.py [--presets 1.3b,13b] [--variants loop2:16x4,all:8x4,pipe4:16x4]
     python benchmarks/stream_probe.py --presets 13b --variants loop2:16x4,act:16x4,dp4a:16x4,dp4a:8x4
+    python benchmarks/stream_probe.py --presets 13b --variants dp4a:16x4,dp4a:16x4d4,split:16x4d4
 """
 
 from __future__ import annotations
@@ -39,21 +44,49 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from mmfree.layers.glu import glu_intermediate_size
 from mmfree.models import MMFreeConfig
-from mmfree.ops.ternary.fused_parts import _act_words, _mac4
+from mmfree.ops.ternary.fused_parts import _act_words, _dp4a, _mac4
 
 
 @triton.jit
-def _loop2_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr):
+def _mac4s(acc_a, acc_b, p, c0, c1, c2, c3):
+    # `_mac4` in fewer integer instructions: quarters 1 and 3 masked in place (their codes times 4), one
+    # shift for quarters 2 and 3, two accumulators (the sum is acc_a + acc_b / 4, exact)
+    h = p >> 4
+    acc_a = _dp4a(p & 0x03030303, tl.broadcast_to(c0[None, :], p.shape), acc_a, True)
+    acc_b = _dp4a(p & 0x0C0C0C0C, tl.broadcast_to(c1[None, :], p.shape), acc_b, True)
+    acc_a = _dp4a(h & 0x03030303, tl.broadcast_to(c2[None, :], p.shape), acc_a, True)
+    acc_b = _dp4a(h & 0x0C0C0C0C, tl.broadcast_to(c3[None, :], p.shape), acc_b, True)
+    return acc_a, acc_b
+
+
+@triton.jit
+def _w(P, rn, nm, j0, Kw, BW: tl.constexpr):
+    # the `[BLOCK_N, BW]` weight words j0 .. j0 + BW of rows rn (0 past the row)
+    j = j0 + tl.arange(0, BW)
+    return tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
+
+
+@triton.jit
+def _loop2_kernel(
+    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr, DEPTH: tl.constexpr
+):  # fmt: skip
     # WORK 0: the weight words summed ("loop2"); 1: plus the activation words, added in ("act"); 2: the
-    # activation words multiplied in with dp4a ("dp4a")
+    # activation words multiplied in with dp4a ("dp4a"); 3: as 2 with `_mac4s` ("split"). DEPTH (2-4)
+    # weight tiles in flight: the first DEPTH load before the wait, each next one after a tile's work.
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
-    iw = tl.arange(0, BW)
-    p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nm[:, None] & (iw[None, :] < Kw), other=0)
-    n = tl.load(P + rn[:, None] * Kw + BW + iw[None, :], mask=nm[:, None] & (BW + iw[None, :] < Kw), other=0)
+    p = _w(P, rn, nm, 0, Kw, BW)
+    n = _w(P, rn, nm, BW, Kw, BW)
+    n2 = n
+    n3 = n
+    if DEPTH >= 3:
+        n2 = _w(P, rn, nm, 2 * BW, Kw, BW)
+    if DEPTH >= 4:
+        n3 = _w(P, rn, nm, 3 * BW, Kw, BW)
     gdc_wait()
     gdc_launch_dependents()
     acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     if WORK > 0:  # the first tile's activation words (bytes 0.. of each quarter)
         c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)
     for i0 in range(0, Kw, BW):
@@ -61,15 +94,24 @@ def _loop2_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WOR
             acc += p
         else:
             d0, d1, d2, d3 = _act_words(Q, 4 * (i0 + BW), Kw, BW)  # the next tile's, with its weights
-            if WORK == 2:
+            if WORK == 3:
+                acc, acc_b = _mac4s(acc, acc_b, p, c0, c1, c2, c3)
+            elif WORK == 2:
                 acc = _mac4(acc, p, c0, c1, c2, c3, True)
             else:
                 acc += p + (c0 + c1 + c2 + c3)[None, :]
             c0, c1, c2, c3 = d0, d1, d2, d3
         p = n
-        j = i0 + 2 * BW + iw
-        n = tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
-    tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
+        if DEPTH == 2:
+            n = _w(P, rn, nm, i0 + 2 * BW, Kw, BW)
+        elif DEPTH == 3:
+            n = n2
+            n2 = _w(P, rn, nm, i0 + 3 * BW, Kw, BW)
+        else:
+            n = n2
+            n2 = n3
+            n3 = _w(P, rn, nm, i0 + 4 * BW, Kw, BW)
+    tl.store(OUT + rn, tl.sum(acc + (acc_b >> 2), axis=1), mask=nm)
 
 
 @triton.jit
@@ -97,7 +139,7 @@ def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES:
     tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
 
 
-WORK = {"loop2": 0, "act": 1, "dp4a": 2}  # the variants of `_loop2_kernel`
+WORK = {"loop2": 0, "act": 1, "dp4a": 2, "split": 3}  # the variants of `_loop2_kernel`
 
 
 def shapes(preset: str) -> list[tuple[str, int, int]]:
@@ -123,7 +165,19 @@ def copy_bandwidth() -> float:
     return 2 * n / (do_bench(lambda: dst.copy_(src), return_mode="median") / 1e3)
 
 
-def chain(preset: str, variant: str, block_n: int, warps: int):
+def dp4a_sums(w: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """[N] int32 what the dp4a variants compute: byte t of quarter j of word m (its 2-bit field, 0-3) times
+    signed byte t of activation word j Kw + m, summed."""
+    kw = w.shape[1]
+    qb = q.view(torch.int8).view(4, kw, 4).to(torch.int64)  # [quarter, word, byte]
+    out = torch.zeros(w.shape[0], dtype=torch.int64, device=w.device)
+    for j in range(4):
+        for t in range(4):
+            out += (((w >> (8 * t + 2 * j)) & 3).to(torch.int64) * qb[j, :, t]).sum(1)
+    return out.to(torch.int32)
+
+
+def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2):
     """A callable that launches the preset's whole chain of GEMV-shaped reads once, and its weight bytes."""
     layers = MMFreeConfig.from_preset(preset).num_hidden_layers
     calls = []
@@ -141,7 +195,9 @@ def chain(preset: str, variant: str, block_n: int, warps: int):
         for w, out, n, kw, q in calls:
             grid = (triton.cdiv(n, block_n),)
             if variant in WORK:
-                _loop2_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[variant], **kw_)
+                _loop2_kernel[grid](
+                    w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[variant], DEPTH=depth, **kw_
+                )
             elif variant == "all":
                 _all_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=triton.next_power_of_2(kw), **kw_)
             else:
@@ -167,12 +223,14 @@ def main() -> None:
     for preset in args.presets.split(","):
         for spec in args.variants.split(","):
             variant, tile = spec.split(":")
+            tile, _, depth = tile.partition("d")
             bn, warps = (int(t) for t in tile.split("x"))
-            run, total, calls = chain(preset, variant, bn, warps)
+            run, total, calls = chain(preset, variant, bn, warps, int(depth or 2))
             run()
             torch.cuda.synchronize()
-            unchecked = variant in ("act", "dp4a")  # their sums are not recomputed here
-            ok = unchecked or all(torch.equal(out, w.sum(1, dtype=torch.int32)) for w, out, *_ in calls[:4])
+            unchecked = variant == "act"  # its sums are not recomputed here
+            ref = dp4a_sums if variant in ("dp4a", "split") else (lambda w, q: w.sum(1, dtype=torch.int32))
+            ok = unchecked or all(torch.equal(out, ref(w, q)) for w, out, _, _, q in calls[:4])
             ms = do_bench_cudagraph(run, rep=100, return_mode="median")
             floor = total / bw * 1e3
             rows.append((preset, spec, ms, floor, ok))
