@@ -177,9 +177,10 @@ def dp4a_sums(w: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     return out.to(torch.int32)
 
 
-def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2):
-    """A callable that launches the preset's whole chain of GEMV-shaped reads once, and its weight bytes."""
-    layers = MMFreeConfig.from_preset(preset).num_hidden_layers
+def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, layers: int = 0):
+    """A callable that launches the preset's whole chain of GEMV-shaped reads once (`layers` of them, or
+    all the preset's), its weight bytes and its calls."""
+    layers = layers or MMFreeConfig.from_preset(preset).num_hidden_layers
     calls = []
     total = 0
     for _ in range(layers):
@@ -214,8 +215,22 @@ def main() -> None:
         "--variants",
         default="loop2:16x4,loop2:8x4,all:8x4,all:4x4,all:8x8,all:16x8,pipe3:16x4,pipe4:16x4,pipe6:16x4,pipe4:8x4",
     )
+    p.add_argument("--once", action="store_true", help="launch each chain twice, untimed (for ncu)")
+    p.add_argument("--layers", type=int, default=0, help="layers per chain (default: the preset's)")
     args = p.parse_args()
     from triton.testing import do_bench_cudagraph
+
+    if args.once:
+        for preset in args.presets.split(","):
+            for spec in args.variants.split(","):
+                variant, tile = spec.split(":")
+                tile, _, depth = tile.partition("d")
+                bn, warps = (int(t) for t in tile.split("x"))
+                run = chain(preset, variant, bn, warps, int(depth or 2), args.layers)[0]
+                run()
+                run()
+                torch.cuda.synchronize()
+        return
 
     bw = copy_bandwidth()
     print(f"# {datetime.date.today()} {torch.cuda.get_device_name()} copy {bw / 1e9:.0f} GB/s")
