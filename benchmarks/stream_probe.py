@@ -18,7 +18,10 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `split`: `dp4a` with fewer integer instructions per word (`_mac4s`: one shift instead of three, two
   accumulators).
 
-A tile `16x4d4` keeps 4 weight tiles in flight instead of 2 (DEPTH 2-4, `loop2`-family variants only).
+- `aheadA`: `dp4a` with every load issued at the top of its iteration, the activation words A (1 or 2)
+  tiles ahead (`_ahead_kernel`).
+
+A tile `16x4d4` keeps 4 weight tiles in flight instead of 2 (DEPTH 2-4; 2-3 for `aheadA`).
 
 `act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (`act`'s sums are not
 checked; `dp4a` and `split` are checked against `dp4a_sums`).
@@ -115,6 +118,45 @@ def _loop2_kernel(
 
 
 @triton.jit
+def _ahead_kernel(
+    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, DEPTH: tl.constexpr, AHEAD: tl.constexpr
+):  # fmt: skip
+    # the `dp4a` work with every load of the loop issued at the top of its iteration, before the work that
+    # waits on data: weight tiles DEPTH (2-3) ahead, activation words AHEAD (1-2) tiles ahead. So neither
+    # stream waits behind the other's latency or behind the dp4a.
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = rn < N
+    p = _w(P, rn, nm, 0, Kw, BW)
+    n = _w(P, rn, nm, BW, Kw, BW)
+    n2 = n
+    if DEPTH >= 3:
+        n2 = _w(P, rn, nm, 2 * BW, Kw, BW)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)
+    d0, d1, d2, d3 = c0, c1, c2, c3
+    if AHEAD >= 2:
+        d0, d1, d2, d3 = _act_words(Q, 4 * BW, Kw, BW)
+    for i0 in range(0, Kw, BW):
+        nn = _w(P, rn, nm, i0 + DEPTH * BW, Kw, BW)
+        e0, e1, e2, e3 = _act_words(Q, 4 * (i0 + AHEAD * BW), Kw, BW)
+        acc = _mac4(acc, p, c0, c1, c2, c3, True)
+        if AHEAD >= 2:
+            c0, c1, c2, c3 = d0, d1, d2, d3
+            d0, d1, d2, d3 = e0, e1, e2, e3
+        else:
+            c0, c1, c2, c3 = e0, e1, e2, e3
+        p = n
+        if DEPTH >= 3:
+            n = n2
+            n2 = nn
+        else:
+            n = nn
+    tl.store(OUT + rn, tl.sum(acc, axis=1), mask=nm)
+
+
+@triton.jit
 def _all_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
@@ -195,7 +237,10 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
     def run() -> None:
         for w, out, n, kw, q in calls:
             grid = (triton.cdiv(n, block_n),)
-            if variant in WORK:
+            if variant.startswith("ahead"):
+                a = int(variant.removeprefix("ahead"))
+                _ahead_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, DEPTH=depth, AHEAD=a, **kw_)
+            elif variant in WORK:
                 _loop2_kernel[grid](
                     w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[variant], DEPTH=depth, **kw_
                 )
@@ -244,7 +289,11 @@ def main() -> None:
             run()
             torch.cuda.synchronize()
             unchecked = variant == "act"  # its sums are not recomputed here
-            ref = dp4a_sums if variant in ("dp4a", "split") else (lambda w, q: w.sum(1, dtype=torch.int32))
+            ref = (
+                dp4a_sums
+                if variant in ("dp4a", "split") or variant.startswith("ahead")
+                else (lambda w, q: w.sum(1, dtype=torch.int32))
+            )
             ok = unchecked or all(torch.equal(out, ref(w, q)) for w, out, _, _, q in calls[:4])
             ms = do_bench_cudagraph(run, rep=100, return_mode="median")
             floor = total / bw * 1e3
