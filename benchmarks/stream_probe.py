@@ -21,6 +21,9 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `aheadA`: `dp4a` with every load issued at the top of its iteration, the activation words A (1 or 2)
   tiles ahead (`_ahead_kernel`).
 
+- `kwarpW[cg]`: `dp4a` on a tile whose W chunks of words lie on the warps (`_kwarp_kernel`), so no two
+  warps load the same activation word; `cg`: the activation words bypass L1.
+
 A tile `16x4d4` keeps 4 weight tiles in flight instead of 2 (DEPTH 2-4; 2-3 for `aheadA`).
 
 `act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (`act`'s sums are not
@@ -47,7 +50,7 @@ from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from mmfree.layers.glu import glu_intermediate_size
 from mmfree.models import MMFreeConfig
-from mmfree.ops.ternary.fused_parts import _act_words, _dp4a, _mac4
+from mmfree.ops.ternary.fused_parts import _act_words, _dp4a, _mac4, _pick
 
 
 @triton.jit
@@ -157,6 +160,46 @@ def _ahead_kernel(
 
 
 @triton.jit
+def _kwarp_kernel(
+    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, W: tl.constexpr, CG: tl.constexpr
+):
+    # the `dp4a` work on a `[W, BLOCK_N, BW // W]` tile: chunk c (dim 0, where Triton puts the warps when
+    # BLOCK_N rows fit one warp's threads) holds words c BW / W .. of the tile for every row, so each
+    # activation word is loaded by one warp instead of by every warp of the program. CG: activation words
+    # loaded past L1 (`.cg`).
+    C: tl.constexpr = BW // W
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = (rn < N)[None, :, None]
+    cw = tl.arange(0, W)[:, None, None] * C + tl.arange(0, C)[None, None, :]  # [W, 1, C] words of a tile
+    rp = P + rn[None, :, None] * Kw
+    p = tl.load(rp + cw, mask=nm & (cw < Kw), other=0)
+    n = tl.load(rp + BW + cw, mask=nm & (BW + cw < Kw), other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([W, BLOCK_N, C], dtype=tl.int32)
+    for i0 in range(0, Kw, BW):
+        j = i0 + cw
+        jm = j < Kw
+        if CG:
+            c0 = tl.load(Q + j, mask=jm, other=0, cache_modifier=".cg")
+            c1 = tl.load(Q + Kw + j, mask=jm, other=0, cache_modifier=".cg")
+            c2 = tl.load(Q + 2 * Kw + j, mask=jm, other=0, cache_modifier=".cg")
+            c3 = tl.load(Q + 3 * Kw + j, mask=jm, other=0, cache_modifier=".cg")
+        else:
+            c0 = tl.load(Q + j, mask=jm, other=0)
+            c1 = tl.load(Q + Kw + j, mask=jm, other=0)
+            c2 = tl.load(Q + 2 * Kw + j, mask=jm, other=0)
+            c3 = tl.load(Q + 3 * Kw + j, mask=jm, other=0)
+        for q in tl.static_range(4):
+            cq = tl.broadcast_to(_pick(q, c0, c1, c2, c3), acc.shape)
+            acc = _dp4a((p >> (2 * q)) & 0x03030303, cq, acc, True)
+        p = n
+        j2 = i0 + 2 * BW + cw
+        n = tl.load(rp + j2, mask=nm & (j2 < Kw), other=0)
+    tl.store(OUT + rn, tl.sum(tl.sum(acc, axis=2), axis=0), mask=rn < N)
+
+
+@triton.jit
 def _all_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
@@ -237,7 +280,11 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
     def run() -> None:
         for w, out, n, kw, q in calls:
             grid = (triton.cdiv(n, block_n),)
-            if variant.startswith("ahead"):
+            if variant.startswith("kwarp"):  # kwarp4 / kwarp4cg: W = 4 chunks
+                w_ = int(variant.removeprefix("kwarp").removesuffix("cg"))
+                cg = variant.endswith("cg")
+                _kwarp_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, W=w_, CG=cg, **kw_)
+            elif variant.startswith("ahead"):
                 a = int(variant.removeprefix("ahead"))
                 _ahead_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, DEPTH=depth, AHEAD=a, **kw_)
             elif variant in WORK:
