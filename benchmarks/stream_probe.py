@@ -24,6 +24,10 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `kwarpW[cg]`: `dp4a` on a tile whose W chunks of words lie on the warps (`_kwarp_kernel`), so no two
   warps load the same activation word; `cg`: the activation words bypass L1.
 
+A suffix `hH` on `loop2`, `act`, `dp4a` or `split` sets the loads' cache policy (`_wh`): `dp4ah1` weights
+past L1, `h2` weights evict-first and activation words evict-last, `h3` weights past L1 and activation
+words evict-last.
+
 A tile `16x4d4` keeps 4 weight tiles in flight instead of 2 (DEPTH 2-4; 2-3 for `aheadA`).
 
 `act` and `dp4a` add, one at a time, the GEMVs' work besides the weight stream (`act`'s sums are not
@@ -73,33 +77,64 @@ def _w(P, rn, nm, j0, Kw, BW: tl.constexpr):
 
 
 @triton.jit
+def _wh(P, rn, nm, j0, Kw, BW: tl.constexpr, HINT: tl.constexpr):
+    # `_w` with HINT's cache policy for the weights: 1 and 3 past L1 (`.cg`), 2 evict-first
+    j = j0 + tl.arange(0, BW)
+    ptr = P + rn[:, None] * Kw + j[None, :]
+    m = nm[:, None] & (j[None, :] < Kw)
+    if HINT == 1 or HINT == 3:
+        return tl.load(ptr, mask=m, other=0, cache_modifier=".cg")
+    elif HINT == 2:
+        return tl.load(ptr, mask=m, other=0, eviction_policy="evict_first")
+    else:
+        return tl.load(ptr, mask=m, other=0)
+
+
+@triton.jit
+def _ah(QW, i0, Kw, BW: tl.constexpr, HINT: tl.constexpr):
+    # `_act_words`, evict-last under HINT 2 and 3
+    if HINT >= 2:
+        iw = i0 // 4 + tl.arange(0, BW)
+        m = iw < Kw
+        c0 = tl.load(QW + iw, mask=m, other=0, eviction_policy="evict_last")
+        c1 = tl.load(QW + Kw + iw, mask=m, other=0, eviction_policy="evict_last")
+        c2 = tl.load(QW + 2 * Kw + iw, mask=m, other=0, eviction_policy="evict_last")
+        c3 = tl.load(QW + 3 * Kw + iw, mask=m, other=0, eviction_policy="evict_last")
+        return c0, c1, c2, c3
+    else:
+        return _act_words(QW, i0, Kw, BW)
+
+
+@triton.jit
 def _loop2_kernel(
-    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr, DEPTH: tl.constexpr
+    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr, DEPTH: tl.constexpr,
+    HINT: tl.constexpr = 0,
 ):  # fmt: skip
     # WORK 0: the weight words summed ("loop2"); 1: plus the activation words, added in ("act"); 2: the
     # activation words multiplied in with dp4a ("dp4a"); 3: as 2 with `_mac4s` ("split"). DEPTH (2-4)
-    # weight tiles in flight: the first DEPTH load before the wait, each next one after a tile's work.
+    # weight tiles in flight: the first DEPTH load before the wait, each next one after a tile's work. HINT:
+    # the cache policy of the loads (`_wh`, `_ah`).
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
-    p = _w(P, rn, nm, 0, Kw, BW)
-    n = _w(P, rn, nm, BW, Kw, BW)
+    p = _wh(P, rn, nm, 0, Kw, BW, HINT)
+    n = _wh(P, rn, nm, BW, Kw, BW, HINT)
     n2 = n
     n3 = n
     if DEPTH >= 3:
-        n2 = _w(P, rn, nm, 2 * BW, Kw, BW)
+        n2 = _wh(P, rn, nm, 2 * BW, Kw, BW, HINT)
     if DEPTH >= 4:
-        n3 = _w(P, rn, nm, 3 * BW, Kw, BW)
+        n3 = _wh(P, rn, nm, 3 * BW, Kw, BW, HINT)
     gdc_wait()
     gdc_launch_dependents()
     acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     if WORK > 0:  # the first tile's activation words (bytes 0.. of each quarter)
-        c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)
+        c0, c1, c2, c3 = _ah(Q, 0, Kw, BW, HINT)
     for i0 in range(0, Kw, BW):
         if WORK == 0:
             acc += p
         else:
-            d0, d1, d2, d3 = _act_words(Q, 4 * (i0 + BW), Kw, BW)  # the next tile's, with its weights
+            d0, d1, d2, d3 = _ah(Q, 4 * (i0 + BW), Kw, BW, HINT)  # the next tile's, with its weights
             if WORK == 3:
                 acc, acc_b = _mac4s(acc, acc_b, p, c0, c1, c2, c3)
             elif WORK == 2:
@@ -109,14 +144,14 @@ def _loop2_kernel(
             c0, c1, c2, c3 = d0, d1, d2, d3
         p = n
         if DEPTH == 2:
-            n = _w(P, rn, nm, i0 + 2 * BW, Kw, BW)
+            n = _wh(P, rn, nm, i0 + 2 * BW, Kw, BW, HINT)
         elif DEPTH == 3:
             n = n2
-            n2 = _w(P, rn, nm, i0 + 3 * BW, Kw, BW)
+            n2 = _wh(P, rn, nm, i0 + 3 * BW, Kw, BW, HINT)
         else:
             n = n2
             n2 = n3
-            n3 = _w(P, rn, nm, i0 + 4 * BW, Kw, BW)
+            n3 = _wh(P, rn, nm, i0 + 4 * BW, Kw, BW, HINT)
     tl.store(OUT + rn, tl.sum(acc + (acc_b >> 2), axis=1), mask=nm)
 
 
@@ -250,6 +285,12 @@ def copy_bandwidth() -> float:
     return 2 * n / (do_bench(lambda: dst.copy_(src), return_mode="median") / 1e3)
 
 
+def hinted(variant: str) -> tuple[str, int]:
+    """("dp4a", 2) for "dp4ah2": a variant's base name and its cache-policy suffix (0 without one)."""
+    base, sep, hint = variant.rpartition("h")
+    return (base, int(hint)) if sep and hint.isdigit() and base in WORK else (variant, 0)
+
+
 def dp4a_sums(w: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """[N] int32 what the dp4a variants compute: byte t of quarter j of word m (its 2-bit field, 0-3) times
     signed byte t of activation word j Kw + m, summed."""
@@ -276,6 +317,7 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
             calls.append((w, out, n, kw, q))
             total += w.numel() * 4
     kw_ = {"num_warps": warps, "launch_pdl": True}
+    base, hint = hinted(variant)
 
     def run() -> None:
         for w, out, n, kw, q in calls:
@@ -287,9 +329,9 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
             elif variant.startswith("ahead"):
                 a = int(variant.removeprefix("ahead"))
                 _ahead_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, DEPTH=depth, AHEAD=a, **kw_)
-            elif variant in WORK:
+            elif base in WORK:
                 _loop2_kernel[grid](
-                    w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[variant], DEPTH=depth, **kw_
+                    w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[base], DEPTH=depth, HINT=hint, **kw_
                 )
             elif variant == "all":
                 _all_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=triton.next_power_of_2(kw), **kw_)
@@ -335,7 +377,7 @@ def main() -> None:
             run, total, calls = chain(preset, variant, bn, warps, int(depth or 2))
             run()
             torch.cuda.synchronize()
-            unchecked = variant == "act"  # its sums are not recomputed here
+            unchecked = variant.startswith("act")  # its sums are not recomputed here
             ref = (
                 dp4a_sums
                 if variant in ("dp4a", "split") or variant.startswith("ahead")
