@@ -288,8 +288,9 @@ def main() -> None:
     p.add_argument(
         "--options",
         type=lambda s: s.split(","),
-        default=["", "dp4a", "dp4a+pdl", "dp4a+single"],
-        help='comma-separated option sets, options joined by "+" ("" = none: the byte path)',
+        default=["+".join(sorted(DEFAULT_OPTIONS))],
+        help='comma-separated option sets, options joined by "+" ("" = none: the byte path); default: the '
+        "library's default set",
     )
     p.add_argument(
         "--tiles", type=lambda s: s.split(","), default=["default"],

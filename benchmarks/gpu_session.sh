@@ -151,8 +151,10 @@ part s12_ncu_probe 300 bash -c "for v in loop2 act dp4a; do echo \"=== \$v\"; $N
   --launch-count 4 python3 benchmarks/stream_probe.py --presets 13b --variants \$v:16x4 --once --layers 2; done"
 part s12_ncu_real 200 $NCU -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" --launch-skip 40 \
   --launch-count 8 python3 benchmarks/decode_kernels.py --presets 13b --quick --options dp4a+prequant+pdl+qnext
+# (s12_ncu_fold ran without --options, which then meant the byte-path kernels; decode_kernels.py now defaults
+# to the library's options)
 part s12_ncu_fold 200 $NCU -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel" --launch-skip 40 \
-  --launch-count 4 python3 benchmarks/decode_kernels.py --presets 1.3b --quick
+  --launch-count 4 python3 benchmarks/decode_kernels.py --presets 1.3b --quick --options dp4a+prequant+pdl+qnext+fold
 # the probe's loads issued at the top of the loop, activation words 1-2 tiles ahead (ncu: the act variant's
 # loop waits on L1TEX at 2.4 warps per scheduler)
 part s12_ahead 300 python3 benchmarks/stream_probe.py --presets 13b,1.3b \
