@@ -94,6 +94,10 @@ class Decoder:
             None (default) does so on CUDA when the model is packed and the batch is at most
             FUSED_AUTO_MAX_BATCH; an unsupported model falls back to the unfused step with one logged
             message (a warning when fused=True was asked for).
+        lookahead: launch each next step before the host reads the sampled token back (default: on
+            CUDA), so the host's per-token work (the read-back, EOS and stop-string checks, the next launch)
+            runs while the GPU computes instead of between steps. The tokens are the same either way; when
+            generation ends, one step was computed for nothing.
     """
 
     def __init__(
@@ -104,6 +108,7 @@ class Decoder:
         prefill_chunk: int = 2048,
         max_prompt_tokens: int = MAX_PROMPT_TOKENS,
         fused: bool | None = None,
+        lookahead: bool | None = None,
     ) -> None:
         self.model = model.eval()
         self.codec = TextCodec(tokenizer) if tokenizer is not None else None
@@ -117,6 +122,7 @@ class Decoder:
         self._pool: Any = None
         self.fused_step = self._make_fused(fused, on_cuda)
         self._fused_max_batch = None if fused else FUSED_AUTO_MAX_BATCH
+        self.lookahead = on_cuda if lookahead is None else lookahead
 
     def _fused_for(self, batch: int) -> Any:
         """The fused step for this batch size, or None for the unfused one."""
@@ -239,14 +245,28 @@ class Decoder:
             gen = torch.Generator(device=self.device).manual_seed(params.seed)
         with torch.no_grad():
             logits, cache = self.prefill(ids, None if bool(mask.all()) else mask)
-        history = ids.masked_fill(mask == 0, -1)  # [B, T]
+        track = params.repetition_penalty != 1.0  # the ids seen so far matter only to the penalty
+        history = ids.masked_fill(mask == 0, -1) if track else None  # [B, T]
         eos = set(params.eos_token_id)
         done = [False] * B
         texts: list[list[int]] = [[] for _ in range(B)]
+        on_cuda = self.device.type == "cuda"
+        host = torch.empty(B, dtype=torch.long, pin_memory=True) if on_cuda and self.lookahead else None
         for step in range(params.max_new_tokens):
             nxt = sample_next(logits, params, history, gen)  # [B]
+            last = step == params.max_new_tokens - 1
+            ready = None
+            if self.lookahead:  # queue the next step first; the host reads this token while it runs
+                if host is not None:
+                    host.copy_(nxt, non_blocking=True)
+                    ready = torch.cuda.Event()
+                    ready.record()
+                if not last:
+                    history, logits = self._advance(nxt, history, cache)
+            if ready is not None:
+                ready.synchronize()  # the copy only: the step queued after it keeps running
             emitted: list[int | None] = []
-            for b, tok in enumerate(nxt.tolist()):
+            for b, tok in enumerate(host.tolist() if host is not None else nxt.tolist()):
                 if done[b] or tok in eos:
                     done[b] = True
                     emitted.append(None)
@@ -256,10 +276,18 @@ class Decoder:
                 if params.stop and self.codec is not None:
                     done[b] = _cut_at_stop(self.codec.decode(texts[b]), params.stop)[1]
             yield emitted
-            if all(done) or step == params.max_new_tokens - 1:
+            if all(done) or last:
                 break
+            if not self.lookahead:
+                history, logits = self._advance(nxt, history, cache)
+
+    def _advance(
+        self, nxt: torch.Tensor, history: torch.Tensor | None, cache: MMFreeCache
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """Append the sampled tokens `[B]` to the history (when tracked) and run the next step."""
+        if history is not None:
             history = torch.cat([history, nxt[:, None]], dim=1)  # [B, T + 1]
-            logits = self.step(nxt, cache)
+        return history, self.step(nxt, cache)
 
     def generate_ids(
         self,

@@ -96,3 +96,45 @@ def test_prompt_errors(tiny_model, tokenizer) -> None:
         dec.generate([""], _greedy(2))
     with pytest.raises(ValueError, match="tokenizer"):
         Decoder(tiny_model).generate(["x"], _greedy(2))
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        _greedy(10),
+        SamplingParams(max_new_tokens=9, temperature=0.8, top_k=40, repetition_penalty=1.3, seed=5),
+        _greedy(12, stop=("e",)),
+        _greedy(1),
+    ],
+)
+def test_lookahead_gives_the_same_tokens(params: SamplingParams, tiny_model, tokenizer) -> None:
+    # the step queued before the host reads the token back (the CUDA default) changes nothing but timing
+    prompts = ["the cat", "a quick brown fox", "x"]
+    ahead = Decoder(tiny_model, tokenizer, lookahead=True)
+    plain = Decoder(tiny_model, tokenizer, lookahead=False)
+    assert ahead.generate_ids(prompts, params) == plain.generate_ids(prompts, params)
+    assert ahead.generate(prompts, params) == plain.generate(prompts, params)
+    assert list(ahead.stream(prompts[0], params)) == list(plain.stream(prompts[0], params))
+
+
+def _steps_run(model, tokenizer, ahead: bool, params: SamplingParams) -> tuple[list[int], int]:
+    # the tokens of one generation and how many decode steps it ran
+    dec = Decoder(model, tokenizer, lookahead=ahead)
+    run, count = dec.step, [0]
+
+    def counted(tokens: torch.Tensor, cache):
+        count[0] += 1
+        return run(tokens, cache)
+
+    dec.step = counted
+    return dec.generate_ids(["the cat"], params)[0], count[0]
+
+
+def test_lookahead_runs_one_spare_step_when_stopped_early(tiny_model, tokenizer) -> None:
+    base = Decoder(tiny_model, tokenizer, lookahead=False).generate_ids(["the cat"], _greedy(12))[0]
+    # EOS as the 4th token: tokens 1-3 each need a step; lookahead also ran the one after EOS
+    assert _steps_run(tiny_model, tokenizer, False, _greedy(12, eos_token_id=base[3])) == (base[:3], 3)
+    assert _steps_run(tiny_model, tokenizer, True, _greedy(12, eos_token_id=base[3])) == (base[:3], 4)
+    # to max_new_tokens: no step after the last token in either order
+    assert _steps_run(tiny_model, tokenizer, False, _greedy(12)) == (base, 11)
+    assert _steps_run(tiny_model, tokenizer, True, _greedy(12)) == (base, 11)

@@ -1,4 +1,5 @@
-"""GPU decoding: the CUDA-graph step equals the eager step, packed logits match the fake-quantized model."""
+"""GPU decoding: the CUDA-graph step equals the eager step, packed logits match the fake-quantized model, the
+lookahead loop (next step queued before the token is read back) gives the same tokens."""
 
 from __future__ import annotations
 
@@ -22,6 +23,23 @@ def test_graph_decode_equals_eager_and_fake_quant(tiny_model) -> None:
         torch.testing.assert_close(packed(ids).logits, ref(ids).logits, rtol=1e-3, atol=1e-3)
     p = SamplingParams(max_new_tokens=12, temperature=0.0)
     prompts = [[5, 6, 7], [9, 10, 11, 12, 13], [1]]
-    eager = Decoder(packed, cuda_graph=False).generate_ids(prompts, p)
-    graph = Decoder(packed, cuda_graph=True).generate_ids(prompts, p)
+    eager = Decoder(packed, cuda_graph=False, lookahead=False).generate_ids(prompts, p)
+    graph = Decoder(packed, cuda_graph=True).generate_ids(prompts, p)  # lookahead on (the CUDA default)
     assert graph == eager
+
+
+def test_lookahead_with_graph_replays(tiny_model) -> None:
+    # the graph's logits are a static buffer that the queued next replay overwrites: sampling must read it
+    # first (stream order), and the pinned read-back must see this step's tokens, not the next one's
+    packed = swap_to_packed(copy.deepcopy(tiny_model)).cuda()
+    prompts = [[5, 6, 7], [9, 10, 11, 12, 13], [1]]
+    greedy = Decoder(packed, lookahead=False).generate_ids(
+        prompts, SamplingParams(max_new_tokens=10, temperature=0)
+    )
+    for p in (
+        SamplingParams(max_new_tokens=10, temperature=0.0, eos_token_id=greedy[1][4]),
+        SamplingParams(max_new_tokens=10, temperature=0.9, top_p=0.8, repetition_penalty=1.2, seed=7),
+    ):
+        assert Decoder(packed).generate_ids(prompts, p) == Decoder(packed, lookahead=False).generate_ids(
+            prompts, p
+        )
