@@ -169,6 +169,10 @@ part s12_hints 300 python3 benchmarks/stream_probe.py --presets 13b,1.3b \
 # with decode.py's new `loop ms` column
 part s12_decode_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_decode_gpu.py
 part s12_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 --prompts 128 --contexts "" --budget 200
+# a [rows, chunks, words] tile whose warps sit on the chunks (each activation word loaded by one warp of a
+# program), on chunk-major or row-major weights
+part s12_chunks 300 python3 benchmarks/stream_probe.py --presets 13b,1.3b --variants dp4a:16x4,loop2:16x4d4,chunk8:16x4,\
+chunk8:16x4d4,chunk8:16x8d4,rowc8:16x4,rowc8:16x4d4,chunk16:8x4d4,rowc16:8x4d4,chunk4:32x4d4,rowc4:32x4d4
 part s11_warm 150 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --quick --options dp4a+prequant+pdl+qnext --first-layer
 # the 13B decode GEMVs run at 38-66% of the copy bandwidth (BENCHMARKS.md, sessions 5-6): why, per kernel
 part decode_ncu 240 ncu --clock-control none -k regex:"_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel|_quant_kernel" \
@@ -201,4 +205,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

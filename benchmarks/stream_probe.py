@@ -21,6 +21,9 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `aheadA`: `dp4a` with every load issued at the top of its iteration, the activation words A (1 or 2)
   tiles ahead (`_ahead_kernel`).
 
+- `chunkC`, `rowcC`: `dp4a` on a `[rows, chunks, C words]` tile whose warps Triton puts on the chunks, so
+  each activation word is loaded by one warp of a program (`_chunk_kernel`; rows x warps with BLOCK_N C / 4
+  = 32), on chunk-major weights (`[Kw / C, N, C]`) or row-major ones;
 - `kwarpW[cg]`: `dp4a` on a tile whose W chunks of words lie on the warps (`_kwarp_kernel`), so no two
   warps load the same activation word; `cg`: the activation words bypass L1.
 
@@ -235,6 +238,55 @@ def _kwarp_kernel(
 
 
 @triton.jit
+def _chunk_kernel(
+    P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, C: tl.constexpr, W: tl.constexpr, DEPTH: tl.constexpr,
+    CM: tl.constexpr,
+):  # fmt: skip
+    # the `dp4a` work on a `[BLOCK_N, W, C]` tile: W consecutive chunks of C words of BLOCK_N rows. Triton
+    # orders the dimensions by contiguity, then by index: the words (dim 2), then the rows, then the chunks,
+    # so with BLOCK_N C / 4 = 32 (the rows fill one warp's threads) the W warps land on the chunks and each
+    # activation word is loaded by one warp. CM: P is chunk-major, `[Kw / C, N, C]` (word c of chunk k of
+    # row n is word k C + c of the row), else row-major `[N, Kw]`. DEPTH 2 or 4 tiles in flight.
+    rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
+    nm = (rn < N)[:, None, None]
+    wc = tl.arange(0, W)[None, :, None]  # [1, W, 1] chunk within a tile
+    cw = tl.arange(0, C)[None, None, :]  # [1, 1, C] word within a chunk
+    if CM:
+        row = rn[:, None, None] * C + cw  # [BN, 1, C]
+        step = N * C  # words from one chunk to the next
+    else:
+        row = rn[:, None, None] * Kw + cw
+        step = C
+    nk = Kw // C
+    p = tl.load(P + wc * step + row, mask=nm & (wc < nk), other=0)  # [BN, W, C]
+    n = tl.load(P + (W + wc) * step + row, mask=nm & (W + wc < nk), other=0)
+    n2 = n
+    n3 = n
+    if DEPTH >= 4:
+        n2 = tl.load(P + (2 * W + wc) * step + row, mask=nm & (2 * W + wc < nk), other=0)
+        n3 = tl.load(P + (3 * W + wc) * step + row, mask=nm & (3 * W + wc < nk), other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    acc = tl.zeros([BLOCK_N, W, C], dtype=tl.int32)
+    for k0 in range(0, nk, W):
+        m = (k0 + wc) * C + cw  # [1, W, C] the words' index in the row
+        am = m < Kw
+        for q in tl.static_range(4):
+            a = tl.load(Q + q * Kw + m, mask=am, other=0)
+            acc = _dp4a((p >> (2 * q)) & 0x03030303, tl.broadcast_to(a, acc.shape), acc, True)
+        p = n
+        if DEPTH >= 4:
+            n = n2
+            n2 = n3
+            kn = k0 + 4 * W + wc
+            n3 = tl.load(P + kn * step + row, mask=nm & (kn < nk), other=0)
+        else:
+            kn = k0 + 2 * W + wc
+            n = tl.load(P + kn * step + row, mask=nm & (kn < nk), other=0)
+    tl.store(OUT + rn, tl.sum(tl.sum(acc, axis=2), axis=1), mask=rn < N)
+
+
+@triton.jit
 def _all_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
@@ -312,6 +364,9 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
     for _ in range(layers):
         for _, n, kw in shapes(preset):
             w = torch.randint(-(2**31), 2**31 - 1, (n, kw), dtype=torch.int32, device="cuda")
+            if variant.startswith("chunk"):  # the same words chunk-major: [Kw / C, N, C]
+                c = int(variant.removeprefix("chunk"))
+                w = w.view(n, kw // c, c).transpose(0, 1).contiguous()
             out = torch.empty(n, dtype=torch.int32, device="cuda")
             q = torch.randint(-(2**31), 2**31 - 1, (4 * kw,), dtype=torch.int32, device="cuda")
             calls.append((w, out, n, kw, q))
@@ -322,7 +377,13 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
     def run() -> None:
         for w, out, n, kw, q in calls:
             grid = (triton.cdiv(n, block_n),)
-            if variant.startswith("kwarp"):  # kwarp4 / kwarp4cg: W = 4 chunks
+            if variant.startswith(("chunk", "rowc")):  # chunkC / rowcC: chunks of C words, W = warps
+                c = int(variant.removeprefix("chunk").removeprefix("rowc"))
+                cm = variant.startswith("chunk")
+                _chunk_kernel[grid](
+                    w, q, out, n, kw, BLOCK_N=block_n, C=c, W=warps, DEPTH=depth, CM=cm, **kw_
+                )
+            elif variant.startswith("kwarp"):  # kwarp4 / kwarp4cg: W = 4 chunks
                 w_ = int(variant.removeprefix("kwarp").removesuffix("cg"))
                 cg = variant.endswith("cg")
                 _kwarp_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=64, W=w_, CG=cg, **kw_)
@@ -383,6 +444,8 @@ def main() -> None:
                 if variant in ("dp4a", "split") or variant.startswith("ahead")
                 else (lambda w, q: w.sum(1, dtype=torch.int32))
             )
+            if variant.startswith("chunk"):  # back to row-major `[N, Kw]` for the reference
+                ref = lambda w, q: dp4a_sums(w.transpose(0, 1).reshape(w.shape[1], -1), q)  # noqa: E731
             ok = unchecked or all(torch.equal(out, ref(w, q)) for w, out, _, _, q in calls[:4])
             ms = do_bench_cudagraph(run, rep=100, return_mode="median")
             floor = total / bw * 1e3
