@@ -439,11 +439,10 @@ def main() -> None:
             run()
             torch.cuda.synchronize()
             unchecked = variant.startswith("act")  # its sums are not recomputed here
-            ref = (
-                dp4a_sums
-                if variant in ("dp4a", "split") or variant.startswith("ahead")
-                else (lambda w, q: w.sum(1, dtype=torch.int32))
+            dp4a_work = hinted(variant)[0] in ("dp4a", "split") or variant.startswith(
+                ("ahead", "kwarp", "rowc")
             )
+            ref = dp4a_sums if dp4a_work else (lambda w, q: w.sum(1, dtype=torch.int32))
             if variant.startswith("chunk"):  # back to row-major `[N, Kw]` for the reference
                 ref = lambda w, q: dp4a_sums(w.transpose(0, 1).reshape(w.shape[1], -1), q)  # noqa: E731
             ok = unchecked or all(torch.equal(out, ref(w, q)) for w, out, _, _, q in calls[:4])
