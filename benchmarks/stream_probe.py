@@ -15,8 +15,8 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `act`: `loop2` plus the prequant GEMVs' activation-word loads (four `[BW]` vectors of a small L2-resident
   buffer per tile, one tile ahead as with "qnext"), added in cheaply;
 - `dp4a`: `act` with the words multiplied in as the GEMVs do (`fused_parts._mac4`, four dp4a per word).
-- `split`: `dp4a` with fewer integer instructions per word (`_mac4s`: one shift instead of three, two
-  accumulators).
+- `split`: `dp4a` written with one shift per word instead of three and two accumulators (`_mac4s`; ptxas
+  compiles it to about as many instructions, BENCHMARKS.md session 12).
 
 - `aheadA`: `dp4a` with every load issued at the top of its iteration, the activation words A (1 or 2)
   tiles ahead (`_ahead_kernel`).
