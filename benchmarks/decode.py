@@ -26,7 +26,7 @@ A fused model can name kernel options and batch-1 tiles (`fused[+option...][@BLO
 `mmfree.ops.ternary.fused.KNOWN_OPTIONS`; the tile replaces GEMV_TILES, WORDS_TILES and PREQUANT_TILES for every width), to
 compare them in one run on one model per preset:
   python benchmarks/decode.py --presets 370m,13b --batches 1 --prompts 128 --contexts "" \
-      --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl+single,fused+dp4a@32x8
+      --models fused,fused+dp4a,fused+pdl,fused+dp4a+prequant+pdl,fused+dp4a@32x8
 """
 
 from __future__ import annotations

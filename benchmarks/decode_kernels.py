@@ -12,7 +12,7 @@ option consecutive launches overlap. The last rows per option set: the per-token
 layer times the layer count, plus the head) against the whole step (every layer, embedding to logits)
 captured the same way; that row is the ground truth.
 
-    python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,single,dp4a+pdl+single
+    python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,dp4a+pdl
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
     python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
     python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8

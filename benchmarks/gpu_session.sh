@@ -39,7 +39,7 @@ part train_370m_b32 230 python3 benchmarks/train_step.py --grid 370m:32 --warmup
 part train_13b_b8 200 python3 benchmarks/train_step.py --grid 1.3b:8 --impls mmfree-triton,fla-official,llama-sdpa --warmup 2 --steps 4 --profile 15
 part decode_370m 100 python3 benchmarks/decode.py --presets 370m --unfused --budget 80
 part decode_options 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --batches 1 --prompts 128 --contexts "" \
-  --models fused,fused+dp4a,fused+pdl,fused+single,fused+dp4a+pdl,fused+dp4a+pdl+single,fused+dp4a+pdl+single@16x4,fused+dp4a+pdl@32x8,fused+dp4a+pdl@64x8 --budget 210
+  --models fused,fused+dp4a,fused+pdl,fused+dp4a+pdl,fused+dp4a+pdl@32x8,fused+dp4a+pdl@64x8 --budget 210  # (session 4 also ran "single", removed in 12)
 part decode_kernels 160 python3 benchmarks/decode_kernels.py --presets 370m,13b --quick
 part decode_tiles 240 python3 benchmarks/decode_kernels.py --presets 370m,1.3b,13b --options dp4a --quick \
   --tiles default,16x4,32x8,64x8,128x8,64x16,64x8x512

@@ -1,12 +1,11 @@
 """Static SASS of the fused decode kernels, compiled for sm_90 without a GPU: registers, spills, instructions.
 
 Compiles `mmfree.ops.ternary.fused`'s three kernels at batch 1 (1024-wide layers, BLOCK_Q 256: one pass of
-the K loop, so the static count is the dynamic count of a program) for each GEMV path, prologue (the
-default passes over the row, or the "single" option's row held in registers) and tile, with
-Triton's own ptxas, and reads the cubin with its cuobjdump. Instructions per weight = static SASS
-instructions x threads per program / weights per program: the issue cost a path pays per weight, which
-bounds a large preset's decode step (weights x instructions per weight / 32 lanes / the GPU's warp issue
-rate). No GPU, no timing: a model of the work, to be checked against `benchmarks/decode_kernels.py`.
+the K loop, so the static count is the dynamic count of a program) for each GEMV path and tile (the
+"single" prologue of earlier tables was removed with that option), with Triton's own ptxas, and reads the
+cubin with its cuobjdump. Instructions per weight = static SASS instructions x threads per program /
+weights per program: the issue cost a path pays per weight, which bounds a large preset's decode step
+(weights x instructions per weight / 32 lanes / the GPU's warp issue rate). No GPU, no timing: a model of the work, to be checked against `benchmarks/decode_kernels.py`.
 
     python benchmarks/sass_counts.py           # the fused decode kernels
     python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
@@ -116,17 +115,16 @@ def main() -> None:
         for path in (0, 1):
             packed = "*i32" if path == 1 else "*u8"
             p = {n: packed if t == "P" else t for n, t in ptrs.items()}
-            for single in (False, True):
-                for bn, warps in TILES:
-                    c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
-                         "ASM": path == 1, "PDL": False, "SINGLE": single}  # fmt: skip
-                    regs, stack, n = compile_counts(kernel, p, floats, c, warps)
-                    per_weight = n * 32 * warps / (projs * bn * K)
-                    label, pro = ("dp4a" if path == 1 else "byte"), ("single" if single else "passes")
-                    print(
-                        f"{name:<28} {label:<5} {pro:<8} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} "
-                        f"{per_weight:>12.2f}"
-                    )
+            for bn, warps in TILES:
+                c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
+                     "ASM": path == 1, "PDL": False}  # fmt: skip
+                regs, stack, n = compile_counts(kernel, p, floats, c, warps)
+                per_weight = n * 32 * warps / (projs * bn * K)
+                label = "dp4a" if path == 1 else "byte"
+                print(
+                    f"{name:<28} {label:<5} {'passes':<8} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} "
+                    f"{per_weight:>12.2f}"
+                )
 
 
 # The MLGRU scans (`--scan`): instructions per element of a [CT, BD] tile against the budget that the

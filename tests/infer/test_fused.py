@@ -300,12 +300,12 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     tokens = torch.randint(0, model.config.vocab_size, (B,))
     states = [torch.randn(B, 48) for _ in range(2)]  # L x [B, d']
     base_logits, base_states = _step_outputs(model, tokens, states)
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
     cfg = fused_ops._config(B, 48, 48, words)
-    assert cfg.prequant and cfg.path == 1 and not cfg.single
+    assert cfg.prequant and cfg.path == 1
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,single"))
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
     step = FusedDecodeStep(model)  # its workspace keeps the code buffers: a second step reuses them
     for _ in range(2):
         again = [s.clone() for s in states]
@@ -331,41 +331,6 @@ def test_narrow_embedding_is_cast_at_lookup() -> None:
     _check_step(model, 3, tight=1e-5, loose=3e-2)
 
 
-@pytest.mark.interpret
-@needs_triton
-@pytest.mark.parametrize(
-    "hidden,inter,gate_form,dtype,extra",
-    [
-        (40, 46, "official", torch.float32, ""),
-        (48, 80, "paper", torch.bfloat16, "dp4a"),
-        (72, 70, "official", torch.float32, "dp4a"),
-    ],
-)
-def test_single_tile_prologue(
-    hidden: int, inter: int, gate_form: str, dtype: torch.dtype, extra: str, monkeypatch
-) -> None:
-    """The "single" option (the whole row in registers as four quarters) against the model's own step, at
-    widths whose packed rows are not whole words (40 -> 10 bytes) and are (48, 80); dp4a on top of it gives
-    the same bits as single alone."""
-    model = _model(hidden, inter, gate_form, True, dtype)
-    packed = (torch.zeros(hidden, (hidden + 3) // 4, dtype=torch.uint8),)
-    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single"}))
-    cfg = fused_ops._config(1, hidden, hidden, packed)
-    assert cfg.single and cfg.block_q >= (hidden + 3) // 4
-    assert not fused_ops._config(3, hidden, hidden, packed).single  # batch 1 only
-    tokens = torch.randint(0, model.config.vocab_size, (1,))
-    states = [torch.randn(1, hidden) for _ in range(2)]  # L x [1, d']
-    single_logits, single_states = _step_outputs(model, tokens, states)
-    _check_step(model, 1, tight=1e-5, loose=3e-2)
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(f"single,{extra}"))
-    both_logits, both_states = _step_outputs(model, tokens, states)
-    assert torch.equal(both_logits, single_logits)
-    assert all(torch.equal(a, b) for a, b in zip(both_states, single_states))
-    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset())
-    default_logits, _ = _step_outputs(model, tokens, states)
-    _assert_rows_close(single_logits, default_logits, 1e-4, 3e-2, "single vs default")
-
-
 def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
     monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"dp4a"}))
     words = torch.zeros(8, 16, dtype=torch.uint8)
@@ -379,20 +344,6 @@ def test_dp4a_needs_whole_aligned_words(monkeypatch) -> None:
     assert not fused_ops._config(1, 8, 64, (words,)).pdl
 
 
-def test_single_tile_limits(monkeypatch) -> None:
-    """ "single" holds rows up to SINGLE_MAX_Q packed bytes on the dp4a path, SINGLE_MAX_Q_BYTES on the byte
-    path (wider byte tiles spill), and never at batch 2+."""
-    wide = torch.zeros(8, 512, dtype=torch.uint8)  # K = 2048
-    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single"}))
-    assert not fused_ops._config(1, 8, 2048, (wide,)).single
-    assert fused_ops._config(1, 8, 1024, (torch.zeros(8, 256, dtype=torch.uint8),)).single
-    monkeypatch.setattr(fused_ops, "OPTIONS", frozenset({"single", "dp4a"}))
-    cfg = fused_ops._config(1, 8, 2048, (wide,))
-    assert cfg.single and cfg.path == 1 and cfg.block_q >= 512
-    assert not fused_ops._config(1, 8, 8192, (torch.zeros(8, 2048, dtype=torch.uint8),)).single
-    assert not fused_ops._config(2, 8, 1024, (torch.zeros(8, 256, dtype=torch.uint8),)).single
-
-
 def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options("") == frozenset()
     assert fused_ops.parse_options("none") == frozenset()
@@ -400,7 +351,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'prequant', 'qnext', 'single'\]",
+        r"'prequant', 'qnext'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):

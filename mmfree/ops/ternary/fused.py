@@ -13,8 +13,7 @@ the "dp4a" option the batch-1 GEMV reads the tile as 32-bit words and multiplies
 (`fused_parts.py` has the three paths). All sums are exact, so every path gives the same bits. The epilogue
 is the layer's element-wise math; every value the unfused path stores in the model dtype is rounded to it
 here. With the "pdl" option each kernel loads its first weight tiles before it waits for the previous
-kernel (programmatic dependent launch), so a step's launches overlap; with "single" a batch-1 kernel whose
-row fits one tile keeps the row in registers and runs the prologue and the GEMV over it without reloading.
+kernel (programmatic dependent launch), so a step's launches overlap.
 
 - `_mlgru_in_kernel`: `attn_norm`, then the i/f/g projections (each its own norm weight and scale) on the
   same columns, then the recurrence `h = f h_prev + SiLU(i)(1 - f)` in place in the fp32 state; writes
@@ -50,14 +49,9 @@ from mmfree.ops.ternary.fused_parts import (
     _linear_out,
     _mean_sq,
     _mlgru_out,
-    _msq4,
-    _norm_quarters,
-    _pick,
     _proj,
     _proj2,
     _quarter,
-    _quarters,
-    _scale4,
     _tile,
     _wait_inputs,
     _y,
@@ -69,7 +63,7 @@ def _mlgru_in_kernel(
     X, WA, PI, PF, PG, WI, WF, WG, GI, GF, GG, LB, H, OUT,
     B, D, N, Kq, stride_x, stride_h, stride_o, eps_a, eps_i, eps_f, eps_g,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _block(B, N, ROWS, BLOCK_N)
@@ -85,39 +79,22 @@ def _mlgru_in_kernel(
     qsum_i = tl.zeros([ROWS], dtype=tl.int32)
     qsum_f = tl.zeros([ROWS], dtype=tl.int32)
     qsum_g = tl.zeros([ROWS], dtype=tl.int32)
-    if SINGLE:  # the whole row in registers as four quarters: every input value loaded and normed once
-        a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3 = _norm_quarters(
-            X, WA, eps_a, rows, rmask, rq, Kq, D, stride_x, ROWS
-        )
-        ms = _msq4(a0, a1, a2, a3, D)
-        ri = 1.0 / tl.sqrt(ms + eps_i)
-        rf = 1.0 / tl.sqrt(ms + eps_f)
-        rg = 1.0 / tl.sqrt(ms + eps_g)
-        si = _scale4(a0, a1, a2, a3, WI, ri, k0, k1, k2, k3, m0, m1, m2, m3, X)
-        sf = _scale4(a0, a1, a2, a3, WF, rf, k0, k1, k2, k3, m0, m1, m2, m3, X)
-        sg = _scale4(a0, a1, a2, a3, WG, rg, k0, k1, k2, k3, m0, m1, m2, m3, X)
+    r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
+    ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    ri = 1.0 / tl.sqrt(ms + eps_i)
+    rf = 1.0 / tl.sqrt(ms + eps_f)
+    rg = 1.0 / tl.sqrt(ms + eps_g)
+    si, sf, sg = _act_scale3(X, WA, r1, WI, ri, WF, rf, WG, rg, rows, rmask, D, stride_x, ROWS, BLOCK_K)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
         for j in tl.static_range(4):
-            v, k, km = _pick(j, a0, a1, a2, a3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            v, k, km = _quarter(X, H, WA, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
             acc_i, qsum_i = _proj(acc_i, qsum_i, p_i, v, WI, ri, si, k, km, X, j, PATH, ASM)
             acc_f, qsum_f = _proj(acc_f, qsum_f, p_f, v, WF, rf, sf, k, km, X, j, PATH, ASM)
             acc_g, qsum_g = _proj(acc_g, qsum_g, p_g, v, WG, rg, sg, k, km, X, j, PATH, ASM)
-    else:
-        r1 = 1.0 / tl.sqrt(_mean_sq(X, H, WA, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps_a)
-        ms = _mean_sq(X, H, WA, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-        ri = 1.0 / tl.sqrt(ms + eps_i)
-        rf = 1.0 / tl.sqrt(ms + eps_f)
-        rg = 1.0 / tl.sqrt(ms + eps_g)
-        si, sf, sg = _act_scale3(X, WA, r1, WI, ri, WF, rf, WG, rg, rows, rmask, D, stride_x, ROWS, BLOCK_K)
-        for i0 in range(0, Kq, BLOCK_Q):
-            ii = i0 + rq
-            for j in tl.static_range(4):
-                v, k, km = _quarter(X, H, WA, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
-                acc_i, qsum_i = _proj(acc_i, qsum_i, p_i, v, WI, ri, si, k, km, X, j, PATH, ASM)
-                acc_f, qsum_f = _proj(acc_f, qsum_f, p_f, v, WF, rf, sf, k, km, X, j, PATH, ASM)
-                acc_g, qsum_g = _proj(acc_g, qsum_g, p_g, v, WG, rg, sg, k, km, X, j, PATH, ASM)
-            p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-            p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-            p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_i = _tile(PI, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_f = _tile(PF, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_g = _tile(PG, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     yi = _y(acc_i, qsum_i, tl.load(GI), si, X, PATH)
     yf = _y(acc_f, qsum_f, tl.load(GF), sf, X, PATH)
     yg = _y(acc_g, qsum_g, tl.load(GG), sg, X, PATH)
@@ -129,7 +106,7 @@ def _bitlinear_kernel(
     X, W1, H, W2, G, P, Y,
     B, K, N, Kq, stride_x, stride_h, stride_y, eps1, eps2,
     MODE: tl.constexpr, RESIDUAL: tl.constexpr, PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _block(B, N, ROWS, BLOCK_N)
@@ -139,35 +116,18 @@ def _bitlinear_kernel(
     rq = tl.arange(0, BLOCK_Q)
     acc = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
-    if SINGLE:  # the whole row in registers as four quarters
-        if MODE >= 1:
-            x0, x1, x2, x3, _, _, _, _, _, _, _, _ = _quarters(
-                X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, 0
-            )
-            r1 = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, K) + eps1)
-        v0, v1, v2, v3, k0, k1, k2, k3, m0, m1, m2, m3 = _quarters(
-            X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, MODE
+    if MODE >= 1:
+        r1 = 1.0 / tl.sqrt(
+            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
         )
-        r2 = 1.0 / tl.sqrt(_msq4(v0, v1, v2, v3, K) + eps2)
-        s = _scale4(v0, v1, v2, v3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
+    r2 = 1.0 / tl.sqrt(_mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2)
+    s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
         for j in tl.static_range(4):
-            v, k, km = _pick(j, v0, v1, v2, v3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            v, k, km = _quarter(X, H, W1, r1, rows, rmask, j, ii, Kq, K, stride_x, stride_h, MODE)
             acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
-    else:
-        if MODE >= 1:
-            r1 = 1.0 / tl.sqrt(
-                _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, 0, ROWS, BLOCK_K) + eps1
-            )
-        r2 = 1.0 / tl.sqrt(
-            _mean_sq(X, H, W1, r1, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K) + eps2
-        )
-        s = _act_scale(X, H, W1, r1, W2, r2, rows, rmask, K, stride_x, stride_h, MODE, ROWS, BLOCK_K)
-        for i0 in range(0, Kq, BLOCK_Q):
-            ii = i0 + rq
-            for j in tl.static_range(4):
-                v, k, km = _quarter(X, H, W1, r1, rows, rmask, j, ii, Kq, K, stride_x, stride_h, MODE)
-                acc, qsum = _proj(acc, qsum, p, v, W2, r2, s, k, km, X, j, PATH, ASM)
-            p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     _linear_out(_y(acc, qsum, tl.load(G), s, X, PATH), Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
@@ -176,7 +136,7 @@ def _glu_in_kernel(
     X, WM, W2, G, P, U,
     B, D, I, Kq, stride_x, stride_u, eps1, eps2,
     PATH: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr,
-    SINGLE: tl.constexpr, ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ROWS: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _block(B, I, ROWS, BLOCK_N)
@@ -188,28 +148,16 @@ def _glu_in_kernel(
     acc_a = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     acc_b = _acc0(ROWS, BLOCK_N, BLOCK_Q, PATH)
     qsum = tl.zeros([ROWS], dtype=tl.int32)
-    if SINGLE:  # the whole row in registers as four quarters
-        a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3 = _norm_quarters(
-            X, WM, eps1, rows, rmask, rq, Kq, D, stride_x, ROWS
-        )
-        r2 = 1.0 / tl.sqrt(_msq4(a0, a1, a2, a3, D) + eps2)
-        s = _scale4(a0, a1, a2, a3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X)
+    r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
+    r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
+    s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
+    for i0 in range(0, Kq, BLOCK_Q):
+        ii = i0 + rq
         for j in tl.static_range(4):
-            v, k, km = _pick(j, a0, a1, a2, a3), _pick(j, k0, k1, k2, k3), _pick(j, m0, m1, m2, m3)
+            v, k, km = _quarter(X, X, WM, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
             acc_a, acc_b, qsum = _proj2(acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, km, X, j, PATH, ASM)
-    else:
-        r1 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, one, rows, rmask, D, stride_x, 0, 0, ROWS, BLOCK_K) + eps1)
-        r2 = 1.0 / tl.sqrt(_mean_sq(X, X, WM, r1, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K) + eps2)
-        s = _act_scale(X, X, WM, r1, W2, r2, rows, rmask, D, stride_x, 0, 1, ROWS, BLOCK_K)
-        for i0 in range(0, Kq, BLOCK_Q):
-            ii = i0 + rq
-            for j in tl.static_range(4):
-                v, k, km = _quarter(X, X, WM, r1, rows, rmask, j, ii, Kq, D, stride_x, 0, 1)
-                acc_a, acc_b, qsum = _proj2(
-                    acc_a, acc_b, qsum, p_a, p_b, v, W2, r2, s, k, km, X, j, PATH, ASM
-                )
-            p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
-            p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_a = _tile(P, rn, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
+        p_b = _tile(P, rn + I, nmask, i0 + BLOCK_Q, Kq, BLOCK_Q, PATH)
     g = tl.load(G)
     _glu_out(
         _y(acc_a, qsum, g, s, X, PATH),
@@ -287,8 +235,6 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   K / 4 bytes, must be a multiple of 4);
 # - "pdl": programmatic dependent launch (sm_90+; elsewhere dropped with one log line): each kernel loads
 #   its first weight tiles while the previous one runs, then waits (griddepcontrol) for its activations;
-# - "single": at batch 1 without "prequant", a packed row that fits one tile (SINGLE_MAX_Q) is held whole
-#   in registers as four quarter tiles (its norms sum in another order: last-bit differences);
 # - "prequant": on the dp4a path, one kernel per call normalizes and quantizes each row once into int8 codes
 #   (+ scale, code sum) and the GEMVs stream weight words against them (`prequant.py`; another sum order);
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
@@ -296,13 +242,9 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
-# Only "single", "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "single", "prequant", "early", "late", "qnext", "fold"})
-# The widest single tile, in bytes of the packed row: 1024 (K <= 4096) on the dp4a path, 256 (K <= 1024) on
-# the byte path, whose widened bytes spill from 512 on (static sm_90 SASS: the MLGRU kernel spills 0.7-2.2
-# KB at 512-1024 with 4 warps, the dp4a path none at 1024 with 8 warps, which single tiles above 256 get).
-SINGLE_MAX_Q = 1024
-SINGLE_MAX_Q_BYTES = 256
+# Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
+# Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger".
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -335,7 +277,6 @@ class _Launch(NamedTuple):
     stages: int = 3  # Triton's default on CUDA (what the GEMV path has always run with)
     asm: bool = False  # dp4a as one instruction (CUDA) or spelled out (the interpreter)
     pdl: bool = False  # programmatic dependent launch
-    single: bool = False  # the whole row in one tile of four quarters (block_q >= the packed row length)
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
@@ -380,21 +321,14 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
     pre = path == 1 and "prequant" in OPTIONS
-    single = (
-        B == 1
-        and not pre
-        and "single" in OPTIONS
-        and kq <= (SINGLE_MAX_Q if path == 1 else SINGLE_MAX_Q_BYTES)
-    )
     if not cuda:  # the interpreter: few programs
         return _Launch(
             path,
             rows,
             64,
-            max(16, triton.next_power_of_2(kq)) if single else 16,
+            16,
             64,
             1,
-            single=single,
             prequant=pre,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
@@ -403,13 +337,8 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
-    bq = (
-        max(32, triton.next_power_of_2(kq))
-        if single
-        else max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
-    )
+    bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
-    warps = max(warps, 8) if single and bq > 256 else warps
     qnext = pre and "qnext" in OPTIONS
     return _Launch(
         path,
@@ -419,7 +348,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         bk,
         warps,
         pdl=pdl,
-        single=single,
         prequant=pre,
         late=late,
         qnext=qnext,
@@ -515,7 +443,7 @@ def mlgru_input_step(
         lower_bound if lower_bound is not None else state, state, out,
         B, D, N, i_proj.packed.shape[1], x.stride(0), state.stride(0), out.stride(0),
         float(attn_norm[1]), float(i_proj.eps), float(f_proj.eps), float(g_proj.eps),
-        HAS_LB=lower_bound is not None, OFFICIAL=official, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
+        HAS_LB=lower_bound is not None, OFFICIAL=official, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -567,7 +495,7 @@ def bitlinear_step(
     _bitlinear_kernel[grid](
         x, w1, h, proj.norm_weight, proj.scale, _packed_arg(proj.packed, cfg), out,
         B, K, N, proj.packed.shape[1], x.stride(0), h.stride(0), out.stride(0), eps1, float(proj.eps),
-        MODE=mode, RESIDUAL=residual, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
+        MODE=mode, RESIDUAL=residual, PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -607,6 +535,6 @@ def glu_input_step(
     _glu_in_kernel[grid](
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, _packed_arg(gate_proj.packed, cfg), out,
         B, D, inter, gate_proj.packed.shape[1], x.stride(0), out.stride(0),
-        float(mlp_norm[1]), float(gate_proj.eps), PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl, SINGLE=cfg.single,
+        float(mlp_norm[1]), float(gate_proj.eps), PATH=cfg.path, ASM=cfg.asm, PDL=cfg.pdl,
         ROWS=cfg.rows, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, BLOCK_K=cfg.block_k, **cfg.launch_kwargs(),
     )  # fmt: skip

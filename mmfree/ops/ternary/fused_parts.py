@@ -130,43 +130,10 @@ def _inv_amax(amax):
 @triton.jit
 def _quarter(X, H, W1, r1, rows, rmask, J: tl.constexpr, rq, Kq, K, stride_x, stride_h, MODE: tl.constexpr):
     # quarter J of the input row at the bytes rq of the 2-bit layout (the columns J Kq + rq), as `_src` in
-    # MODE gives it, with those columns and their mask: one K step of the GEMV loop, or with rq the whole
-    # packed row, the single-tile prologue ("single" option)
+    # MODE gives it, with those columns and their mask: one K step of the GEMV loop
     k = J * Kq + rq
     kmask = (rq < Kq) & (k < K)
     return _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE), k, kmask
-
-
-@triton.jit
-def _quarters(X, H, W1, r1, rows, rmask, rq, Kq, K, stride_x, stride_h, MODE: tl.constexpr):
-    # the four quarters of the row as `_quarter` gives each: (v0..v3, their columns k0..k3, masks m0..m3)
-    v0, k0, m0 = _quarter(X, H, W1, r1, rows, rmask, 0, rq, Kq, K, stride_x, stride_h, MODE)
-    v1, k1, m1 = _quarter(X, H, W1, r1, rows, rmask, 1, rq, Kq, K, stride_x, stride_h, MODE)
-    v2, k2, m2 = _quarter(X, H, W1, r1, rows, rmask, 2, rq, Kq, K, stride_x, stride_h, MODE)
-    v3, k3, m3 = _quarter(X, H, W1, r1, rows, rmask, 3, rq, Kq, K, stride_x, stride_h, MODE)
-    return v0, v1, v2, v3, k0, k1, k2, k3, m0, m1, m2, m3
-
-
-@triton.jit
-def _norm_quarters(X, W, eps, rows, rmask, rq, Kq, K, stride_x, ROWS: tl.constexpr):
-    # RMSNorm(x) * w of the row (model dtype) as four quarters, every x loaded once: (a0..a3, k0..k3, m0..m3)
-    one = tl.zeros([ROWS], dtype=tl.float32) + 1.0
-    x0, x1, x2, x3, k0, k1, k2, k3, m0, m1, m2, m3 = _quarters(
-        X, X, W, one, rows, rmask, rq, Kq, K, stride_x, 0, 0
-    )
-    r = 1.0 / tl.sqrt(_msq4(x0, x1, x2, x3, K) + eps)
-    a0 = _normed(x0, W, r, k0, m0, X)
-    a1 = _normed(x1, W, r, k1, m1, X)
-    a2 = _normed(x2, W, r, k2, m2, X)
-    a3 = _normed(x3, W, r, k3, m3, X)
-    return a0, a1, a2, a3, k0, k1, k2, k3, m0, m1, m2, m3
-
-
-@triton.jit
-def _msq4(v0, v1, v2, v3, K):
-    # [ROWS] mean of the squares of a row held as four quarters
-    s = tl.sum(v0 * v0, axis=1) + tl.sum(v1 * v1, axis=1) + tl.sum(v2 * v2, axis=1) + tl.sum(v3 * v3, axis=1)
-    return s / K
 
 
 @triton.jit
@@ -174,16 +141,6 @@ def _normed(v, W, r, k, kmask, X):
     # v * r * w rounded to the model dtype (an RMSNorm's output, given its 1 / rms r)
     w = tl.load(W + k, mask=kmask, other=0.0).to(tl.float32)
     return _rnd(v * r[:, None] * w[None, :], X)
-
-
-@triton.jit
-def _scale4(v0, v1, v2, v3, W2, r2, k0, k1, k2, k3, m0, m1, m2, m3, X):
-    # [ROWS] int8 scale of xn = RMSNorm(v) * w2 over a row held as four quarters (as `_act_scale`)
-    amax = tl.max(tl.abs(_normed(v0, W2, r2, k0, m0, X)), axis=1)
-    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v1, W2, r2, k1, m1, X)), axis=1))
-    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v2, W2, r2, k2, m2, X)), axis=1))
-    amax = tl.maximum(amax, tl.max(tl.abs(_normed(v3, W2, r2, k3, m3, X)), axis=1))
-    return _inv_amax(amax)
 
 
 @triton.jit

@@ -4,11 +4,11 @@ The default fused kernels (`fused.py`) recompute the input's RMSNorm and int8 qu
 program: several dependent block reductions over the whole row before the first weight tile is used, and
 the codes of every quarter re-derived inside the GEMV loop. Here one small kernel does that once per row
 (`_quant_kernel`: the formulas of `fused_parts.py`'s prologue on the row held whole in registers, so its
-sums run in another order than the default's and a code can differ at a rounding tie, as with the "single"
-option) and writes the int8 codes in column order, zero-padded to 4 Kq columns (Kq = packed bytes per
-weight row), with their scale s and code sum. Viewed as int32, those codes are the activation words of the
-dp4a path: word j Kw + m (Kw = Kq / 4) holds the codes of columns j Kq + 4m .. j Kq + 4m + 3, exactly the
-columns that quarter j of weight word m encodes. The GEMV kernels are then pure streams of weight words:
+sums run in another order than the default's and a code can differ at a rounding tie) and writes the int8
+codes in column order, zero-padded to 4 Kq columns (Kq = packed bytes per weight row), with their scale s
+and code sum. Viewed as int32, those codes are the activation words of the dp4a path: word j Kw + m
+(Kw = Kq / 4) holds the codes of columns j Kq + 4m .. j Kq + 4m + 3, exactly the columns that quarter j of
+weight word m encodes. The GEMV kernels are then pure streams of weight words:
 per tile, four L2-resident activation words per weight word and one `dp4a` per quarter, no reduction before
 the first tile, and two tiles in flight per projection (the next one loads while this one is multiplied;
 with QNEXT, the default "qnext" option, the next tile's activation words load with it). The epilogues are
