@@ -30,7 +30,9 @@ fi
 # timed: slower, then opt-in, removed in session 11), then PARTS="s10_tests s10_train", then PARTS="s10q_tests
 # s10q_ab s10q_targets" (the load orders and qnext re-landed; qnext became the default) and decode_epi_targets.
 # Session 11 ran s11_stream s11_cold, the qtrigger parts, s11_probes, the s11_fold* parts (three times, one per
-# version of fold.py), s11_gpu_tests s11_targets. Next: PARTS="s12_fold_off s12_stream_work" and s11_gpu_tests after any decode-kernel change.
+# version of fold.py), s11_gpu_tests s11_targets. Session 12 ran s12_stream_work s12_fold_off, the s12_ncu_*
+# parts, s12_ahead s12_warps s12_hints s12_chunks (probe variants), s12_decode_tests s12_targets (the lookahead
+# loop), then `pytest -m gpu tests/infer/` directly. Next: s11_gpu_tests after any decode-kernel change.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
