@@ -250,16 +250,16 @@ class Decoder:
         eos = set(params.eos_token_id)
         done = [False] * B
         texts: list[list[int]] = [[] for _ in range(B)]
-        on_cuda = self.device.type == "cuda"
-        host = torch.empty(B, dtype=torch.long, pin_memory=True) if on_cuda and self.lookahead else None
+        # with lookahead on CUDA: a pinned buffer for each token's read-back and an event marking its copy
+        pinned = self.lookahead and self.device.type == "cuda"
+        host = torch.empty(B, dtype=torch.long, pin_memory=True) if pinned else None
+        ready = torch.cuda.Event() if pinned else None
         for step in range(params.max_new_tokens):
             nxt = sample_next(logits, params, history, gen)  # [B]
             last = step == params.max_new_tokens - 1
-            ready = None
             if self.lookahead:  # queue the next step first; the host reads this token while it runs
-                if host is not None:
+                if host is not None and ready is not None:
                     host.copy_(nxt, non_blocking=True)
-                    ready = torch.cuda.Event()
                     ready.record()
                 if not last:
                     history, logits = self._advance(nxt, history, cache)
