@@ -73,15 +73,9 @@ def _mac4s(acc_a, acc_b, p, c0, c1, c2, c3):
 
 
 @triton.jit
-def _w(P, rn, nm, j0, Kw, BW: tl.constexpr):
-    # the `[BLOCK_N, BW]` weight words j0 .. j0 + BW of rows rn (0 past the row)
-    j = j0 + tl.arange(0, BW)
-    return tl.load(P + rn[:, None] * Kw + j[None, :], mask=nm[:, None] & (j[None, :] < Kw), other=0)
-
-
-@triton.jit
 def _wh(P, rn, nm, j0, Kw, BW: tl.constexpr, HINT: tl.constexpr):
-    # `_w` with HINT's cache policy for the weights: 1 and 3 past L1 (`.cg`), 2 evict-first
+    # the `[BLOCK_N, BW]` weight words j0 .. j0 + BW of rows rn (0 past the row), loaded with HINT's cache
+    # policy: 0 the default, 1 and 3 past L1 (`.cg`), 2 evict-first
     j = j0 + tl.arange(0, BW)
     ptr = P + rn[:, None] * Kw + j[None, :]
     m = nm[:, None] & (j[None, :] < Kw)
@@ -167,11 +161,11 @@ def _ahead_kernel(
     # stream waits behind the other's latency or behind the dp4a.
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
-    p = _w(P, rn, nm, 0, Kw, BW)
-    n = _w(P, rn, nm, BW, Kw, BW)
+    p = _wh(P, rn, nm, 0, Kw, BW, 0)
+    n = _wh(P, rn, nm, BW, Kw, BW, 0)
     n2 = n
     if DEPTH >= 3:
-        n2 = _w(P, rn, nm, 2 * BW, Kw, BW)
+        n2 = _wh(P, rn, nm, 2 * BW, Kw, BW, 0)
     gdc_wait()
     gdc_launch_dependents()
     acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
@@ -180,7 +174,7 @@ def _ahead_kernel(
     if AHEAD >= 2:
         d0, d1, d2, d3 = _act_words(Q, 4 * BW, Kw, BW)
     for i0 in range(0, Kw, BW):
-        nn = _w(P, rn, nm, i0 + DEPTH * BW, Kw, BW)
+        nn = _wh(P, rn, nm, i0 + DEPTH * BW, Kw, BW, 0)
         e0, e1, e2, e3 = _act_words(Q, 4 * (i0 + AHEAD * BW), Kw, BW)
         acc = _mac4(acc, p, c0, c1, c2, c3, True)
         if AHEAD >= 2:
