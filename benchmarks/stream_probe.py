@@ -281,14 +281,30 @@ def _chunk_kernel(
 
 
 @triton.jit
-def _all_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
+def _all_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK: tl.constexpr = 0):
+    # the program's whole `[BLOCK_N, BW >= Kw]` rows loaded before the wait. Where BW is at least 128 words
+    # a warp, Triton lays the warps along K and each thread holds 4 words of every row (BLOCK_N rows share
+    # one thread's activation words). WORK 0: summed ("all"); 1: activation words added in ("allact"); 2:
+    # multiplied in with dp4a ("alldp4a"); 3: with `_mac4s` ("allsplit")
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
     iw = tl.arange(0, BW)
     p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nm[:, None] & (iw[None, :] < Kw), other=0)
     gdc_wait()
     gdc_launch_dependents()
-    tl.store(OUT + rn, tl.sum(p, axis=1), mask=nm)
+    if WORK == 0:
+        tl.store(OUT + rn, tl.sum(p, axis=1), mask=nm)
+    else:
+        c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)
+        acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+        acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+        if WORK == 1:
+            acc = p + (c0 + c1 + c2 + c3)[None, :]
+        elif WORK == 3:
+            acc, acc_b = _mac4s(acc, acc_b, p, c0, c1, c2, c3)
+        else:
+            acc = _mac4(acc, p, c0, c1, c2, c3, True)
+        tl.store(OUT + rn, tl.sum(acc + (acc_b >> 2), axis=1), mask=nm)
 
 
 @triton.jit
@@ -306,6 +322,7 @@ def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES:
 
 
 WORK = {"loop2": 0, "act": 1, "dp4a": 2, "split": 3}  # the variants of `_loop2_kernel`
+ALL = {"all": 0, "allact": 1, "alldp4a": 2, "allsplit": 3}  # the variants of `_all_kernel`
 
 
 def shapes(preset: str) -> list[tuple[str, int, int]]:
@@ -388,8 +405,9 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
                 _loop2_kernel[grid](
                     w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[base], DEPTH=depth, HINT=hint, **kw_
                 )
-            elif variant == "all":
-                _all_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=triton.next_power_of_2(kw), **kw_)
+            elif variant in ALL:
+                bw = triton.next_power_of_2(kw)
+                _all_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=bw, WORK=ALL[variant], **kw_)
             else:
                 stages = int(variant.removeprefix("pipe"))
                 _pipe_kernel[grid](w, out, n, kw, BLOCK_N=block_n, BW=64, STAGES=stages, **kw_)
@@ -432,8 +450,8 @@ def main() -> None:
             run, total, calls = chain(preset, variant, bn, warps, int(depth or 2))
             run()
             torch.cuda.synchronize()
-            unchecked = variant.startswith("act")  # its sums are not recomputed here
-            dp4a_work = hinted(variant)[0] in ("dp4a", "split") or variant.startswith(
+            unchecked = variant.startswith(("act", "allact"))  # its sums are not recomputed here
+            dp4a_work = hinted(variant)[0] in ("dp4a", "split", "alldp4a", "allsplit") or variant.startswith(
                 ("ahead", "kwarp", "rowc")
             )
             ref = dp4a_sums if dp4a_work else (lambda w, q: w.sum(1, dtype=torch.int32))

@@ -71,6 +71,18 @@ def test_loop2_variants(probe, work: int, depth: int, hint: int) -> None:
     assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize("work", [0, 2, 3])
+@pytest.mark.parametrize("kw", [128, 200])
+def test_all_variants(probe, work: int, kw: int) -> None:
+    n = 21  # a partial row block; kw 200 leaves the tile partly masked
+    w, q = _words(n, kw)
+    out = torch.empty(n, dtype=torch.int32)
+    bw = triton.next_power_of_2(kw)
+    probe._all_kernel[(triton.cdiv(n, 8),)](w, q, out, n, kw, BLOCK_N=8, BW=bw, WORK=work)
+    ref = w.sum(1, dtype=torch.int32) if work == 0 else probe.dp4a_sums(w, q)
+    assert torch.equal(out, ref)
+
+
 @pytest.mark.parametrize("depth, ahead", [(2, 1), (3, 2)])
 def test_ahead(probe, depth: int, ahead: int) -> None:
     n, kw = 21, 136
