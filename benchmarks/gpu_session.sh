@@ -175,6 +175,22 @@ part s12_targets 250 python3 benchmarks/decode.py --presets 370m,1.3b,13b --mode
 # program), on chunk-major or row-major weights
 part s12_chunks 300 python3 benchmarks/stream_probe.py --presets 13b,1.3b --variants dp4a:16x4,loop2:16x4d4,chunk8:16x4,\
 chunk8:16x4d4,chunk8:16x8d4,rowc8:16x4,rowc8:16x4d4,chunk16:8x4d4,rowc16:8x4d4,chunk4:32x4d4,rowc4:32x4d4
+# session 13: whole rows loaded before the wait on a tile whose warps lie along K ([rows, >= 128 words a
+# warp]), so each thread's activation words serve all the program's rows; against session 12's dp4a loop
+part s13_all 420 python3 benchmarks/stream_probe.py --presets 13b,1.3b --variants dp4a:16x4,all:8x4,allact:8x4,\
+alldp4a:4x4,alldp4a:8x4,alldp4a:16x4,alldp4a:8x8,alldp4a:32x8,allsplit:8x4,alldp4a:4x1,alldp4a:8x1,alldp4a:16x1,alldp4a:16x2
+# the prequant GEMVs with a whole row in one tile (ONE, from BLOCK_Q >= the packed row) at 13B and 2.7B
+part s13_one_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k "whole_row or prequant_real_shape or qnext-1.3b"
+part s13_one 400 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --tiles default,4x4x4096,8x4x4096,8x8x4096,16x8x4096
+# the "whole" option (the BitLinear GEMVs only, 8 x 4, rows up to 4096 bytes), its GPU test, A/B, and decode.py
+part s13_whole_tests 200 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/test_fused_gpu.py -k whole_row
+part s13_whole 300 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick \
+  --options dp4a+prequant+pdl+qnext+fold,dp4a+prequant+pdl+qnext+fold+whole
+part s13_whole_decode 300 python3 benchmarks/decode.py --presets 13b,2.7b --batches 1 --prompts 128 --contexts "" \
+  --models packed,fused+dp4a+prequant+pdl+qnext+fold+whole --budget 250
+# with "whole" the default: the decode GPU tests; two-row whole tiles for the MLGRU / GLU kernels (per-kernel rows)
+part s13_gpu_tests 400 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/infer/
+part s13_tiles2 150 python3 benchmarks/decode_kernels.py --presets 13b --quick --tiles default,2x4x4096,4x2x4096
 # the 1.3B fold kernels, with per-instruction stall samples (SASS source page as CSV)
 part s12_ncu_fold_src 300 bash -c "ncu --clock-control none --section SourceCounters --section WarpStateStats --section SpeedOfLight \
   --section InstructionStats --section SchedulerStats -k regex:'_mlgru_in_kernel|_bitlinear_kernel|_glu_in_kernel' --launch-skip 40 \
@@ -212,4 +228,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s13_all s13_one_tests s13_one s13_whole_tests s13_whole s13_whole_decode s13_gpu_tests s13_tiles2 s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

@@ -303,6 +303,11 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
     cfg = fused_ops._config(B, 48, 48, words)
     assert cfg.prequant and cfg.path == 1
+    # the 48-wide inputs' 12-byte rows fit one tile (ONE: no K loop); down_proj's 20-byte rows loop over two
+    assert (
+        cfg.block_q >= 12
+        and fused_ops._config(B, 48, 80, (torch.zeros(48, 20, dtype=torch.uint8),)).block_q < 20
+    )
     assert not fused_ops._config(B, 40, 40, (torch.zeros(40, 10, dtype=torch.uint8),)).prequant
     pre_logits, pre_states = _step_outputs(model, tokens, states)
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant"))
@@ -351,7 +356,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'prequant', 'qnext'\]",
+        r"'prequant', 'qnext', 'whole'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):

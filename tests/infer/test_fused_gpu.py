@@ -92,6 +92,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,early,qnext", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold", "370m", 1),
         ("dp4a,prequant,pdl,qnext,fold", "1.3b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -122,3 +123,43 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     for (la, sa), (lb, sb) in zip(base, mine):
         assert torch.equal(la, lb)
         assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
+    """The prequant GEMVs with each packed row in one tile (ONE: no K loop, as at 13B) against 256-byte tiles
+    looped over the row, at 1.3B in bf16 (fold off, so every call is a prequant pair), eager and replayed:
+    the integer sums are exact either way, so the bits must agree."""
+    model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset="1.3b")
+    ids = torch.randint(0, model.config.vocab_size, (1, 7), device="cuda")
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext"))
+    default_tiles = fused_ops.PREQUANT_TILES
+    runs = []
+    for tile in ((2**62, 16, 256, 4), (2**62, 8, 4096, 4)):
+        monkeypatch.setattr(fused_ops, "PREQUANT_TILES", (tile,))
+        cfgs = [
+            fused_ops._config(1, n, k, (torch.zeros(n, k // 4, dtype=torch.uint8, device="cuda"),))
+            for n, k in ((2048, 2048), (2048, 5632))
+        ]
+        assert [c.block_q >= k // 4 for c, k in zip(cfgs, (2048, 5632))] == [tile[2] == 4096] * 2
+        out = []
+        for graph in (False, True):
+            dec = Decoder(model, fused=True, cuda_graph=graph)
+            logits, cache = dec.prefill(ids)
+            for _ in range(3):
+                logits = dec.step(logits.argmax(-1), cache).clone()
+            out.append((logits, [s.clone() for s in cache.states]))
+        runs.append(out)
+    for (la, sa), (lb, sb) in zip(*runs):
+        assert torch.equal(la, lb)
+        assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+    # the "whole" option: BitLinear calls only, rows up to WHOLE_MAX_BYTES (13B's down_proj: 3456 bytes)
+    monkeypatch.setattr(fused_ops, "PREQUANT_TILES", default_tiles)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,whole"))
+    down = (torch.zeros(5120, 3456, dtype=torch.uint8, device="cuda"),)
+    cfg = fused_ops._config(1, 5120, 13824, down, "bitlinear")
+    assert (cfg.block_n, cfg.warps, cfg.block_q, cfg.late) == (*fused_ops.WHOLE_TILE, 4096, False)
+    assert fused_ops._config(1, 5120, 13824, down).block_q < 3456  # another kind: the looped tile
+    wide = (torch.zeros(64, 8192, dtype=torch.uint8, device="cuda"),)
+    assert fused_ops._config(1, 64, 32768, wide, "bitlinear").block_q < 8192  # past WHOLE_MAX_BYTES

@@ -23,7 +23,7 @@ kernel (programmatic dependent launch), so a step's launches overlap.
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl,qnext,fold") a batch-1 call on whole-word rows does not run these
+With the default options ("dp4a,prequant,pdl,qnext,fold,whole") a batch-1 call on whole-word rows does not run these
 kernels: it runs one `fold.py` kernel where the row fits (the codes derived in every program), else
 `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same epilogues). These kernels
 serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
@@ -227,9 +227,17 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
     (1024, 8, 256, 4, False),
     (2**62, 16, 256, 4, True),
 )
+# The "whole" option's tile for the prequant BitLinear GEMV (o_proj, down_proj): BLOCK_N rows, num_warps, each
+# packed row whole in one tile (no K loop; the warps lie along K, so each thread's activation words serve
+# all BLOCK_N rows) when it has at most WHOLE_MAX_BYTES. H200, 2026-11-29 (session 13), `decode_kernels.py
+# --presets 13b,2.7b --tiles default,4x4x4096,8x4x4096,8x8x4096,16x8x4096` (every kernel): 8 x 4 took the
+# 13B down_proj from 13.4 to 10.0 µs and o_proj from 8.0 to 6.3, but the MLGRU input (three projections,
+# three sets of activation words) from 12.6 to 15.0 and the GLU input from 14.5 to 16.9; so BitLinear only.
+WHOLE_TILE = (8, 4)
+WHOLE_MAX_BYTES = 4096
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl,qnext,fold", the fastest measured on an H200). Each option's measurements are in
+# default "dp4a,prequant,pdl,qnext,fold,whole", the fastest measured on an H200). Each option's measurements are in
 # docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
@@ -241,10 +249,12 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 #   loop, instead of as PREQUANT_TILES' row says;
 # - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
-#   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's).
+#   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
+# - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
+#   one tile (WHOLE_TILE; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms).
 # Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -261,7 +271,7 @@ def parse_options(text: str) -> frozenset[str]:
 
 
 OPTIONS: frozenset[str] = parse_options(
-    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold")
+    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole")
 )
 
 
@@ -305,9 +315,10 @@ def _words_ok(packed: torch.Tensor) -> bool:
     return packed.shape[1] % 4 == 0 and packed.storage_offset() % 4 == 0 and packed.data_ptr() % 4 == 0
 
 
-def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch:
+def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str = "") -> _Launch:
     """The path (tensor cores from DOT_MIN_BATCH rows; at batch 1 dp4a when OPTIONS has it and the layout
-    allows) and tiles of a launch whose projections have N outputs each, K inputs and `packed` layouts."""
+    allows) and tiles of a launch whose projections have N outputs each, K inputs and `packed` layouts;
+    kind "bitlinear" for the one-projection GEMV (the "whole" option's tile)."""
     device = packed[0].device
     cuda = device.type == "cuda"
     pdl = cuda and "pdl" in OPTIONS and _pdl_ok(device)
@@ -336,6 +347,9 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...]) -> _Launch
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
+    whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1
+    if whole and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # the row in one tile, operands early
+        (bn, warps), bq_max, late_row = WHOLE_TILE, WHOLE_MAX_BYTES, [False]
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
@@ -487,7 +501,7 @@ def bitlinear_step(
         raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
     if B == 0:
         return
-    cfg = _config(B, N, K, (proj.packed,))
+    cfg = _config(B, N, K, (proj.packed,), "bitlinear")
     if cfg.prequant:
         prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
         return

@@ -124,15 +124,16 @@ def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    QNEXT: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, 1)
-    n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)  # the next tiles: two in flight per projection
-    n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    if not ONE:  # the next tiles: two in flight per projection
+        n_i = _tile(PI, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_f = _tile(PF, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
     if not LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
@@ -148,30 +149,35 @@ def _mlgru_in_kernel(
     acc_i = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_f = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_g = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    if QNEXT:  # the first tile's activation words; the loop loads each next tile's with its weights
+    if QNEXT or ONE:  # the first tile's activation words; the loop loads each next tile's with its weights
         i0_, i1_, i2_, i3_ = _act_words(q_i, 0, Kw, BW)
         f0_, f1_, f2_, f3_ = _act_words(q_f, 0, Kw, BW)
         g0_, g1_, g2_, g3_ = _act_words(q_g, 0, Kw, BW)
-    for i0 in range(0, Kq, BLOCK_Q):
-        if QNEXT:
-            i0n, i1n, i2n, i3n = _act_words(q_i, i0 + BLOCK_Q, Kw, BW)
-            f0n, f1n, f2n, f3n = _act_words(q_f, i0 + BLOCK_Q, Kw, BW)
-            g0n, g1n, g2n, g3n = _act_words(q_g, i0 + BLOCK_Q, Kw, BW)
-        else:
-            i0_, i1_, i2_, i3_ = _act_words(q_i, i0, Kw, BW)
-            f0_, f1_, f2_, f3_ = _act_words(q_f, i0, Kw, BW)
-            g0_, g1_, g2_, g3_ = _act_words(q_g, i0, Kw, BW)
+    if ONE:  # the whole row is one tile, loaded before the wait
         acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
         acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
         acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
-        if QNEXT:
-            i0_, i1_, i2_, i3_ = i0n, i1n, i2n, i3n
-            f0_, f1_, f2_, f3_ = f0n, f1n, f2n, f3n
-            g0_, g1_, g2_, g3_ = g0n, g1n, g2n, g3n
-        p_i, p_f, p_g = n_i, n_f, n_g
-        n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    else:
+        for i0 in range(0, Kq, BLOCK_Q):
+            if QNEXT:
+                i0n, i1n, i2n, i3n = _act_words(q_i, i0 + BLOCK_Q, Kw, BW)
+                f0n, f1n, f2n, f3n = _act_words(q_f, i0 + BLOCK_Q, Kw, BW)
+                g0n, g1n, g2n, g3n = _act_words(q_g, i0 + BLOCK_Q, Kw, BW)
+            else:
+                i0_, i1_, i2_, i3_ = _act_words(q_i, i0, Kw, BW)
+                f0_, f1_, f2_, f3_ = _act_words(q_f, i0, Kw, BW)
+                g0_, g1_, g2_, g3_ = _act_words(q_g, i0, Kw, BW)
+            acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
+            acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
+            acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
+            if QNEXT:
+                i0_, i1_, i2_, i3_ = i0n, i1n, i2n, i3n
+                f0_, f1_, f2_, f3_ = f0n, f1n, f2n, f3n
+                g0_, g1_, g2_, g3_ = g0n, g1n, g2n, g3n
+            p_i, p_f, p_g = n_i, n_f, n_g
+            n_i = _tile(PI, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+            n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+            n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
@@ -188,11 +194,12 @@ def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
-    n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    if not ONE:
+        n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -202,18 +209,21 @@ def _bitlinear_kernel(
     BW: tl.constexpr = BLOCK_Q // 4
     qrow = Q + tl.program_id(1) * Kq
     acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    if QNEXT:
+    if QNEXT or ONE:
         c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
-    for i0 in range(0, Kq, BLOCK_Q):
-        if QNEXT:
-            d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
-        else:
-            c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+    if ONE:
         acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
-        if QNEXT:
-            c0, c1, c2, c3 = d0, d1, d2, d3
-        p = n
-        n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    else:
+        for i0 in range(0, Kq, BLOCK_Q):
+            if QNEXT:
+                d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
+            else:
+                c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+            acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
+            if QNEXT:
+                c0, c1, c2, c3 = d0, d1, d2, d3
+            p = n
+            n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
@@ -224,14 +234,15 @@ def _bitlinear_kernel(
 def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
-    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
+    ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
-    n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
-    n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    if not ONE:
+        n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+        n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
     _wait_inputs(PDL)
     if not LATE:
@@ -240,20 +251,24 @@ def _glu_in_kernel(
     acc_a = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
-    if QNEXT:
+    if QNEXT or ONE:
         c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
-    for i0 in range(0, Kq, BLOCK_Q):
-        if QNEXT:
-            d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
-        else:
-            c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+    if ONE:
         acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
         acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
-        if QNEXT:
-            c0, c1, c2, c3 = d0, d1, d2, d3
-        p_a, p_b = n_a, n_b
-        n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-        n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    else:
+        for i0 in range(0, Kq, BLOCK_Q):
+            if QNEXT:
+                d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
+            else:
+                c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+            acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
+            acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
+            if QNEXT:
+                c0, c1, c2, c3 = d0, d1, d2, d3
+            p_a, p_b = n_a, n_b
+            n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+            n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
@@ -308,11 +323,15 @@ def _fold_tile(
     return fold.fold_tile(kind, N, kq, device.type == "cuda") if cfg.fold and B == 1 else None
 
 
-def _launch_gemv(kernel: Any, N: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch) -> None:
-    """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows); args[0] is x `[B, K]`."""
+def _launch_gemv(
+    kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch
+) -> None:
+    """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows), packed rows of kq bytes;
+    args[0] is x `[B, K]`. A tile of at least kq bytes holds the whole row: ONE, no K loop."""
     grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
+    one = cfg.block_q >= kq
     kernel[grid](
-        *args, LATE=cfg.late, QNEXT=cfg.qnext, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
+        *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
         BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
     )  # fmt: skip
 
@@ -345,7 +364,7 @@ def mlgru_input_step(
         B, N, kq, state.stride(0), out.stride(0),
     )  # fmt: skip
     consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official)
-    _launch_gemv(_mlgru_in_kernel, N, args, consts, cfg)
+    _launch_gemv(_mlgru_in_kernel, N, kq, args, consts, cfg)
 
 
 def bitlinear_step(
@@ -370,7 +389,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
-    _launch_gemv(_bitlinear_kernel, N, args, consts, cfg)
+    _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg)
 
 
 def glu_input_step(
@@ -404,4 +423,4 @@ def glu_input_step(
         kq,
         out.stride(0),
     )
-    _launch_gemv(_glu_in_kernel, inter, args, {}, cfg)
+    _launch_gemv(_glu_in_kernel, inter, kq, args, {}, cfg)
