@@ -24,6 +24,8 @@ loading its first weights before it waits for the previous one. Variants of the 
 - `chunkC`, `rowcC`: `dp4a` on a `[rows, chunks, C words]` tile whose warps Triton puts on the chunks, so
   each activation word is loaded by one warp of a program (`_chunk_kernel`; rows x warps with BLOCK_N C / 4
   = 32), on chunk-major weights (`[Kw / C, N, C]`) or row-major ones;
+- `rowsP`: `alldp4a` on a grid of at most P programs per SM, each looping over row blocks with the
+  activation words held in registers (`_rows_kernel`);
 - `kwarpW[cg]`: `dp4a` on a tile whose W chunks of words lie on the warps (`_kwarp_kernel`), so no two
   warps load the same activation word; `cg`: the activation words bypass L1.
 
@@ -308,6 +310,31 @@ def _all_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, WORK:
 
 
 @triton.jit
+def _rows_kernel(P, Q, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr):
+    # whole rows as `_all_kernel` (WORK 2), but a grid of at most a few programs per SM, each looping over
+    # the row blocks pid, pid + G, ...: the activation words load once per program and stay in registers,
+    # and the next block's weights load while this one is multiplied (the first two before the wait)
+    pid = tl.program_id(0)
+    G = tl.num_programs(0)
+    iw = tl.arange(0, BW)
+    km = iw[None, :] < Kw
+    rn = pid * BLOCK_N + tl.arange(0, BLOCK_N)
+    p = tl.load(P + rn[:, None] * Kw + iw[None, :], mask=(rn < N)[:, None] & km, other=0)
+    rn2 = rn + G * BLOCK_N
+    n = tl.load(P + rn2[:, None] * Kw + iw[None, :], mask=(rn2 < N)[:, None] & km, other=0)
+    gdc_wait()
+    gdc_launch_dependents()
+    c0, c1, c2, c3 = _act_words(Q, 0, Kw, BW)
+    for r0 in range(pid * BLOCK_N, N, G * BLOCK_N):
+        rn = r0 + tl.arange(0, BLOCK_N)
+        acc = _mac4(tl.zeros([BLOCK_N, BW], dtype=tl.int32), p, c0, c1, c2, c3, True)
+        p = n
+        rn2 = rn + 2 * G * BLOCK_N
+        n = tl.load(P + rn2[:, None] * Kw + iw[None, :], mask=(rn2 < N)[:, None] & km, other=0)
+        tl.store(OUT + rn, tl.sum(acc, axis=1), mask=rn < N)
+
+
+@triton.jit
 def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES: tl.constexpr):
     rn = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     nm = rn < N
@@ -323,6 +350,7 @@ def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES:
 
 WORK = {"loop2": 0, "act": 1, "dp4a": 2, "split": 3}  # the variants of `_loop2_kernel`
 ALL = {"all": 0, "allact": 1, "alldp4a": 2, "allsplit": 3}  # the variants of `_all_kernel`
+SMS = 132  # the H200's multiprocessors (the `rowsP` grids)
 
 
 def shapes(preset: str) -> list[tuple[str, int, int]]:
@@ -405,6 +433,10 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
                 _loop2_kernel[grid](
                     w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[base], DEPTH=depth, HINT=hint, **kw_
                 )
+            elif variant.startswith("rows"):  # rowsP: at most P programs per SM
+                g = min(triton.cdiv(n, block_n), int(variant.removeprefix("rows")) * SMS)
+                bw = triton.next_power_of_2(kw)
+                _rows_kernel[(g,)](w, q, out, n, kw, BLOCK_N=block_n, BW=bw, **kw_)
             elif variant in ALL:
                 bw = triton.next_power_of_2(kw)
                 _all_kernel[grid](w, q, out, n, kw, BLOCK_N=block_n, BW=bw, WORK=ALL[variant], **kw_)
@@ -452,7 +484,7 @@ def main() -> None:
             torch.cuda.synchronize()
             unchecked = variant.startswith(("act", "allact"))  # its sums are not recomputed here
             dp4a_work = hinted(variant)[0] in ("dp4a", "split", "alldp4a", "allsplit") or variant.startswith(
-                ("ahead", "kwarp", "rowc")
+                ("ahead", "kwarp", "rowc", "rows")
             )
             ref = dp4a_sums if dp4a_work else (lambda w, q: w.sum(1, dtype=torch.int32))
             if variant.startswith("chunk"):  # back to row-major `[N, Kw]` for the reference

@@ -83,6 +83,15 @@ def test_all_variants(probe, work: int, kw: int) -> None:
     assert torch.equal(out, ref)
 
 
+@pytest.mark.parametrize("grid", [1, 2, 5])
+def test_rows(probe, grid: int) -> None:
+    n, kw = 37, 200  # 5 row blocks of 8 (the last partial) over 1, 2 or 5 programs
+    w, q = _words(n, kw)
+    out = torch.empty(n, dtype=torch.int32)
+    probe._rows_kernel[(grid,)](w, q, out, n, kw, BLOCK_N=8, BW=256)
+    assert torch.equal(out, probe.dp4a_sums(w, q))
+
+
 @pytest.mark.parametrize("depth, ahead", [(2, 1), (3, 2)])
 def test_ahead(probe, depth: int, ahead: int) -> None:
     n, kw = 21, 136
