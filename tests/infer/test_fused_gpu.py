@@ -163,3 +163,7 @@ def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
     assert fused_ops._config(1, 5120, 13824, down).block_q < 3456  # another kind: the looped tile
     wide = (torch.zeros(64, 8192, dtype=torch.uint8, device="cuda"),)
     assert fused_ops._config(1, 64, 32768, wide, "bitlinear").block_q < 8192  # past WHOLE_MAX_BYTES
+    # a call that "fold" takes (1.3B's down_proj) keeps the table's row: fold reads its late flag
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,fold,whole"))
+    down13 = (torch.zeros(2048, 1408, dtype=torch.uint8, device="cuda"),)
+    assert fused_ops._config(1, 2048, 5632, down13, "bitlinear") == fused_ops._config(1, 2048, 5632, down13)

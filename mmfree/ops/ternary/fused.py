@@ -39,7 +39,7 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.backend import log_once
-from mmfree.ops.ternary import prequant
+from mmfree.ops.ternary import fold, prequant
 from mmfree.ops.ternary.fused_parts import (
     _acc0,
     _act_scale,
@@ -347,8 +347,9 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
-    whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1
-    if whole and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # the row in one tile, operands early
+    whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1 and cuda
+    folds = "fold" in OPTIONS and fold.fold_tile("bitlinear", N, kq, cuda) is not None  # not a prequant pair
+    if whole and not folds and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # one tile, operands early
         (bn, warps), bq_max, late_row = WHOLE_TILE, WHOLE_MAX_BYTES, [False]
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
