@@ -254,7 +254,7 @@ WHOLE_MAX_BYTES = 4096
 #   one tile (WHOLE_TILE; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms).
 # Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "qtrigger"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -291,7 +291,6 @@ class _Launch(NamedTuple):
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold: bool = False  # batch-1 calls whose row fits quantize inside the GEMV ("fold", `fold.py`)
-    qtrigger: bool = False  # prequant quantization kernels let their GEMV launch before they wait
 
     @property
     def dot(self) -> bool:
@@ -368,7 +367,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         late=late,
         qnext=qnext,
         fold=pre and "fold" in OPTIONS,
-        qtrigger=pre and "qtrigger" in OPTIONS,
         asm=True,
     )
 

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 import triton
 import triton.language as tl
-from triton.language.extra.cuda import gdc_launch_dependents
 
 from mmfree.ops.ternary import fold
 from mmfree.ops.ternary.fused_parts import (
@@ -55,7 +54,7 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr, TRIGGER: tl.constexpr = False,
+    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
     # one row per program, held whole in registers (one load of each input, then three dependent block
     # reductions): Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS
@@ -70,8 +69,6 @@ def _quant_kernel(
     if NORMS == 3:
         wb = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
         wc = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
-    if TRIGGER:  # "qtrigger": the GEMV launches now and loads its weights during this kernel's wait
-        gdc_launch_dependents()
     _wait_inputs(PDL)
     v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
@@ -313,8 +310,7 @@ def quantize_rows(
     _quant_kernel[(B,)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, TRIGGER=cfg.pdl and cfg.qtrigger,
-        num_warps=min(32, max(4, block // 512)),
+        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(32, max(4, block // 512)),
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
