@@ -35,6 +35,7 @@ import torch
 
 import mmfree.ops.ternary.fold as fold
 import mmfree.ops.ternary.fused as fused_ops
+import mmfree.ops.ternary.prequant as prequant
 from mmfree.infer.fused import FusedDecodeStep
 from mmfree.infer.packed import random_packed_model
 from mmfree.models import MMFreeConfig
@@ -102,6 +103,7 @@ def set_fold_tiles(text: str) -> None:
 DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
 DEFAULT_FOLD = dict(fold.FOLD_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
+DEFAULT_QUANT_WARPS = prequant.QUANT_MAX_WARPS
 
 
 def copy_bandwidth(device: str) -> float:
@@ -254,24 +256,28 @@ def run(args: argparse.Namespace) -> None:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
         grid = [
-            (o, t, f, q)
+            (o, t, f, q, w)
             for o in args.options
             for t in args.tiles
             for f in args.fold_tiles
             for q in args.probes
+            for w in args.quant_warps
         ]
-        for opt, tile, ftile, probe in grid:
+        for opt, tile, ftile, probe, qwarps in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
             set_fold_tiles(ftile)
+            prequant.QUANT_MAX_WARPS = qwarps
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
             name += f"@{ftile}" if ftile not in ("", "default") else ""
+            name += f"@qw{qwarps}" if qwarps != DEFAULT_QUANT_WARPS else ""
             name += f" {probe}" if probe != "none" else ""
             try:
                 rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
             except Exception as err:  # a tile the compiler rejects (out of resources) is reported, not fatal
                 rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
         fused_ops.OPTIONS = DEFAULT_OPTIONS
+        prequant.QUANT_MAX_WARPS = DEFAULT_QUANT_WARPS
         set_tile(None)
         set_fold_tiles("default")
         del model
@@ -303,6 +309,10 @@ def main() -> None:
     p.add_argument(
         "--probes", type=lambda s: s.split(","), default=["none"],
         help="comma-separated: none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above",
+    )  # fmt: skip
+    p.add_argument(
+        "--quant-warps", type=lambda s: [int(v) for v in s.split(",")], default=[DEFAULT_QUANT_WARPS],
+        help="comma-separated caps on the prequant quantization kernel's warps (prequant.QUANT_MAX_WARPS)",
     )  # fmt: skip
     p.add_argument(
         "--first-layer", action="store_true",

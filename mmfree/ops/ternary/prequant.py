@@ -78,10 +78,45 @@ def _quant_kernel(
         v = _rnd(v * (h * tl.sigmoid(h)), X)
     ms = tl.sum(v * v, axis=0) / K
     qm = k < Kp
-    _quant_store(v, wa, ms, eps_a, Q + row * Kp + k, S + row, QS + row, qm, X)
-    if NORMS == 3:
-        _quant_store(v, wb, ms, eps_b, Q + (B + row) * Kp + k, S + B + row, QS + B + row, qm, X)
-        _quant_store(v, wc, ms, eps_c, Q + (2 * B + row) * Kp + k, S + 2 * B + row, QS + 2 * B + row, qm, X)
+    if NORMS == 3:  # the three norms' maxima in one block reduction, then their code sums in one
+        xa = _rnd(v * (1.0 / tl.sqrt(ms + eps_a)) * wa, X)
+        xb = _rnd(v * (1.0 / tl.sqrt(ms + eps_b)) * wb, X)
+        xc = _rnd(v * (1.0 / tl.sqrt(ms + eps_c)) * wc, X)
+        ma, mb, mc = _max3(tl.abs(xa), tl.abs(xb), tl.abs(xc))
+        sa, sb, sc = _inv_amax(ma), _inv_amax(mb), _inv_amax(mc)
+        qa, qb, qc = _int8_codes(xa * sa), _int8_codes(xb * sb), _int8_codes(xc * sc)
+        ta, tb, tc = _sum3(qa, qb, qc)
+        tl.store(Q + row * Kp + k, qa.to(tl.int8), mask=qm)
+        tl.store(Q + (B + row) * Kp + k, qb.to(tl.int8), mask=qm)
+        tl.store(Q + (2 * B + row) * Kp + k, qc.to(tl.int8), mask=qm)
+        tl.store(S + row, sa)
+        tl.store(S + B + row, sb)
+        tl.store(S + 2 * B + row, sc)
+        tl.store(QS + row, ta)
+        tl.store(QS + B + row, tb)
+        tl.store(QS + 2 * B + row, tc)
+    else:
+        _quant_store(v, wa, ms, eps_a, Q + row * Kp + k, S + row, QS + row, qm, X)
+
+
+@triton.jit
+def _max3(a, b, c):
+    # the maxima of three `[BLOCK]` vectors in one block reduction (a `[BLOCK, 2, 2]` stack)
+    r = tl.max(tl.join(tl.join(a, b), tl.join(c, c)), axis=0)  # [2, 2]: (a, b) and (c, c)
+    ab, cc = tl.split(r)
+    a_, b_ = tl.split(ab)
+    c_, _ = tl.split(cc)
+    return a_, b_, c_
+
+
+@triton.jit
+def _sum3(a, b, c):
+    # the sums of three `[BLOCK]` int32 vectors in one block reduction (exact: the same integers)
+    r = tl.sum(tl.join(tl.join(a, b), tl.join(c, tl.zeros_like(c))), axis=0)  # [2, 2]
+    ab, c0 = tl.split(r)
+    a_, b_ = tl.split(ab)
+    c_, _ = tl.split(c0)
+    return a_, b_, c_
 
 
 @triton.jit
@@ -276,6 +311,9 @@ def _glu_in_kernel(
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
 
 
+QUANT_MAX_WARPS = 32  # `_quant_kernel`'s warps: one per 512 values of the row, 4 to this many
+
+
 def quantize_rows(
     x: torch.Tensor,
     h: torch.Tensor,
@@ -310,7 +348,7 @@ def quantize_rows(
     _quant_kernel[(B,)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(32, max(4, block // 512)),
+        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(QUANT_MAX_WARPS, max(4, block // 512)),
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
