@@ -13,10 +13,13 @@ per tile, four L2-resident activation words per weight word and one `dp4a` per q
 the first tile, and two tiles in flight per projection (the next one loads while this one is multiplied;
 with QNEXT, the default "qnext" option, the next tile's activation words load with it). The epilogues are
 the default kernels' (`fused_parts.py`), with their operands loaded before or after the K loop as
-PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`).
+PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`). A tile that covers the whole packed row (ONE:
+`BLOCK_Q` >= Kq, as the "whole" option gives the BitLinear GEMVs) has no loop: the rows load before the
+wait and are multiplied once, with the same integer sums.
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
-  RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum.
+  RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum (with 3,
+  the maxima in one block reduction and the code sums in another).
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
   projection + store or residual add, gate/up + SiLU(gate) * up.
 """
