@@ -82,22 +82,29 @@ def set_tile(tile: tuple[int, int, int] | None) -> None:
 
 def set_fold_tiles(text: str) -> None:
     """`"glu:32x8+mlgru:16x16"`: every row of those kernels' `fold.FOLD_TILES` gets that BLOCK_N x warps (the
-    rows' bounds stay); `"glu:off"` empties that kernel's rows (its calls run the prequant pair); `"default"`
-    restores the table. For the "fold" option."""
+    rows' bounds stay); `"bitlinear:8x8@1024x8192"` keeps the rows and adds one after them, for rows of up
+    to 1024 words and 8192 outputs (calls the table refused fold with that tile); `"glu:off"` empties that
+    kernel's rows (its calls run the prequant pair); `"default"` restores the table. For the "fold" option."""
     fold.FOLD_TILES = dict(DEFAULT_FOLD)
     if text in ("", "default"):
         return
     for part in text.split("+"):
-        kind, _, tile = part.partition(":")
-        if kind not in DEFAULT_FOLD or (tile != "off" and parse_tile(tile) is None):
+        kind, _, spec = part.partition(":")
+        tile, _, bounds = spec.partition("@")
+        extra = parse_tile(bounds) if bounds else None
+        if kind not in DEFAULT_FOLD or (tile != "off" and parse_tile(tile) is None) or (bounds and not extra):
             raise SystemExit(
-                f"fold tile {part!r} must read KIND:BLOCK_NxWARPS or KIND:off, KIND in {sorted(DEFAULT_FOLD)}"
+                f"fold tile {part!r} must read KIND:BLOCK_NxWARPS[@MAX_BWxMAX_N] or KIND:off, KIND in "
+                f"{sorted(DEFAULT_FOLD)}"
             )
         if tile == "off":
             fold.FOLD_TILES[kind] = ()
             continue
         bn, warps, _ = parse_tile(tile)
-        fold.FOLD_TILES[kind] = tuple((bw, n, bn, warps) for bw, n, _, _ in DEFAULT_FOLD[kind])
+        if extra:
+            fold.FOLD_TILES[kind] = (*DEFAULT_FOLD[kind], (extra[0], extra[1], bn, warps))
+        else:
+            fold.FOLD_TILES[kind] = tuple((bw, n, bn, warps) for bw, n, _, _ in DEFAULT_FOLD[kind])
 
 
 DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
