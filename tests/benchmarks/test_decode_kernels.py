@@ -1,0 +1,44 @@
+"""`benchmarks/decode_kernels.py`'s tile arguments set the tables the fused decode kernels read."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("triton")
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
+import decode_kernels as dk
+
+from mmfree.ops.ternary import fold
+
+
+@pytest.fixture
+def restore_fold():
+    yield
+    dk.set_fold_tiles("default")
+
+
+def test_parse_tile() -> None:
+    assert dk.parse_tile("32x8") == (32, 8, 256) and dk.parse_tile("8x4x4096") == (8, 4, 4096)
+    assert dk.parse_tile("default") is None
+    with pytest.raises(SystemExit, match="powers of two"):
+        dk.parse_tile("12x4")
+
+
+def test_fold_tiles(restore_fold) -> None:
+    default = dict(fold.FOLD_TILES)
+    dk.set_fold_tiles("glu:32x8")  # every GLU row gets the tile, the bounds stay
+    assert [r[:2] for r in fold.FOLD_TILES["glu"]] == [r[:2] for r in default["glu"]]
+    assert all(r[2:] == (32, 8) for r in fold.FOLD_TILES["glu"])
+    assert fold.FOLD_TILES["mlgru"] == default["mlgru"]
+    dk.set_fold_tiles("bitlinear:8x8@1024x8192+mlgru:off")  # a row added after the table's; none
+    assert fold.FOLD_TILES["bitlinear"] == (*default["bitlinear"], (1024, 8192, 8, 8))
+    assert fold.FOLD_TILES["mlgru"] == () and fold.FOLD_TILES["glu"] == default["glu"]
+    assert fold.fold_tile("bitlinear", 5120, 3456, True) == (8, 8, 1024)  # 13B's down_proj now folds
+    dk.set_fold_tiles("default")
+    assert default == fold.FOLD_TILES and fold.fold_tile("bitlinear", 5120, 3456, True) is None
+    for bad in ("gate:8x8", "glu:8x3", "bitlinear:8x8@1024"):
+        with pytest.raises(SystemExit, match="must read"):
+            dk.set_fold_tiles(bad)
