@@ -16,6 +16,7 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
     python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
     python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8
+    python benchmarks/decode_kernels.py --presets 13b --fold-tiles default,bitlinear:8x8@1024x8192 --quant-warps 32,16
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
 Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the
