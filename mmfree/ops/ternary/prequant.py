@@ -85,10 +85,10 @@ def _quant_kernel(
         xa = _rnd(v * (1.0 / tl.sqrt(ms + eps_a)) * wa, X)
         xb = _rnd(v * (1.0 / tl.sqrt(ms + eps_b)) * wb, X)
         xc = _rnd(v * (1.0 / tl.sqrt(ms + eps_c)) * wc, X)
-        ma, mb, mc = _max3(tl.abs(xa), tl.abs(xb), tl.abs(xc))
+        ma, mb, mc = _first3(tl.max(_stack4(tl.abs(xa), tl.abs(xb), tl.abs(xc), tl.abs(xc)), axis=0))
         sa, sb, sc = _inv_amax(ma), _inv_amax(mb), _inv_amax(mc)
         qa, qb, qc = _int8_codes(xa * sa), _int8_codes(xb * sb), _int8_codes(xc * sc)
-        ta, tb, tc = _sum3(qa, qb, qc)
+        ta, tb, tc = _first3(tl.sum(_stack4(qa, qb, qc, tl.zeros_like(qc)), axis=0))  # exact integers
         tl.store(Q + row * Kp + k, qa.to(tl.int8), mask=qm)
         tl.store(Q + (B + row) * Kp + k, qb.to(tl.int8), mask=qm)
         tl.store(Q + (2 * B + row) * Kp + k, qc.to(tl.int8), mask=qm)
@@ -103,23 +103,18 @@ def _quant_kernel(
 
 
 @triton.jit
-def _max3(a, b, c):
-    # the maxima of three `[BLOCK]` vectors in one block reduction (a `[BLOCK, 2, 2]` stack)
-    r = tl.max(tl.join(tl.join(a, b), tl.join(c, c)), axis=0)  # [2, 2]: (a, b) and (c, c)
-    ab, cc = tl.split(r)
-    a_, b_ = tl.split(ab)
-    c_, _ = tl.split(cc)
-    return a_, b_, c_
+def _stack4(a, b, c, d):
+    # four `[BLOCK]` vectors as one `[BLOCK, 2, 2]` tensor: one reduction over axis 0 reduces all four
+    return tl.join(tl.join(a, b), tl.join(c, d))
 
 
 @triton.jit
-def _sum3(a, b, c):
-    # the sums of three `[BLOCK]` int32 vectors in one block reduction (exact: the same integers)
-    r = tl.sum(tl.join(tl.join(a, b), tl.join(c, tl.zeros_like(c))), axis=0)  # [2, 2]
-    ab, c0 = tl.split(r)
-    a_, b_ = tl.split(ab)
-    c_, _ = tl.split(c0)
-    return a_, b_, c_
+def _first3(r):
+    # the first three of `_stack4`'s four values after the reduction (`[2, 2]`)
+    ab, cd = tl.split(r)
+    a, b = tl.split(ab)
+    c, _ = tl.split(cd)
+    return a, b, c
 
 
 @triton.jit
