@@ -290,7 +290,7 @@ class _Launch(NamedTuple):
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
-    fold: bool = False  # batch-1 calls whose row fits quantize inside the GEMV ("fold", `fold.py`)
+    fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
 
     @property
     def dot(self) -> bool:
@@ -317,8 +317,9 @@ def _words_ok(packed: torch.Tensor) -> bool:
 
 def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str = "") -> _Launch:
     """The path (tensor cores from DOT_MIN_BATCH rows; at batch 1 dp4a when OPTIONS has it and the layout
-    allows) and tiles of a launch whose projections have N outputs each, K inputs and `packed` layouts;
-    kind "bitlinear" for the one-projection GEMV (the "whole" option's tile)."""
+    allows) and tiles of a launch whose projections have N outputs each, K inputs and `packed` layouts.
+    kind ("mlgru", "bitlinear" or "glu": `fold.FOLD_TILES`' keys) names the call, for the "fold" decision
+    and the "whole" tile; without it neither applies."""
     device = packed[0].device
     cuda = device.type == "cuda"
     pdl = cuda and "pdl" in OPTIONS and _pdl_ok(device)
@@ -332,6 +333,8 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
     path = 1 if "dp4a" in OPTIONS and all(_words_ok(p) for p in packed) else 0
     kq = (K + 3) // 4
     pre = path == 1 and "prequant" in OPTIONS
+    folds = pre and "fold" in OPTIONS and B == 1 and kind in fold.FOLD_TILES
+    ftile = fold.fold_tile(kind, N, kq, cuda) if folds else None
     if not cuda:  # the interpreter: few programs
         return _Launch(
             path,
@@ -343,13 +346,12 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             prequant=pre,
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
-            fold=pre and "fold" in OPTIONS,
+            fold_tile=ftile,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
-    whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1 and cuda
-    folds = "fold" in OPTIONS and fold.fold_tile("bitlinear", N, kq, cuda) is not None  # not a prequant pair
-    if whole and not folds and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # one tile, operands early
+    whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1 and ftile is None  # a prequant pair
+    if whole and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # the row in one tile, operands early
         (bn, warps), bq_max, late_row = WHOLE_TILE, WHOLE_MAX_BYTES, [False]
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
@@ -366,7 +368,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         prequant=pre,
         late=late,
         qnext=qnext,
-        fold=pre and "fold" in OPTIONS,
+        fold_tile=ftile,
         asm=True,
     )
 
@@ -444,7 +446,7 @@ def mlgru_input_step(
         )
     if B == 0:
         return
-    cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed))
+    cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed), "mlgru")
     if cfg.prequant:
         prequant.mlgru_input_step(
             x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
@@ -542,7 +544,7 @@ def glu_input_step(
     if B == 0:
         return
     inter = N2 // 2
-    cfg = _config(B, inter, D, (gate_proj.packed,))
+    cfg = _config(B, inter, D, (gate_proj.packed,), "glu")
     if cfg.prequant:
         prequant.glu_input_step(x, mlp_norm, gate_proj, out, cfg, scratch)
         return

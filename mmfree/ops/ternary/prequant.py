@@ -352,13 +352,6 @@ def quantize_rows(
     return q.view(torch.int32), s, qs
 
 
-def _fold_tile(
-    kind: str, B: int, N: int, kq: int, cfg: _Launch, device: torch.device
-) -> tuple[int, int, int] | None:
-    # the fold kernel's tile when the "fold" option is on and the call fits it (batch 1 only), else None
-    return fold.fold_tile(kind, N, kq, device.type == "cuda") if cfg.fold and B == 1 else None
-
-
 def _launch_gemv(
     kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch
 ) -> None:
@@ -386,9 +379,8 @@ def mlgru_input_step(
     """`fused.mlgru_input_step` (arguments checked there) in two launches: the codes, then the GEMV (with
     the "fold" option, in one where `fold.fold_tile` allows)."""
     B, N, kq = x.shape[0], projs[0].packed.shape[0], projs[0].packed.shape[1]
-    tile = _fold_tile("mlgru", B, N, kq, cfg, x.device)
-    if tile is not None:
-        fold.mlgru_input_step(x, attn_norm, projs, lower_bound, state, out, official, cfg, tile)
+    if cfg.fold_tile is not None:
+        fold.mlgru_input_step(x, attn_norm, projs, lower_bound, state, out, official, cfg, cfg.fold_tile)
         return
     q, s, qs = quantize_rows(
         x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
@@ -418,9 +410,8 @@ def bitlinear_step(
     """`fused.bitlinear_step` (arguments checked and resolved to MODE, w1, eps1, h there) in two launches (or
     one, as `mlgru_input_step`)."""
     B, N, kq = x.shape[0], proj.packed.shape[0], proj.packed.shape[1]
-    tile = _fold_tile("bitlinear", B, N, kq, cfg, x.device)
-    if tile is not None:
-        fold.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, tile)
+    if cfg.fold_tile is not None:
+        fold.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, cfg.fold_tile)
         return
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
@@ -439,9 +430,8 @@ def glu_input_step(
     """`fused.glu_input_step` (arguments checked there) in two launches: the codes, then the GEMV (or one, as
     `mlgru_input_step`)."""
     B, inter, kq = x.shape[0], gate_proj.packed.shape[0] // 2, gate_proj.packed.shape[1]
-    tile = _fold_tile("glu", B, inter, kq, cfg, x.device)
-    if tile is not None:
-        fold.glu_input_step(x, mlp_norm, gate_proj, out, cfg, tile)
+    if cfg.fold_tile is not None:
+        fold.glu_input_step(x, mlp_norm, gate_proj, out, cfg, cfg.fold_tile)
         return
     q, s, qs = quantize_rows(
         x, x, mlp_norm[0], mlp_norm[1], ((gate_proj.norm_weight, gate_proj.eps),), 1, kq, cfg, scratch
