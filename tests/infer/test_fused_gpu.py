@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+import mmfree.ops.ternary.fold as fold
 import mmfree.ops.ternary.fused as fused_ops
 from mmfree.infer.decode import Decoder
 from tests.infer.test_fused import REAL_LAYERS, _check_step, _model
@@ -63,8 +64,6 @@ def test_fold_real_shape(monkeypatch) -> None:
     quantizes inside its GEMV (down_proj at 512 words a row). Batch 5 runs the tensor cores; each row
     stepped alone runs the fold kernels, and is held to the plain-PyTorch ops with
     `test_fused_step_real_shape`'s tolerance for rounding-tie cascades."""
-    from mmfree.ops.ternary import fold
-
     model = _model(0, 0, "official", True, torch.float32, device="cuda", preset="1.3b", layers=REAL_LAYERS)
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,fold"))
     mlp = model.model.layers[0].mlp
@@ -106,23 +105,32 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     model = _GPU_MODELS[preset]
     ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
 
-    def run(opts: frozenset[str]) -> list[tuple[torch.Tensor, list[torch.Tensor]]]:
-        monkeypatch.setattr(fused_ops, "OPTIONS", opts)
-        out = []
-        for graph in (False, True):
-            dec = Decoder(model, fused=True, cuda_graph=graph)
-            logits, cache = dec.prefill(ids)
-            for _ in range(3):
-                logits = dec.step(logits.argmax(-1), cache).clone()
-            out.append((logits, [s.clone() for s in cache.states]))
-        return out
-
     opts = fused_ops.parse_options(options)
-    base = run(opts & {"prequant", "dp4a", "fold"})
-    mine = run(opts)
-    for (la, sa), (lb, sb) in zip(base, mine):
+    monkeypatch.setattr(fused_ops, "OPTIONS", opts & {"prequant", "dp4a", "fold"})
+    base = _greedy_steps(model, ids)
+    monkeypatch.setattr(fused_ops, "OPTIONS", opts)
+    _assert_same_bits(base, _greedy_steps(model, ids))
+
+
+Steps = list[tuple[torch.Tensor, list[torch.Tensor]]]  # (logits, states) per decoder form
+
+
+def _greedy_steps(model: torch.nn.Module, ids: torch.Tensor) -> Steps:
+    """(logits, states) after prefill and three greedy fused steps, eager and as CUDA-graph replays."""
+    out = []
+    for graph in (False, True):
+        dec = Decoder(model, fused=True, cuda_graph=graph)
+        logits, cache = dec.prefill(ids)
+        for _ in range(3):
+            logits = dec.step(logits.argmax(-1), cache).clone()
+        out.append((logits, [s.clone() for s in cache.states]))
+    return out
+
+
+def _assert_same_bits(a: Steps, b: Steps) -> None:
+    for (la, sa), (lb, sb) in zip(a, b, strict=True):
         assert torch.equal(la, lb)
-        assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+        assert all(torch.equal(x, y) for x, y in zip(sa, sb, strict=True))
 
 
 @pytest.mark.gpu
@@ -143,17 +151,8 @@ def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
             for n, k in ((2048, 2048), (2048, 5632))
         ]
         assert [c.block_q >= k // 4 for c, k in zip(cfgs, (2048, 5632))] == [tile[2] == 4096] * 2
-        out = []
-        for graph in (False, True):
-            dec = Decoder(model, fused=True, cuda_graph=graph)
-            logits, cache = dec.prefill(ids)
-            for _ in range(3):
-                logits = dec.step(logits.argmax(-1), cache).clone()
-            out.append((logits, [s.clone() for s in cache.states]))
-        runs.append(out)
-    for (la, sa), (lb, sb) in zip(*runs):
-        assert torch.equal(la, lb)
-        assert all(torch.equal(a, b) for a, b in zip(sa, sb))
+        runs.append(_greedy_steps(model, ids))
+    _assert_same_bits(*runs)
     # the "whole" option: BitLinear calls only, rows up to WHOLE_MAX_BYTES (13B's down_proj: 3456 bytes)
     monkeypatch.setattr(fused_ops, "PREQUANT_TILES", default_tiles)
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,whole"))
@@ -166,4 +165,6 @@ def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
     # a call that "fold" takes (1.3B's down_proj) keeps the table's row: fold reads its late flag
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,fold,whole"))
     down13 = (torch.zeros(2048, 1408, dtype=torch.uint8, device="cuda"),)
-    assert fused_ops._config(1, 2048, 5632, down13, "bitlinear") == fused_ops._config(1, 2048, 5632, down13)
+    folded = fused_ops._config(1, 2048, 5632, down13, "bitlinear")
+    assert folded.fold_tile is not None and folded.fold_tile == fold.fold_tile("bitlinear", 2048, 1408, True)
+    assert folded._replace(fold_tile=None) == fused_ops._config(1, 2048, 5632, down13)
