@@ -1,6 +1,7 @@
 """The "fold" decode kernels (`mmfree/ops/ternary/fold.py`: batch-1 BitLinear calls that quantize their input
 inside the GEMV) against the prequant pair they replace and the model's own step, in the interpreter at small
-odd shapes; the tile table's bounds. The GPU tests are in `test_fused_gpu.py`."""
+odd shapes; the tile table's bounds; which batch-1 calls fold or take the "whole" tile on a GPU (checked on
+CPU). The GPU tests are in `test_fused_gpu.py`."""
 
 from __future__ import annotations
 
@@ -83,3 +84,43 @@ def test_fold_tile_bounds() -> None:
     assert fold.fold_tile("glu", 13824, 1280, True) is None
     assert fold.fold_tile("glu", 10, 1024, False) is None  # the interpreter: 128 words at most
     assert fold.fold_tile("glu", 10, 512, False) == (16, 1, 128)
+
+
+class _CudaRows:
+    """A stand-in for a packed `[n, kq]` uint8 weight on a CUDA device: `fused._config` reads only its
+    device, shape and alignment, so the GPU's launch choices can be checked on a machine without one."""
+
+    def __init__(self, n: int, kq: int) -> None:
+        self.shape, self.device = (n, kq), torch.device("cuda")
+
+    def storage_offset(self) -> int:
+        return 0
+
+    def data_ptr(self) -> int:
+        return 0
+
+
+def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
+    """`_config`'s CUDA choices at the presets' shapes: "fold" takes 1.3B's calls (decided once, in
+    `Launch.fold_tile`) and leaves their table row alone, "whole" gives 13B's BitLinear calls one tile per
+    row and nothing else. ("pdl" is left out: it asks the device for its capability.)"""
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold,whole"))
+
+    def cfg(n: int, k: int, kind: str = "", b: int = 1):
+        return fused_ops._config(b, n, k, (_CudaRows(n, k // 4),), kind)
+
+    down13 = cfg(2048, 5632, "bitlinear")  # 1.3B down_proj: folds; the looped row's late order stays
+    assert down13.fold_tile == fold.fold_tile("bitlinear", 2048, 1408, True) and down13.fold_tile is not None
+    assert down13._replace(fold_tile=None) == cfg(2048, 5632) and down13.late
+    assert cfg(2048, 2048, "mlgru").fold_tile == fold.fold_tile("mlgru", 2048, 512, True)
+    assert cfg(5632, 2048, "glu").fold_tile == fold.fold_tile("glu", 5632, 512, True)
+    down = cfg(5120, 13824, "bitlinear")  # 13B down_proj: a prequant pair, its 3456-byte row in one tile
+    assert down.fold_tile is None and down.prequant
+    assert (down.block_n, down.warps, down.block_q, down.late) == (*fused_ops.WHOLE_TILE, 4096, False)
+    looped = cfg(5120, 13824)  # no kind: neither fold nor whole; the table's looped tile
+    assert looped.block_q == 256 and looped.late and looped.fold_tile is None
+    assert cfg(5120, 5120, "mlgru").block_q == 256  # "whole" is for BitLinear calls only
+    assert cfg(64, 32768, "bitlinear").block_q == 256  # an 8192-byte row: past WHOLE_MAX_BYTES
+    assert cfg(5120, 13824, "bitlinear", b=2).block_q < 3456  # batch 1 only
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold"))
+    assert cfg(5120, 13824, "bitlinear") == looped  # without the option

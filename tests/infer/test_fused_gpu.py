@@ -138,11 +138,11 @@ def _assert_same_bits(a: Steps, b: Steps) -> None:
 def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
     """The prequant GEMVs with each packed row in one tile (ONE: no K loop, as at 13B) against 256-byte tiles
     looped over the row, at 1.3B in bf16 (fold off, so every call is a prequant pair), eager and replayed:
-    the integer sums are exact either way, so the bits must agree."""
+    the integer sums are exact either way, so the bits must agree. (Which calls the "whole" option gives
+    such a tile: `test_fold.py::test_gpu_configs_of_the_batch1_calls`, on CPU.)"""
     model = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset="1.3b")
     ids = torch.randint(0, model.config.vocab_size, (1, 7), device="cuda")
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext"))
-    default_tiles = fused_ops.PREQUANT_TILES
     runs = []
     for tile in ((2**62, 16, 256, 4), (2**62, 8, 4096, 4)):
         monkeypatch.setattr(fused_ops, "PREQUANT_TILES", (tile,))
@@ -153,18 +153,3 @@ def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
         assert [c.block_q >= k // 4 for c, k in zip(cfgs, (2048, 5632))] == [tile[2] == 4096] * 2
         runs.append(_greedy_steps(model, ids))
     _assert_same_bits(*runs)
-    # the "whole" option: BitLinear calls only, rows up to WHOLE_MAX_BYTES (13B's down_proj: 3456 bytes)
-    monkeypatch.setattr(fused_ops, "PREQUANT_TILES", default_tiles)
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,whole"))
-    down = (torch.zeros(5120, 3456, dtype=torch.uint8, device="cuda"),)
-    cfg = fused_ops._config(1, 5120, 13824, down, "bitlinear")
-    assert (cfg.block_n, cfg.warps, cfg.block_q, cfg.late) == (*fused_ops.WHOLE_TILE, 4096, False)
-    assert fused_ops._config(1, 5120, 13824, down).block_q < 3456  # another kind: the looped tile
-    wide = (torch.zeros(64, 8192, dtype=torch.uint8, device="cuda"),)
-    assert fused_ops._config(1, 64, 32768, wide, "bitlinear").block_q < 8192  # past WHOLE_MAX_BYTES
-    # a call that "fold" takes (1.3B's down_proj) keeps the table's row: fold reads its late flag
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,pdl,qnext,fold,whole"))
-    down13 = (torch.zeros(2048, 1408, dtype=torch.uint8, device="cuda"),)
-    folded = fused_ops._config(1, 2048, 5632, down13, "bitlinear")
-    assert folded.fold_tile is not None and folded.fold_tile == fold.fold_tile("bitlinear", 2048, 1408, True)
-    assert folded._replace(fold_tile=None) == fused_ops._config(1, 2048, 5632, down13)
