@@ -74,6 +74,17 @@ def parse_tile(text: str) -> tuple[int, int, int] | None:
     return (vals[0], vals[1], vals[2] if len(vals) == 3 else 256)
 
 
+def parse_warps(text: str) -> list[int]:
+    """`"32,16"` -> [32, 16]: caps on the quantization kernel's warps, powers of two from 4 to 32."""
+    try:
+        vals = [int(v) for v in text.split(",")]
+    except ValueError:
+        vals = []
+    if not vals or any(v not in (4, 8, 16, 32) for v in vals):
+        raise SystemExit(f"--quant-warps {text!r} must list powers of two from 4 to 32, e.g. 32,16")
+    return vals
+
+
 def set_tile(tile: tuple[int, int, int] | None) -> None:
     """Installs one batch-1 tile for every layer width (None: the defaults) for the kernels launched next."""
     fused_ops.GEMV_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[0]
@@ -319,7 +330,7 @@ def main() -> None:
         help="comma-separated: none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above",
     )  # fmt: skip
     p.add_argument(
-        "--quant-warps", type=lambda s: [int(v) for v in s.split(",")], default=[DEFAULT_QUANT_WARPS],
+        "--quant-warps", type=parse_warps, default=[DEFAULT_QUANT_WARPS],
         help="comma-separated caps on the prequant quantization kernel's warps (prequant.QUANT_MAX_WARPS)",
     )  # fmt: skip
     p.add_argument(

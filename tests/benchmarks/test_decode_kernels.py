@@ -27,6 +27,13 @@ def test_parse_tile() -> None:
         dk.parse_tile("12x4")
 
 
+def test_parse_warps() -> None:
+    assert dk.parse_warps("32,16,4") == [32, 16, 4]
+    for bad in ("3", "64", "x", ""):
+        with pytest.raises(SystemExit, match="powers of two from 4 to 32"):
+            dk.parse_warps(bad)
+
+
 def test_fold_tiles(restore_fold) -> None:
     default = dict(fold.FOLD_TILES)
     dk.set_fold_tiles("glu:32x8")  # every GLU row gets the tile, the bounds stay
