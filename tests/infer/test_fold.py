@@ -124,3 +124,12 @@ def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
     assert cfg(5120, 13824, "bitlinear", b=2).block_q < 3456  # batch 1 only
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold"))
     assert cfg(5120, 13824, "bitlinear") == looped  # without the option
+    # "l2fill" (sm_90+: the capability check stubbed) only for the looped prequant tiles
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold,whole,l2fill"))
+    monkeypatch.setattr(fused_ops, "_sm90", lambda device: True)
+    assert cfg(5120, 5120, "mlgru").l2fill and cfg(13824, 5120, "glu").l2fill
+    assert cfg(5120, 13824) == looped._replace(l2fill=True)
+    assert not cfg(5120, 13824, "bitlinear").l2fill  # a whole-row tile loads its rows itself
+    assert not cfg(2048, 2048, "mlgru").l2fill  # 1.3B folds
+    monkeypatch.setattr(fused_ops, "_sm90", lambda device: False)
+    assert not cfg(5120, 5120, "mlgru").l2fill

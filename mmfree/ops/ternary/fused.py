@@ -251,10 +251,13 @@ WHOLE_MAX_BYTES = 4096
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
-#   one tile (WHOLE_TILE; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms).
+#   one tile (WHOLE_TILE; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
+# - "l2fill" (with "prequant", CUDA sm_90+): a prequant GEMV that loops over its rows' K tiles first asks L2
+#   for its whole weight slice (one bulk prefetch per projection, before its wait), so the weights stream
+#   while the quantization kernel in front of it runs.
 # Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "l2fill"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -291,6 +294,7 @@ class _Launch(NamedTuple):
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
+    l2fill: bool = False  # looped prequant GEMVs prefetch their weight slice into L2 first ("l2fill")
 
     @property
     def dot(self) -> bool:
@@ -303,8 +307,12 @@ class _Launch(NamedTuple):
         return kw
 
 
+def _sm90(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
+
+
 def _pdl_ok(device: torch.device) -> bool:
-    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9:
+    if _sm90(device):
         return True
     log_once("fused-pdl", f"fused decode: option 'pdl' needs an sm_90+ GPU; running without it on {device}")
     return False
@@ -357,6 +365,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     qnext = pre and "qnext" in OPTIONS
+    l2fill = pre and "l2fill" in OPTIONS and ftile is None and bq < kq and _sm90(device)  # looped tiles only
     return _Launch(
         path,
         rows,
@@ -370,6 +379,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         qnext=qnext,
         fold_tile=ftile,
         asm=True,
+        l2fill=l2fill,
     )
 
 
