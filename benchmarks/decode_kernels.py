@@ -17,6 +17,7 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
     python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8
     python benchmarks/decode_kernels.py --presets 13b --fold-tiles default,bitlinear:8x8@1024x8192 --quant-warps 32,16
+    python benchmarks/decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
 Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the
@@ -119,7 +120,24 @@ def set_fold_tiles(text: str) -> None:
             fold.FOLD_TILES[kind] = tuple((bw, n, bn, warps) for bw, n, _, _ in DEFAULT_FOLD[kind])
 
 
+def set_whole_tiles(text: str) -> None:
+    """`"2048:8x4+4096:4x4"`: `fused.WHOLE_TILES` becomes those rows (largest row bytes: BLOCK_NxWARPS, the
+    smallest bound first); `"default"` restores the table. For the "whole" option."""
+    fused_ops.WHOLE_TILES = DEFAULT_WHOLE
+    if text in ("", "default"):
+        return
+    table = []
+    for part in text.split("+"):
+        bound, _, tile = part.partition(":")
+        parsed = parse_tile(tile)
+        if not bound.isdigit() or parsed is None:
+            raise SystemExit(f"whole tile {part!r} must read MAX_BYTES:BLOCK_NxWARPS, e.g. 4096:8x4")
+        table.append((int(bound), parsed[0], parsed[1]))
+    fused_ops.WHOLE_TILES = tuple(sorted(table))
+
+
 DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
+DEFAULT_WHOLE = fused_ops.WHOLE_TILES
 DEFAULT_FOLD = dict(fold.FOLD_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
 DEFAULT_QUANT_WARPS = prequant.QUANT_MAX_WARPS
@@ -281,15 +299,18 @@ def run(args: argparse.Namespace) -> None:
             for f in args.fold_tiles
             for q in args.probes
             for w in args.quant_warps
+            for h in args.whole_tiles
         ]
-        for opt, tile, ftile, probe, qwarps in grid:
+        for opt, tile, ftile, probe, qwarps, wtile in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
             set_fold_tiles(ftile)
             prequant.QUANT_MAX_WARPS = qwarps
+            set_whole_tiles(wtile)
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
             name += f"@{ftile}" if ftile not in ("", "default") else ""
             name += f"@qw{qwarps}" if qwarps != DEFAULT_QUANT_WARPS else ""
+            name += f"@whole{wtile}" if wtile not in ("", "default") else ""
             name += f" {probe}" if probe != "none" else ""
             try:
                 rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
@@ -299,6 +320,7 @@ def run(args: argparse.Namespace) -> None:
         prequant.QUANT_MAX_WARPS = DEFAULT_QUANT_WARPS
         set_tile(None)
         set_fold_tiles("default")
+        set_whole_tiles("default")
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
@@ -332,6 +354,10 @@ def main() -> None:
     p.add_argument(
         "--quant-warps", type=parse_warps, default=[DEFAULT_QUANT_WARPS],
         help="comma-separated caps on the prequant quantization kernel's warps (prequant.QUANT_MAX_WARPS)",
+    )  # fmt: skip
+    p.add_argument(
+        "--whole-tiles", type=lambda s: s.split(","), default=["default"],
+        help='comma-separated "whole" tile tables (fused.WHOLE_TILES): default, or MAX_BYTES:BLOCK_NxWARPS joined by "+"',
     )  # fmt: skip
     p.add_argument(
         "--first-layer", action="store_true",

@@ -49,3 +49,19 @@ def test_fold_tiles(restore_fold) -> None:
     for bad in ("gate:8x8", "glu:8x3", "bitlinear:8x8@1024"):
         with pytest.raises(SystemExit, match="must read"):
             dk.set_fold_tiles(bad)
+
+
+def test_whole_tiles() -> None:
+    from mmfree.ops.ternary import fused as fused_ops
+
+    default = fused_ops.WHOLE_TILES
+    try:
+        dk.set_whole_tiles("4096:4x4+2048:8x4")  # sorted by bound: the first row that holds a row takes it
+        assert fused_ops.WHOLE_TILES == ((2048, 8, 4), (4096, 4, 4))
+        for bad in ("x:8x4", "4096:8x3", "4096"):
+            with pytest.raises(SystemExit, match="must read"):
+                dk.set_whole_tiles(bad)
+        dk.set_whole_tiles("default")
+        assert fused_ops.WHOLE_TILES == default
+    finally:
+        fused_ops.WHOLE_TILES = default

@@ -227,14 +227,14 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
     (1024, 8, 256, 4, False),
     (2**62, 16, 256, 4, True),
 )
-# The "whole" option's tile for the prequant BitLinear GEMV (o_proj, down_proj): BLOCK_N rows, num_warps, each
-# packed row whole in one tile (no K loop; the warps lie along K, so each thread's activation words serve
-# all BLOCK_N rows) when it has at most WHOLE_MAX_BYTES. H200, 2026-11-29 (session 13), `decode_kernels.py
+# The "whole" option's tiles for the prequant BitLinear GEMV (o_proj, down_proj), (largest packed row in bytes
+# as a power of two, BLOCK_N, num_warps): the first row that holds the call's row takes it whole in one tile
+# (no K loop; the warps lie along K, so each thread's activation words serve all BLOCK_N rows); longer rows
+# keep PREQUANT_TILES. H200, 2026-11-29 (session 13), `decode_kernels.py
 # --presets 13b,2.7b --tiles default,4x4x4096,8x4x4096,8x8x4096,16x8x4096` (every kernel): 8 x 4 took the
 # 13B down_proj from 13.4 to 10.0 µs and o_proj from 8.0 to 6.3, but the MLGRU input (three projections,
 # three sets of activation words) from 12.6 to 15.0 and the GLU input from 14.5 to 16.9; so BitLinear only.
-WHOLE_TILE = (8, 4)
-WHOLE_MAX_BYTES = 4096
+WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((4096, 8, 4),)
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
 # default "dp4a,prequant,pdl,qnext,fold,whole", the fastest measured on an H200). Each option's measurements are in
@@ -251,7 +251,7 @@ WHOLE_MAX_BYTES = 4096
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
-#   one tile (WHOLE_TILE; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
+#   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
 # - "l2fill" (with "prequant", CUDA sm_90+): a prequant GEMV that loops over its rows' K tiles first asks L2
 #   for its whole weight slice (one bulk prefetch per projection, before its wait), so the weights stream
 #   while the quantization kernel in front of it runs.
@@ -359,8 +359,10 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
     whole = pre and "whole" in OPTIONS and kind == "bitlinear" and B == 1 and ftile is None  # a prequant pair
-    if whole and triton.next_power_of_2(kq) <= WHOLE_MAX_BYTES:  # the row in one tile, operands early
-        (bn, warps), bq_max, late_row = WHOLE_TILE, WHOLE_MAX_BYTES, [False]
+    wrow = next((t for t in WHOLE_TILES if triton.next_power_of_2(kq) <= t[0]), None) if whole else None
+    if wrow is not None:  # the row in one tile, operands early
+        bq_max, bn, warps = wrow
+        late_row = [False]
     late = pre and ("late" in OPTIONS or (bool(late_row and late_row[0]) and "early" not in OPTIONS))
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
