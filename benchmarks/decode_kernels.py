@@ -293,7 +293,7 @@ def run(args: argparse.Namespace) -> None:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
         grid = [
-            (o, t, f, q, w)
+            (o, t, f, q, w, h)
             for o in args.options
             for t in args.tiles
             for f in args.fold_tiles
