@@ -222,7 +222,7 @@ part s14_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/inf
 # on few, wide programs (32-64 rows, 16-32 warps: 4-8x less redundant normalization than session 13's 8x8 / 16x8)
 part s14_whole 150 python3 benchmarks/decode_kernels.py --presets 13b --quick --whole-tiles default,2048:8x4+4096:4x4
 part s14_fold13 300 python3 benchmarks/decode_kernels.py --presets 13b --quick --fold-tiles \
-  bitlinear:32x16@512x5120,bitlinear:64x16@512x5120,bitlinear:32x16@1024x5120,bitlinear:32x32@1024x5120
+  bitlinear:32x16@512x8192,bitlinear:64x16@512x8192,bitlinear:32x16@1024x8192,bitlinear:32x32@1024x8192
 # "fold" for the 13B BitLinear calls (o_proj 512-word rows, down_proj 1024), with an added tile row (timing only)
 part s13_fold13 200 python3 benchmarks/decode_kernels.py --presets 13b --quick \
   --fold-tiles default,bitlinear:8x8@1024x8192,bitlinear:16x8@1024x8192
