@@ -54,7 +54,7 @@ def test_fold_tiles(restore_fold) -> None:
 def test_whole_tiles() -> None:
     from mmfree.ops.ternary import fused as fused_ops
 
-    default = fused_ops.WHOLE_TILES
+    saved = fused_ops.WHOLE_TILES
     try:
         dk.set_whole_tiles("4096:4x4+2048:8x4")  # sorted by bound: the first row that holds a row takes it
         assert fused_ops.WHOLE_TILES == ((2048, 8, 4), (4096, 4, 4))
@@ -62,6 +62,6 @@ def test_whole_tiles() -> None:
             with pytest.raises(SystemExit, match="must read"):
                 dk.set_whole_tiles(bad)
         dk.set_whole_tiles("default")
-        assert fused_ops.WHOLE_TILES == default
+        assert saved == fused_ops.WHOLE_TILES
     finally:
-        fused_ops.WHOLE_TILES = default
+        fused_ops.WHOLE_TILES = saved

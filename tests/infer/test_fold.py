@@ -116,7 +116,9 @@ def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
     assert cfg(5632, 2048, "glu").fold_tile == fold.fold_tile("glu", 5632, 512, True)
     down = cfg(5120, 13824, "bitlinear")  # 13B down_proj: a prequant pair, its 3456-byte row in one tile
     assert down.fold_tile is None and down.prequant
-    assert (down.block_q, down.block_n, down.warps, down.late) == (*fused_ops.WHOLE_TILES[0], False)
+    assert (down.block_q, down.block_n, down.warps, down.late) == (4096, 4, 4, False)  # WHOLE_TILES' 2nd row
+    o13 = cfg(5120, 5120, "bitlinear")  # 13B o_proj: a 1280-byte row, the first row's 8 x 4
+    assert (o13.block_q, o13.block_n, o13.warps) == (2048, 8, 4) and o13.fold_tile is None
     looped = cfg(5120, 13824)  # no kind: neither fold nor whole; the table's looped tile
     assert looped.block_q == 256 and looped.late and looped.fold_tile is None
     assert cfg(5120, 5120, "mlgru").block_q == 256  # "whole" is for BitLinear calls only
@@ -124,14 +126,3 @@ def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
     assert cfg(5120, 13824, "bitlinear", b=2).block_q < 3456  # batch 1 only
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold"))
     assert cfg(5120, 13824, "bitlinear") == looped  # without the option
-    # "l2fill" (sm_90+: the capability check stubbed) only for the looped prequant tiles
-    monkeypatch.setattr(
-        fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold,whole,l2fill")
-    )
-    monkeypatch.setattr(fused_ops, "_sm90", lambda device: True)
-    assert cfg(5120, 5120, "mlgru").l2fill and cfg(13824, 5120, "glu").l2fill
-    assert cfg(5120, 13824) == looped._replace(l2fill=True)
-    assert not cfg(5120, 13824, "bitlinear").l2fill  # a whole-row tile loads its rows itself
-    assert not cfg(2048, 2048, "mlgru").l2fill  # 1.3B folds
-    monkeypatch.setattr(fused_ops, "_sm90", lambda device: False)
-    assert not cfg(5120, 5120, "mlgru").l2fill

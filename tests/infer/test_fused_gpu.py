@@ -92,7 +92,6 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold", "370m", 1),
         ("dp4a,prequant,pdl,qnext,fold", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole", "2.7b", 1),
-        ("dp4a,prequant,pdl,qnext,fold,whole,l2fill", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:

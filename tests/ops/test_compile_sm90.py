@@ -72,8 +72,7 @@ BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {"MODE": 2, "NORMS": 1, "PDL": True, "BLOCK": 8192}, 16),
        ptx(pq._quant_kernel, qp, {"MODE": 1, "NORMS": 3, "PDL": True, "BLOCK": 2048}, 4)]
-gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "L2FILL": False, "BLOCK_N": 16,
-        "BLOCK_Q": 256}
+gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 one = {**gemv, "ONE": True, "QNEXT": True, "BLOCK_N": 4, "BLOCK_Q": 4096}  # a whole 13B row in one tile
 words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
@@ -92,15 +91,6 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                {**one, "HAS_LB": True, "OFFICIAL": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**one, "RESIDUAL": True}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**one, "LATE": True}, 4))
-fill = {**gemv, "QNEXT": True, "LATE": True, "L2FILL": True}  # "l2fill": one bulk L2 prefetch per projection
-filled = [ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-                  "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-                  {**fill, "HAS_LB": True, "OFFICIAL": True}, 4),
-          ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, fill, 4),
-          ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**fill, "RESIDUAL": True}, 4)]
-assert [p.count("cp.async.bulk.prefetch.L2.global") for p in filled] == [3, 2, 1]
-assert not any("cp.async.bulk.prefetch" in p for p in out)
-out += filled
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 

@@ -234,7 +234,9 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 # --presets 13b,2.7b --tiles default,4x4x4096,8x4x4096,8x8x4096,16x8x4096` (every kernel): 8 x 4 took the
 # 13B down_proj from 13.4 to 10.0 µs and o_proj from 8.0 to 6.3, but the MLGRU input (three projections,
 # three sets of activation words) from 12.6 to 15.0 and the GLU input from 14.5 to 16.9; so BitLinear only.
-WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((4096, 8, 4),)
+# Session 14, `decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4`: rows over 2048 bytes
+# (the 13B down_proj, 3456) at 4 x 4 (96 registers against 168, one wave) took the step from 1779.7 to 1750.7 µs.
+WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((2048, 8, 4), (4096, 4, 4))
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
 # default "dp4a,prequant,pdl,qnext,fold,whole", the fastest measured on an H200). Each option's measurements are in
@@ -251,13 +253,10 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((4096, 8, 4),)
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
-#   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
-# - "l2fill" (with "prequant", CUDA sm_90+): a prequant GEMV that loops over its rows' K tiles first asks L2
-#   for its whole weight slice (one bulk prefetch per projection, before its wait), so the weights stream
-#   while the quantization kernel in front of it runs.
+#   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms).
 # Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
-# Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "l2fill"})
+# Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -294,7 +293,6 @@ class _Launch(NamedTuple):
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
-    l2fill: bool = False  # looped prequant GEMVs prefetch their weight slice into L2 first ("l2fill")
 
     @property
     def dot(self) -> bool:
@@ -307,12 +305,8 @@ class _Launch(NamedTuple):
         return kw
 
 
-def _sm90(device: torch.device) -> bool:
-    return device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9
-
-
 def _pdl_ok(device: torch.device) -> bool:
-    if _sm90(device):
+    if device.type == "cuda" and torch.cuda.get_device_capability(device)[0] >= 9:
         return True
     log_once("fused-pdl", f"fused decode: option 'pdl' needs an sm_90+ GPU; running without it on {device}")
     return False
@@ -367,7 +361,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
     bq = max(32, min(bq_max, triton.next_power_of_2(kq)) // rows)
     bk = max(64, min(triton.next_power_of_2(K), 4096 // rows))
     qnext = pre and "qnext" in OPTIONS
-    l2fill = pre and "l2fill" in OPTIONS and ftile is None and bq < kq and _sm90(device)  # looped tiles only
     return _Launch(
         path,
         rows,
@@ -381,7 +374,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         qnext=qnext,
         fold_tile=ftile,
         asm=True,
-        l2fill=l2fill,
     )
 
 

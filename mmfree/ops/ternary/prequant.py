@@ -143,24 +143,6 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
     return tl.load(S + n * B + rows, mask=rmask, other=1.0), tl.load(QS + n * B + rows, mask=rmask, other=0)
 
 
-@triton.jit
-def _l2_fill(P, n0, N, Kq, BLOCK_N: tl.constexpr):
-    # ask L2 for the packed rows n0 .. n0 + BLOCK_N below N (contiguous bytes of the `[N, Kq]` layout; P its
-    # int32 view, so Kq / 4 words a row): one bulk prefetch issued by the program's first thread, a hint
-    # that returns at once (sm_90 `cp.async.bulk.prefetch.L2`; size a multiple of 16 bytes)
-    nbytes = tl.maximum(tl.minimum(N - n0, BLOCK_N), 0) * Kq + tl.zeros([1], dtype=tl.int32)  # [1]
-    ptr = P + n0 * (Kq // 4) + tl.zeros([1], dtype=tl.int32)  # [1]
-    tl.inline_asm_elementwise(
-        "{ .reg .pred p; .reg .b32 t; mov.u32 t, %tid.x; setp.eq.u32 p, t, 0; setp.gt.and.s32 p, $2, 0, p; "
-        "@p cp.async.bulk.prefetch.L2.global [$1], $2; mov.u32 $0, 0; }",
-        "=r,l,r",
-        [ptr, nbytes],
-        dtype=tl.int32,
-        is_pure=False,
-        pack=1,
-    )
-
-
 # The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
 # scales, lower bound, the MLGRU state, the residual stream) before they wait for the previous kernel, and
 # the quantization kernel's scales and code sums right after it, with the first codes: none of those loads
@@ -175,14 +157,9 @@ def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    QNEXT: tl.constexpr, ONE: tl.constexpr, L2FILL: tl.constexpr, BLOCK_N: tl.constexpr,
-    BLOCK_Q: tl.constexpr,
+    QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
-    if L2FILL:  # the whole slice of each projection on its way to L2 while the codes are computed
-        _l2_fill(PI, tl.program_id(0) * BLOCK_N, N, Kq, BLOCK_N)
-        _l2_fill(PF, tl.program_id(0) * BLOCK_N, N, Kq, BLOCK_N)
-        _l2_fill(PG, tl.program_id(0) * BLOCK_N, N, Kq, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_g = _tile(PG, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -250,11 +227,9 @@ def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
-    ONE: tl.constexpr, L2FILL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
-    if L2FILL:
-        _l2_fill(P, tl.program_id(0) * BLOCK_N, N, Kq, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     if not ONE:
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
@@ -293,12 +268,9 @@ def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
     ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr,
-    L2FILL: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
-    if L2FILL:  # the gate rows, then the up rows I.. (2I rows in all)
-        _l2_fill(P, tl.program_id(0) * BLOCK_N, I, Kq, BLOCK_N)
-        _l2_fill(P, I + tl.program_id(0) * BLOCK_N, 2 * I, Kq, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
     if not ONE:
@@ -388,8 +360,8 @@ def _launch_gemv(
     grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
     one = cfg.block_q >= kq
     kernel[grid](
-        *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, L2FILL=cfg.l2fill, ASM=cfg.asm, PDL=cfg.pdl,
-        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
+        *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
+        BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
