@@ -28,7 +28,6 @@ import triton
 import triton.language as tl
 
 from mmfree.ops.ternary.fused_parts import (
-    _add3,
     _glu_out,
     _int8_codes,
     _inv_amax,
@@ -38,11 +37,8 @@ from mmfree.ops.ternary.fused_parts import (
     _mlgru_store,
     _residual,
     _rnd,
-    _sum2,
-    _sum3,
     _wait_inputs,
     _y,
-    _y_of,
 )
 
 if TYPE_CHECKING:
@@ -86,6 +82,11 @@ def _flat(t):
 @triton.jit
 def _max3(a, b, c, d, e, f):
     return tl.maximum(a, d), tl.maximum(b, e), tl.maximum(c, f)
+
+
+@triton.jit
+def _add3(a, b, c, d, e, f):
+    return a + d, b + e, c + f
 
 
 @triton.jit
@@ -200,10 +201,9 @@ def _mlgru_in_kernel(
     acc_g = _gemv(p_g, h0, h1, h2, h3, ASM)
     qs_i, qs_f, qs_g = tl.reduce((_flat(t_i), _flat(t_f), _flat(t_g)), 0, _add3)
     zero = tl.zeros([1], dtype=tl.int32)
-    ti, tf, tg = _sum3(acc_i, acc_f, acc_g)  # [1, BN] each
-    yi = _y_of(ti, qs_i + zero, g_i, s_i, X)  # [1, BN]
-    yf = _y_of(tf, qs_f + zero, g_f, s_f, X)
-    yg = _y_of(tg, qs_g + zero, g_g, s_g, X)
+    yi = _y(acc_i, qs_i + zero, g_i, s_i, X, 1)  # [1, BN]
+    yf = _y(acc_f, qs_f + zero, g_f, s_f, X, 1)
+    yg = _y(acc_g, qs_g + zero, g_g, s_g, X, 1)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)
     _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, 0, 0, HAS_LB, OFFICIAL)
@@ -263,9 +263,8 @@ def _glu_in_kernel(
     _wait_inputs(PDL)
     a0, a1, a2, a3, ms = _normed_row(X, wm0, wm1, wm2, wm3, eps1, Kq, D, BW)
     c0, c1, c2, c3, s, qs = _quantize(a0, a1, a2, a3, w0, w1, w2, w3, ms, eps2, X)
-    ta, tb = _sum2(_gemv(p_a, c0, c1, c2, c3, ASM), _gemv(p_b, c0, c1, c2, c3, ASM))  # [1, BN] each
-    gate = _y_of(ta, qs, g, s, X)
-    up = _y_of(tb, qs, g, s, X)
+    gate = _y(_gemv(p_a, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
+    up = _y(_gemv(p_b, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, 0)
 
 

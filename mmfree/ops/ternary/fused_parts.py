@@ -258,35 +258,6 @@ def _y(acc, qsum, g, s, X, PATH: tl.constexpr):
 
 
 @triton.jit
-def _y_of(total, qsum, g, s, X):
-    # `_y` of the dp4a path (PATH 1) from its accumulator's row sums `[ROWS, BN]` (`_sum2` / `_sum3`)
-    return _rnd((total - qsum[:, None]).to(tl.float32) * _out_scale(g, s)[:, None], X)
-
-
-@triton.jit
-def _add2(a, b, c, d):
-    return a + c, b + d
-
-
-@triton.jit
-def _add3(a, b, c, d, e, f):
-    return a + d, b + e, c + f
-
-
-@triton.jit
-def _sum2(a, b):
-    # the row sums (axis 2) of two `[ROWS, BN, BW]` int32 accumulators in one block reduction: a kernel with
-    # several projections exchanges their partial sums once instead of once per projection
-    return tl.reduce((a, b), 2, _add2)
-
-
-@triton.jit
-def _sum3(a, b, c):
-    # as `_sum2`, for three accumulators
-    return tl.reduce((a, b, c), 2, _add3)
-
-
-@triton.jit
 def _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB: tl.constexpr):
     # the MLGRU epilogue's inputs that no other kernel of a decode step writes: the lower bound `[1, BN]` (0
     # without one) and the fp32 state `[ROWS, BN]` of the step before

@@ -44,12 +44,9 @@ from mmfree.ops.ternary.fused_parts import (
     _mlgru_store,
     _residual,
     _rnd,
-    _sum2,
-    _sum3,
     _tile,
     _wait_inputs,
     _y,
-    _y_of,
 )
 
 if TYPE_CHECKING:
@@ -219,10 +216,9 @@ def _mlgru_in_kernel(
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
         s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
         s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
-    ti, tf, tg = _sum3(acc_i[None, :, :], acc_f[None, :, :], acc_g[None, :, :])  # [1, BN] each
-    yi = _y_of(ti, qs_i, g_i, s_i, X)  # [1, BN]
-    yf = _y_of(tf, qs_f, g_f, s_f, X)
-    yg = _y_of(tg, qs_g, g_g, s_g, X)
+    yi = _y(acc_i[None, :, :], qs_i, g_i, s_i, X, 1)  # [1, BN]
+    yf = _y(acc_f[None, :, :], qs_f, g_f, s_f, X, 1)
+    yg = _y(acc_g[None, :, :], qs_g, g_g, s_g, X, 1)
     _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
 
 
@@ -308,9 +304,8 @@ def _glu_in_kernel(
             n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    ta, tb = _sum2(acc_a[None, :, :], acc_b[None, :, :])  # [1, BN] each
-    gate = _y_of(ta, qs, g, s, X)
-    up = _y_of(tb, qs, g, s, X)
+    gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
+    up = _y(acc_b[None, :, :], qs, g, s, X, 1)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
 
 
