@@ -38,7 +38,7 @@ from mmfree.ops.ternary.fused_parts import (
     _residual,
     _rnd,
     _wait_inputs,
-    _y,
+    _y_rows,
 )
 
 if TYPE_CHECKING:
@@ -159,9 +159,9 @@ def _block1(N, BLOCK_N: tl.constexpr):
 
 @triton.jit
 def _gemv(p, c0, c1, c2, c3, ASM: tl.constexpr):
-    # `[1, BN, BW]` int32 products of the weight rows p and one row's activation words (for `_y`)
+    # `[BN, BW]` int32 products of the weight rows p and one row's activation words (for `_y_rows`)
     acc = tl.zeros(p.shape, dtype=tl.int32)
-    return _mac4(acc, p, c0, c1, c2, c3, ASM)[None, :, :]
+    return _mac4(acc, p, c0, c1, c2, c3, ASM)
 
 
 @triton.jit
@@ -201,9 +201,9 @@ def _mlgru_in_kernel(
     acc_g = _gemv(p_g, h0, h1, h2, h3, ASM)
     qs_i, qs_f, qs_g = tl.reduce((_flat(t_i), _flat(t_f), _flat(t_g)), 0, _add3)
     zero = tl.zeros([1], dtype=tl.int32)
-    yi = _y(acc_i, qs_i + zero, g_i, s_i, X, 1)  # [1, BN]
-    yf = _y(acc_f, qs_f + zero, g_f, s_f, X, 1)
-    yg = _y(acc_g, qs_g + zero, g_g, s_g, X, 1)
+    yi = _y_rows(acc_i, qs_i + zero, g_i, s_i, X)  # [1, BN]
+    yf = _y_rows(acc_f, qs_f + zero, g_f, s_f, X)
+    yg = _y_rows(acc_g, qs_g + zero, g_g, s_g, X)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)
     _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, 0, 0, HAS_LB, OFFICIAL)
@@ -242,7 +242,7 @@ def _bitlinear_kernel(
         v2 = _rnd(v2 * (h2 * tl.sigmoid(h2)), X)
         v3 = _rnd(v3 * (h3 * tl.sigmoid(h3)), X)
     c0, c1, c2, c3, s, qs = _quantize(v0, v1, v2, v3, w0, w1, w2, w3, _ssq(v0, v1, v2, v3) / K, eps2, X)
-    y = _y(_gemv(p, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
+    y = _y_rows(_gemv(p, c0, c1, c2, c3, ASM), qs, g, s, X)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, 0, RESIDUAL)
     _linear_store(y, res, Y, rows, rmask, rn, nmask, 0, RESIDUAL)
@@ -263,8 +263,8 @@ def _glu_in_kernel(
     _wait_inputs(PDL)
     a0, a1, a2, a3, ms = _normed_row(X, wm0, wm1, wm2, wm3, eps1, Kq, D, BW)
     c0, c1, c2, c3, s, qs = _quantize(a0, a1, a2, a3, w0, w1, w2, w3, ms, eps2, X)
-    gate = _y(_gemv(p_a, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
-    up = _y(_gemv(p_b, c0, c1, c2, c3, ASM), qs, g, s, X, 1)
+    gate = _y_rows(_gemv(p_a, c0, c1, c2, c3, ASM), qs, g, s, X)
+    up = _y_rows(_gemv(p_b, c0, c1, c2, c3, ASM), qs, g, s, X)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, 0)
 
 

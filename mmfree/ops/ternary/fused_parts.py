@@ -374,6 +374,15 @@ def _mac4(acc, p, c0, c1, c2, c3, ASM: tl.constexpr):
 
 
 @triton.jit
+def _y_rows(acc, qsum, g, s, X):
+    # `_y` of a batch-1 dp4a accumulator `[BN, BW]` (PATH 1, one row): `[1, BN]`. Summed in its own 2-D
+    # layout, where `_y` on `acc[None]` would first move the whole tile into a 3-D layout through shared
+    # memory (a store, barriers and a load per projection on sm_90)
+    total = tl.sum(acc, axis=1)[None, :]  # [1, BN]
+    return _rnd((total - qsum[:, None]).to(tl.float32) * _out_scale(g, s)[:, None], X)
+
+
+@triton.jit
 def _wait_inputs(PDL: tl.constexpr):
     # with programmatic dependent launch, everything before this point (the first weight tiles) overlaps
     # the previous kernel; wait for it to finish (and its writes to land), then let the next one launch

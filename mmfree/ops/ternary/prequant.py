@@ -46,7 +46,7 @@ from mmfree.ops.ternary.fused_parts import (
     _rnd,
     _tile,
     _wait_inputs,
-    _y,
+    _y_rows,
 )
 
 if TYPE_CHECKING:
@@ -216,9 +216,9 @@ def _mlgru_in_kernel(
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
         s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
         s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
-    yi = _y(acc_i[None, :, :], qs_i, g_i, s_i, X, 1)  # [1, BN]
-    yf = _y(acc_f[None, :, :], qs_f, g_f, s_f, X, 1)
-    yg = _y(acc_g[None, :, :], qs_g, g_g, s_g, X, 1)
+    yi = _y_rows(acc_i, qs_i, g_i, s_i, X)  # [1, BN]
+    yf = _y_rows(acc_f, qs_f, g_f, s_f, X)
+    yg = _y_rows(acc_g, qs_g, g_g, s_g, X)
     _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
 
 
@@ -260,7 +260,7 @@ def _bitlinear_kernel(
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    _linear_store(_y(acc[None, :, :], qs, g, s, X, 1), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+    _linear_store(_y_rows(acc, qs, g, s, X), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
@@ -304,8 +304,8 @@ def _glu_in_kernel(
             n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    gate = _y(acc_a[None, :, :], qs, g, s, X, 1)
-    up = _y(acc_b[None, :, :], qs, g, s, X, 1)
+    gate = _y_rows(acc_a, qs, g, s, X)
+    up = _y_rows(acc_b, qs, g, s, X)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
 
 
