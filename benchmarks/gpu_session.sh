@@ -34,7 +34,10 @@ fi
 # parts, s12_ahead s12_warps s12_hints s12_chunks (probe variants), s12_decode_tests s12_targets (the lookahead
 # loop), then `pytest -m gpu tests/infer/` directly. Session 13 ran s13_all, s13_one_tests s13_one, s13_whole*,
 # s13_gpu_tests s13_tiles2, s13_rows, s13_targets s13_probes, s13_fix*, s13_targets13, s13_qtrig (at f053794),
-# s13_quant*, s13_final_targets s13_final_tests, s13_fold13. Next: s13_final_tests after any decode-kernel change.
+# s13_quant*, s13_final_targets s13_final_tests, s13_fold13. Session 14 ran s14_fill s14_tests, s14_whole,
+# s14_fold13, s14_final_tests s14_final_targets, two scratch timings (joint row sums; quantization warps),
+# s14_rows s14_rows_tests s14_rows_targets, and an A/B of the commit before. Next: s14_rows_tests after any
+# decode-kernel change.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
