@@ -18,6 +18,7 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8
     python benchmarks/decode_kernels.py --presets 13b --fold-tiles default,bitlinear:8x8@1024x8192 --quant-warps 32,16
     python benchmarks/decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4
+    python benchmarks/decode_kernels.py --presets 1.3b --fold-caps default,none
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
 Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the
@@ -136,7 +137,15 @@ def set_whole_tiles(text: str) -> None:
     fused_ops.WHOLE_TILES = tuple(sorted(table))
 
 
+def set_fold_caps(text: str) -> None:
+    """`"default"`: `fold.FOLD_MAX_REGS` as shipped; `"none"`: no register cap on any fold launch."""
+    if text not in ("", "default", "none"):
+        raise SystemExit(f"fold register caps {text!r} must read default or none")
+    fold.FOLD_MAX_REGS = {} if text == "none" else dict(DEFAULT_FOLD_CAPS)
+
+
 DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES)
+DEFAULT_FOLD_CAPS = dict(fold.FOLD_MAX_REGS)
 DEFAULT_WHOLE = fused_ops.WHOLE_TILES
 DEFAULT_FOLD = dict(fold.FOLD_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
@@ -293,24 +302,27 @@ def run(args: argparse.Namespace) -> None:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
         grid = [
-            (o, t, f, q, w, h)
+            (o, t, f, q, w, h, c)
             for o in args.options
             for t in args.tiles
             for f in args.fold_tiles
             for q in args.probes
             for w in args.quant_warps
             for h in args.whole_tiles
+            for c in args.fold_caps
         ]
-        for opt, tile, ftile, probe, qwarps, wtile in grid:
+        for opt, tile, ftile, probe, qwarps, wtile, caps in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
             set_fold_tiles(ftile)
             prequant.QUANT_MAX_WARPS = qwarps
             set_whole_tiles(wtile)
+            set_fold_caps(caps)
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
             name += f"@{ftile}" if ftile not in ("", "default") else ""
             name += f"@qw{qwarps}" if qwarps != DEFAULT_QUANT_WARPS else ""
             name += f"@whole{wtile}" if wtile not in ("", "default") else ""
+            name += "@nocap" if caps == "none" else ""
             name += f" {probe}" if probe != "none" else ""
             try:
                 rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
@@ -321,6 +333,7 @@ def run(args: argparse.Namespace) -> None:
         set_tile(None)
         set_fold_tiles("default")
         set_whole_tiles("default")
+        set_fold_caps("default")
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
@@ -358,6 +371,10 @@ def main() -> None:
     p.add_argument(
         "--whole-tiles", type=lambda s: s.split(","), default=["default"],
         help='comma-separated "whole" tile tables (fused.WHOLE_TILES): default, or MAX_BYTES:BLOCK_NxWARPS joined by "+"',
+    )  # fmt: skip
+    p.add_argument(
+        "--fold-caps", type=lambda s: s.split(","), default=["default"],
+        help="comma-separated: default (fold.FOLD_MAX_REGS' register caps) or none (no cap)",
     )  # fmt: skip
     p.add_argument(
         "--first-layer", action="store_true",

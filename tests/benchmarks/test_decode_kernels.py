@@ -65,3 +65,16 @@ def test_whole_tiles() -> None:
         assert saved == fused_ops.WHOLE_TILES
     finally:
         fused_ops.WHOLE_TILES = saved
+
+
+def test_fold_caps() -> None:
+    saved = dict(fold.FOLD_MAX_REGS)
+    try:
+        dk.set_fold_caps("none")
+        assert fold.FOLD_MAX_REGS == {}
+        dk.set_fold_caps("default")
+        assert saved == fold.FOLD_MAX_REGS and saved
+        with pytest.raises(SystemExit, match="default or none"):
+            dk.set_fold_caps("104")
+    finally:
+        fold.FOLD_MAX_REGS = saved

@@ -105,6 +105,16 @@ for bw, bn, w in ((64, 8, 4), (128, 16, 8), (512, 16, 8)):
         out.append(ptx(fd._bitlinear_kernel, {"X": BF, "H": "*fp32", "W1": BF, "W2": BF, "G": "*fp32",
                        "P": "*i32", "Y": BF}, {**c, "LATE": mode == 0, "MODE": mode, "RESIDUAL": mode != 1}, w))
     out.append(ptx(fd._glu_in_kernel, {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "*i32", "U": BF}, c, w))
+# the 1.3B down_proj's row under its register cap (fold.FOLD_MAX_REGS), as `fold.bitlinear_step` launches it
+c = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BW": 512, "LATE": True, "MODE": 0, "RESIDUAL": True}
+src = ASTSource(fn=fd._bitlinear_kernel, signature={n: "constexpr" if n in c else {"X": BF, "H": "*fp32",
+                "W1": BF, "W2": BF, "G": "*fp32", "P": "*i32", "Y": BF}.get(n, "i32")
+                for n in fd._bitlinear_kernel.arg_names},
+                constexprs={(fd._bitlinear_kernel.arg_names.index(k),): v for k, v in c.items()})
+cap = fd.FOLD_MAX_REGS[("bitlinear", 512)]
+capped = triton.compile(src, target=GPUTarget("cuda", 90, 32), options={"num_warps": 8, "maxnreg": cap})
+out.append(capped.asm["ptx"])
+assert f".maxnreg {cap}" in out[-1]
 assert all(".target sm_90" in p and "griddepcontrol" in p and "dp4a" in p for p in out)
 print("compiled fold", len(out))
 """

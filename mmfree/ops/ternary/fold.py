@@ -282,6 +282,21 @@ FOLD_TILES: dict[str, tuple[tuple[int, int, int, int], ...]] = {
 }
 
 
+# Register caps (ptxas `.maxnreg`) of fold launches on CUDA, by (kernel, BW). A GEMV loads its weights before
+# its wait only once its programs fit on an SM beside the running kernel's. The 1.3B down_proj (16 rows x 8
+# warps, 512-word rows) follows the GLU input, up to three programs of 96 registers x 128 threads per SM;
+# with `_y_rows` (session 14) it took 118 registers (120 x 256 allocated), which no longer fit beside three
+# of them (64K registers an SM); capped at 104 it takes 96, with no spills (sm_90, triton 3.6). Untimed: a
+# cap on kernels that need fewer registers made ptxas use more (48 -> 66), so the cap is per row length.
+FOLD_MAX_REGS: dict[tuple[str, int], int] = {("bitlinear", 512): 104}
+
+
+def _max_regs(kind: str, bw: int, cfg: _Launch) -> dict[str, int]:
+    # the launch keyword for FOLD_MAX_REGS' cap, on the compiled (CUDA) path only
+    cap = FOLD_MAX_REGS.get((kind, bw)) if cfg.asm else None
+    return {"maxnreg": cap} if cap else {}
+
+
 def fold_tile(kind: str, n: int, kq: int, cuda: bool) -> tuple[int, int, int] | None:
     """(BLOCK_N, num_warps, BW) of a fold launch of n outputs (per projection) whose packed rows have kq
     bytes, or None when no row of FOLD_TILES[kind] ("mlgru", "bitlinear" or "glu") takes it: then the
@@ -316,7 +331,7 @@ def mlgru_input_step(
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         N, x.shape[1], kq, float(attn_norm[1]), float(i.eps), float(f.eps), float(g.eps),
         HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late,
-        BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(),
+        BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(), **_max_regs("mlgru", bw, cfg),
     )  # fmt: skip
 
 
@@ -339,7 +354,7 @@ def bitlinear_step(
         x, h, w1, proj.norm_weight, proj.scale, proj.packed.view(torch.int32), out,
         N, x.shape[1], kq, float(eps1), float(proj.eps),
         MODE=mode, RESIDUAL=residual, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late, BLOCK_N=block_n, BW=bw,
-        **cfg._replace(warps=warps).launch_kwargs(),
+        **cfg._replace(warps=warps).launch_kwargs(), **_max_regs("bitlinear", bw, cfg),
     )  # fmt: skip
 
 
@@ -358,4 +373,5 @@ def glu_input_step(
         x, mlp_norm[0], gate_proj.norm_weight, gate_proj.scale, gate_proj.packed.view(torch.int32), out,
         inter, x.shape[1], kq, float(mlp_norm[1]), float(gate_proj.eps),
         ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(),
+        **_max_regs("glu", bw, cfg),
     )  # fmt: skip
