@@ -16,7 +16,8 @@ def tiny_config(**overrides: object) -> MMFreeConfig:
 
 @pytest.fixture
 def tiny_model() -> MMFreeForCausalLM:
-    """In float64: comparisons between computation orders (cached steps vs one pass, parallel vs
-    sequential scan) then never flip an int8 activation code at a rounding tie, which in fp32 happens
-    now and then and carries along the sequence."""
+    """In float64: comparisons between computation orders within one pass (parallel vs sequential scan)
+    then never flip an int8 activation code at a rounding tie, which in fp32 happens now and then and
+    carries along the sequence. Cached steps carry the state in fp32 between calls, so comparisons across
+    calls still flip a code now and then (see `test_step_decoding_matches_full_forward`)."""
     return MMFreeForCausalLM(tiny_config()).double().eval()
