@@ -223,6 +223,43 @@ def _mlgru_in_kernel(
 
 
 @triton.jit
+def _words_gemv(
+    P, rn, rn_b, nmask, p_a, p_b, n_a, n_b, qrow, Kq,
+    TWO: tl.constexpr, ASM: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
+):  # fmt: skip
+    # `[BN, BW]` int32 accumulators of the weight rows rn (and, with TWO, rn_b: the GLU's up rows) times one
+    # row's activation words at qrow, from the first tiles p_a / p_b and (unless ONE) the next tiles n_a /
+    # n_b loaded before the wait; without TWO, acc_b stays zero
+    BW: tl.constexpr = BLOCK_Q // 4
+    acc_a = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
+    if QNEXT or ONE:  # the first tile's activation words; the loop loads each next tile's with its weights
+        c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
+    if ONE:  # the whole row is one tile, loaded before the wait
+        acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
+        if TWO:
+            acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
+    else:
+        for i0 in range(0, Kq, BLOCK_Q):
+            if QNEXT:
+                d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
+            else:
+                c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
+            acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
+            if TWO:
+                acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
+            if QNEXT:
+                c0, c1, c2, c3 = d0, d1, d2, d3
+            p_a = n_a
+            n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+            if TWO:
+                p_b = n_b
+                n_b = _tile(P, rn_b, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    return acc_a, acc_b
+
+
+@triton.jit
 def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
@@ -231,6 +268,7 @@ def _bitlinear_kernel(
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
+    n = p
     if not ONE:
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g = tl.load(G)
@@ -239,24 +277,8 @@ def _bitlinear_kernel(
     _wait_inputs(PDL)
     if not LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    BW: tl.constexpr = BLOCK_Q // 4
     qrow = Q + tl.program_id(1) * Kq
-    acc = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    if QNEXT or ONE:
-        c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
-    if ONE:
-        acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
-    else:
-        for i0 in range(0, Kq, BLOCK_Q):
-            if QNEXT:
-                d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
-            else:
-                c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
-            acc = _mac4(acc, p, c0, c1, c2, c3, ASM)
-            if QNEXT:
-                c0, c1, c2, c3 = d0, d1, d2, d3
-            p = n
-            n = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    acc, _ = _words_gemv(P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, BLOCK_N, BLOCK_Q)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
@@ -273,6 +295,7 @@ def _glu_in_kernel(
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     p_b = _tile(P, rn + I, nmask, 0, Kq, BLOCK_Q, 1)  # the up rows I..2I-1
+    n_a, n_b = p_a, p_b
     if not ONE:
         n_a = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
         n_b = _tile(P, rn + I, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
@@ -280,28 +303,10 @@ def _glu_in_kernel(
     _wait_inputs(PDL)
     if not LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    BW: tl.constexpr = BLOCK_Q // 4
-    acc_a = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     qrow = Q + tl.program_id(1) * Kq
-    if QNEXT or ONE:
-        c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
-    if ONE:
-        acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
-        acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
-    else:
-        for i0 in range(0, Kq, BLOCK_Q):
-            if QNEXT:
-                d0, d1, d2, d3 = _act_words(qrow, i0 + BLOCK_Q, Kq // 4, BW)
-            else:
-                c0, c1, c2, c3 = _act_words(qrow, i0, Kq // 4, BW)
-            acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
-            acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
-            if QNEXT:
-                c0, c1, c2, c3 = d0, d1, d2, d3
-            p_a, p_b = n_a, n_b
-            n_a = _tile(P, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-            n_b = _tile(P, rn + I, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
+    acc_a, acc_b = _words_gemv(
+        P, rn, rn + I, nmask, p_a, p_b, n_a, n_b, qrow, Kq, True, ASM, QNEXT, ONE, BLOCK_N, BLOCK_Q
+    )
     if LATE:
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y_rows(acc_a, qs, g, s, X)
