@@ -345,36 +345,23 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--presets", type=lambda s: s.split(","), default=["370m", "1.3b", "13b"])
-    p.add_argument(
-        "--options",
-        type=lambda s: s.split(","),
-        default=["+".join(sorted(DEFAULT_OPTIONS))],
-        help='comma-separated option sets, options joined by "+" ("" = none: the byte path); default: the '
-        "library's default set",
-    )
-    p.add_argument(
-        "--tiles", type=lambda s: s.split(","), default=["default"],
-        help="comma-separated batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default",
+    # the axes of the run grid: comma-separated values, every combination timed
+    axes = (
+        ("--options", "+".join(sorted(DEFAULT_OPTIONS)), 'option sets, options joined by "+" ("" = none: the '
+         "byte path); default: the library's default set"),
+        ("--tiles", "default", "batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default"),
+        ("--fold-tiles", "default", 'fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS / KIND:off '
+         'joined by "+"'),
+        ("--probes", "none", "none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above"),
+        ("--whole-tiles", "default", '"whole" tile tables (fused.WHOLE_TILES): default, or '
+         'MAX_BYTES:BLOCK_NxWARPS joined by "+"'),
+        ("--fold-caps", "default", "default (fold.FOLD_MAX_REGS' register caps) or none (no cap)"),
     )  # fmt: skip
-    p.add_argument(
-        "--fold-tiles", type=lambda s: s.split(","), default=["default"],
-        help='comma-separated fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS / KIND:off joined by "+"',
-    )  # fmt: skip
-    p.add_argument(
-        "--probes", type=lambda s: s.split(","), default=["none"],
-        help="comma-separated: none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above",
-    )  # fmt: skip
+    for flag, default, text in axes:
+        p.add_argument(flag, type=lambda s: s.split(","), default=[default], help="comma-separated: " + text)
     p.add_argument(
         "--quant-warps", type=parse_warps, default=[DEFAULT_QUANT_WARPS],
         help="comma-separated caps on the prequant quantization kernel's warps (prequant.QUANT_MAX_WARPS)",
-    )  # fmt: skip
-    p.add_argument(
-        "--whole-tiles", type=lambda s: s.split(","), default=["default"],
-        help='comma-separated "whole" tile tables (fused.WHOLE_TILES): default, or MAX_BYTES:BLOCK_NxWARPS joined by "+"',
-    )  # fmt: skip
-    p.add_argument(
-        "--fold-caps", type=lambda s: s.split(","), default=["default"],
-        help="comma-separated: default (fold.FOLD_MAX_REGS' register caps) or none (no cap)",
     )  # fmt: skip
     p.add_argument(
         "--first-layer", action="store_true",
