@@ -5,7 +5,8 @@ the K loop, so the static count is the dynamic count of a program) for each GEMV
 "single" prologue of earlier tables was removed with that option), with Triton's own ptxas, and reads the
 cubin with its cuobjdump. Instructions per weight = static SASS instructions x threads per program /
 weights per program: the issue cost a path pays per weight, which bounds a large preset's decode step
-(weights x instructions per weight / 32 lanes / the GPU's warp issue rate). No GPU, no timing: a model of the work, to be checked against `benchmarks/decode_kernels.py`.
+(weights x instructions per weight / 32 lanes / the GPU's warp issue rate). No GPU, no timing: a model of
+the work, to be checked against `benchmarks/decode_kernels.py`.
 
     python benchmarks/sass_counts.py           # the fused decode kernels
     python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
@@ -108,7 +109,7 @@ def compile_counts(
 def main() -> None:
     print(f"Static SASS, sm_90, triton {triton.__version__}; batch 1, K = {K}, BLOCK_Q = 256 bytes")
     print(
-        f"{'kernel':<28} {'path':<5} {'prologue':<8} {'BLOCK_N':>7} {'warps':>5} {'regs':>5} {'spill B':>7} "
+        f"{'kernel':<28} {'path':<5} {'BLOCK_N':>7} {'warps':>5} {'regs':>5} {'spill B':>7} "
         f"{'SASS':>6} {'instr/weight':>12}"
     )
     for name, (kernel, ptrs, floats, consts, projs) in KERNELS.items():
@@ -122,7 +123,7 @@ def main() -> None:
                 per_weight = n * 32 * warps / (projs * bn * K)
                 label = "dp4a" if path == 1 else "byte"
                 print(
-                    f"{name:<28} {label:<5} {'passes':<8} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} "
+                    f"{name:<28} {label:<5} {bn:>7} {warps:>5} {regs:>5} {stack:>7} {n:>6} "
                     f"{per_weight:>12.2f}"
                 )
 
