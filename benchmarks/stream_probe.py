@@ -350,7 +350,6 @@ def _pipe_kernel(P, OUT, N, Kw, BLOCK_N: tl.constexpr, BW: tl.constexpr, STAGES:
 
 WORK = {"loop2": 0, "act": 1, "dp4a": 2, "split": 3}  # the variants of `_loop2_kernel`
 ALL = {"all": 0, "allact": 1, "alldp4a": 2, "allsplit": 3}  # the variants of `_all_kernel`
-SMS = 132  # the H200's multiprocessors (the `rowsP` grids)
 
 
 def shapes(preset: str) -> list[tuple[str, int, int]]:
@@ -434,7 +433,8 @@ def chain(preset: str, variant: str, block_n: int, warps: int, depth: int = 2, l
                     w, q, out, n, kw, BLOCK_N=block_n, BW=64, WORK=WORK[base], DEPTH=depth, HINT=hint, **kw_
                 )
             elif variant.startswith("rows"):  # rowsP: at most P programs per SM
-                g = min(triton.cdiv(n, block_n), int(variant.removeprefix("rows")) * SMS)
+                sms = torch.cuda.get_device_properties(w.device).multi_processor_count
+                g = min(triton.cdiv(n, block_n), int(variant.removeprefix("rows")) * sms)
                 bw = triton.next_power_of_2(kw)
                 _rows_kernel[(g,)](w, q, out, n, kw, BLOCK_N=block_n, BW=bw, **kw_)
             elif variant in ALL:
