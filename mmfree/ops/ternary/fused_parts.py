@@ -10,9 +10,17 @@ int32 words of 16 codes, one quarter's four codes per word multiplied by four ac
 
 from __future__ import annotations
 
+import os
+
 import triton
 import triton.language as tl
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
+
+# Round to bf16 with the hardware conversion (half to even, one instruction and a shift back), except under
+# Triton's CPU interpreter, whose fp32 -> bf16 cast truncates: there `_rnd` rounds half to even on the bits
+# (the same values, four more integer instructions a value). TRITON_INTERPRET is read, as Triton reads it,
+# when the kernels are defined.
+_HW_BF16 = tl.constexpr(os.environ.get("TRITON_INTERPRET", "0") != "1")
 
 
 @triton.jit
@@ -25,11 +33,11 @@ def _block(B, N, ROWS: tl.constexpr, BLOCK_N: tl.constexpr):
 
 @triton.jit
 def _rnd(v, REF):
-    # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; bf16 is
-    # rounded half to even on the bits (the interpreter's fp32 -> bf16 cast truncates instead)
+    # round an fp32 value to the dtype REF points to (what the unfused path stores), back in fp32; half to
+    # even, on the bits under the interpreter (`_HW_BF16`)
     if REF.dtype.element_ty == tl.float32:
         return v
-    elif REF.dtype.element_ty == tl.bfloat16:
+    elif REF.dtype.element_ty == tl.bfloat16 and not _HW_BF16:
         b = v.to(tl.uint32, bitcast=True)
         b = (b + 0x7FFF + ((b >> 16) & 1)) & 0xFFFF0000
         return b.to(tl.float32, bitcast=True)
@@ -170,9 +178,11 @@ def _codes(v, W2, r2, s, k, kmask, X):
 
 @triton.jit
 def _int8_codes(y):
-    # int32 codes clamp(round_half_even(y), -128, 127), as torch.round then clamp
-    q = (y + 12582912.0) - 12582912.0  # 1.5 * 2**23: rounds |y| < 2**22 half to even
-    return tl.minimum(tl.maximum(q, -128.0), 127.0).to(tl.int32)
+    # int32 codes clamp(round_half_even(y), -128, 127), as torch.round then clamp (the same for integer
+    # bounds as clamping first): adding 1.5 * 2**23 rounds y half to even into the low mantissa bits of
+    # 0x4B400000 + code, which one integer subtraction reads out
+    q = tl.minimum(tl.maximum(y, -128.0), 127.0) + 12582912.0
+    return q.to(tl.int32, bitcast=True) - 0x4B400000
 
 
 @triton.jit

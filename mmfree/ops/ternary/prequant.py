@@ -18,8 +18,8 @@ PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`). A tile that covers
 wait and are multiplied once, with the same integer sums.
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
-  RMSNorm(g) * w1 * SiLU(h)), then NORMS (1 or 3) BitLinear norms, each its own codes/scale/sum (with 3,
-  the maxima in one block reduction and the code sums in another).
+  RMSNorm(g) * w1 * SiLU(h)), then one BitLinear norm's codes, scale and code sum per program (the MLGRU
+  input's three norms on three programs, each repeating the transform).
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
   projection + store or residual add, gate/up + SiLU(gate) * up.
 """
@@ -57,21 +57,26 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, NORMS: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
+    MODE: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
 ):  # fmt: skip
-    # one row per program, held whole in registers (one load of each input, then three dependent block
-    # reductions): Q `[NORMS, B, Kp]` int8 codes (columns K.. are 0), S `[NORMS, B]` fp32 scales, QS
-    # `[NORMS, B]` int32 code sums
+    # program (row, n): row `row` held whole in registers (one load of each input, then dependent block
+    # reductions) through BitLinear norm n (weight WA, WB or WC): Q `[NORMS, B, Kp]` int8 codes (columns
+    # K.. are 0), S `[NORMS, B]` fp32 scales, QS `[NORMS, B]` int32 code sums. With three norms each program
+    # repeats the MODE transform, so the norms run on three SMs at once
     row = tl.program_id(0)
+    n = tl.program_id(1)
     k = tl.arange(0, BLOCK)
     kmask = k < K
     w1 = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)  # the weights first: with PDL they load
-    wa = tl.load(WA + k, mask=kmask, other=0.0).to(tl.float32)  # while the previous kernel finishes
-    wb = wa
-    wc = wa
-    if NORMS == 3:
-        wb = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
-        wc = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
+    if n == 0:  # while the previous kernel finishes
+        w = tl.load(WA + k, mask=kmask, other=0.0).to(tl.float32)
+        eps = eps_a
+    elif n == 1:
+        w = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
+        eps = eps_b
+    else:
+        w = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
+        eps = eps_c
     _wait_inputs(PDL)
     v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
@@ -80,41 +85,8 @@ def _quant_kernel(
         h = _rnd(tl.load(H + row * stride_h + k, mask=kmask, other=0.0), X)
         v = _rnd(v * (h * tl.sigmoid(h)), X)
     ms = tl.sum(v * v, axis=0) / K
-    qm = k < Kp
-    if NORMS == 3:  # the three norms' maxima in one block reduction, then their code sums in one
-        xa = _rnd(v * (1.0 / tl.sqrt(ms + eps_a)) * wa, X)
-        xb = _rnd(v * (1.0 / tl.sqrt(ms + eps_b)) * wb, X)
-        xc = _rnd(v * (1.0 / tl.sqrt(ms + eps_c)) * wc, X)
-        ma, mb, mc = _first3(tl.max(_stack4(tl.abs(xa), tl.abs(xb), tl.abs(xc), tl.abs(xc)), axis=0))
-        sa, sb, sc = _inv_amax(ma), _inv_amax(mb), _inv_amax(mc)
-        qa, qb, qc = _int8_codes(xa * sa), _int8_codes(xb * sb), _int8_codes(xc * sc)
-        ta, tb, tc = _first3(tl.sum(_stack4(qa, qb, qc, tl.zeros_like(qc)), axis=0))  # exact integers
-        tl.store(Q + row * Kp + k, qa.to(tl.int8), mask=qm)
-        tl.store(Q + (B + row) * Kp + k, qb.to(tl.int8), mask=qm)
-        tl.store(Q + (2 * B + row) * Kp + k, qc.to(tl.int8), mask=qm)
-        tl.store(S + row, sa)
-        tl.store(S + B + row, sb)
-        tl.store(S + 2 * B + row, sc)
-        tl.store(QS + row, ta)
-        tl.store(QS + B + row, tb)
-        tl.store(QS + 2 * B + row, tc)
-    else:
-        _quant_store(v, wa, ms, eps_a, Q + row * Kp + k, S + row, QS + row, qm, X)
-
-
-@triton.jit
-def _stack4(a, b, c, d):
-    # four `[BLOCK]` vectors as one `[BLOCK, 2, 2]` tensor: one reduction over axis 0 reduces all four
-    return tl.join(tl.join(a, b), tl.join(c, d))
-
-
-@triton.jit
-def _first3(r):
-    # the first three of `_stack4`'s four values after the reduction (`[2, 2]`)
-    ab, cd = tl.split(r)
-    a, b = tl.split(ab)
-    c, _ = tl.split(cd)
-    return a, b, c
+    out = n * B + row
+    _quant_store(v, w, ms, eps, Q + out * Kp + k, S + out, QS + out, k < Kp, X)
 
 
 @triton.jit
@@ -331,7 +303,7 @@ def quantize_rows(
     """Codes, scales and code sums of `[B, K]` x for 1 or 3 BitLinear norms (weight, eps), transformed first
     by MODE (0 raw, 1 RMSNorm(x) * w1, 2 RMSNorm(x) * w1 * SiLU(h)): `[NORMS, B, Kq]` int32 activation words
     (the int8 codes, zero-padded to 4 Kq columns), `[NORMS, B]` fp32 scales and int32 sums. One launch of
-    one program per row (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option. The
+    one program per row and norm (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option. The
     buffers live in `scratch` when given (one set per shape, reused by later calls: each call's kernels run
     after the previous call's on the stream, and with PDL the quantization kernel writes only after its
     wait), else they are allocated."""
@@ -348,10 +320,10 @@ def quantize_rows(
             scratch[key + "_q"], scratch[key + "_s"], scratch[key + "_qs"] = q, s, qs
     wa, wb, wc = (norms * 3)[:3] if nn == 1 else norms
     block = triton.next_power_of_2(4 * kq)
-    _quant_kernel[(B,)](
+    _quant_kernel[(B, nn)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, NORMS=nn, PDL=cfg.pdl, BLOCK=block, num_warps=min(QUANT_MAX_WARPS, max(4, block // 512)),
+        MODE=mode, PDL=cfg.pdl, BLOCK=block, num_warps=min(QUANT_MAX_WARPS, max(4, block // 512)),
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
