@@ -116,9 +116,11 @@ def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
     assert cfg(5632, 2048, "glu").fold_tile == fold.fold_tile("glu", 5632, 512, True)
     down = cfg(5120, 13824, "bitlinear")  # 13B down_proj: a prequant pair, its 3456-byte row in one tile
     assert down.fold_tile is None and down.prequant
-    assert (down.block_q, down.block_n, down.warps, down.late) == (4096, 4, 4, False)  # WHOLE_TILES' 2nd row
-    o13 = cfg(5120, 5120, "bitlinear")  # 13B o_proj: a 1280-byte row, the first row's 8 x 4
+    assert (down.block_q, down.block_n, down.warps, down.late) == (4096, 4, 4, False)  # WHOLE_TILES' last row
+    o13 = cfg(5120, 5120, "bitlinear")  # 13B o_proj: a 1280-byte row, the 2048-byte row's 8 x 4
     assert (o13.block_q, o13.block_n, o13.warps) == (2048, 8, 4) and o13.fold_tile is None
+    head = cfg(32000, 2048, "bitlinear")  # the 1.3B head: too many outputs to fold; a 512-byte row at 16 x 4
+    assert (head.block_q, head.block_n, head.warps) == (512, 16, 4) and head.fold_tile is None
     looped = cfg(5120, 13824)  # no kind: neither fold nor whole; the table's looped tile
     assert looped.block_q == 256 and looped.late and looped.fold_tile is None
     assert cfg(5120, 5120, "mlgru").block_q == 256  # "whole" is for BitLinear calls only

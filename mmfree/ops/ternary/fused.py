@@ -236,7 +236,10 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 # three sets of activation words) from 12.6 to 15.0 and the GLU input from 14.5 to 16.9; so BitLinear only.
 # Session 14, `decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4`: rows over 2048 bytes
 # (the 13B down_proj, 3456) at 4 x 4 (96 registers against 168, one wave) took the step from 1779.7 to 1750.7 µs.
-WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((2048, 8, 4), (4096, 4, 4))
+# Session 15, `--whole-tiles default,512:16x4+2048:8x4+4096:4x4`: rows of up to 512 bytes (at 370M and 1.3B
+# only the head's, 32000 outputs, which 8 x 4 spreads over 4000 programs) at 16 x 4: head 7.0 -> 4.6 µs at
+# 370M, 7.3 -> 5.7-6.1 at 1.3B (the whole step moved within its run-to-run spread of a few µs).
+WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (4096, 4, 4))
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
 # default "dp4a,prequant,pdl,qnext,fold,whole", the fastest measured on an H200). Each option's measurements are in
