@@ -178,9 +178,9 @@ def _codes(v, W2, r2, s, k, kmask, X):
 
 @triton.jit
 def _int8_codes(y):
-    # int32 codes clamp(round_half_even(y), -128, 127), as torch.round then clamp (the same for integer
-    # bounds as clamping first): adding 1.5 * 2**23 rounds y half to even into the low mantissa bits of
-    # 0x4B400000 + code, which one integer subtraction reads out
+    # int32 codes clamp(round_half_even(y), -128, 127), as torch.round then clamp (clamping first gives the
+    # same codes: the bounds are integers); adding 1.5 * 2**23 rounds y half to even into the low mantissa
+    # bits, so the sum's bits are 0x4B400000 + code, which one integer subtraction reads out
     q = tl.minimum(tl.maximum(y, -128.0), 127.0) + 12582912.0
     return q.to(tl.int32, bitcast=True) - 0x4B400000
 

@@ -307,10 +307,10 @@ def quantize_rows(
     """Codes, scales and code sums of `[B, K]` x for 1 or 3 BitLinear norms (weight, eps), transformed first
     by MODE (0 raw, 1 RMSNorm(x) * w1, 2 RMSNorm(x) * w1 * SiLU(h)): `[NORMS, B, Kq]` int32 activation words
     (the int8 codes, zero-padded to 4 Kq columns), `[NORMS, B]` fp32 scales and int32 sums. One launch of
-    one program per row and norm (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's option. The
-    buffers live in `scratch` when given (one set per shape, reused by later calls: each call's kernels run
-    after the previous call's on the stream, and with PDL the quantization kernel writes only after its
-    wait), else they are allocated."""
+    one program per row and norm (up to 32 warps: about 16 values per thread); `cfg.pdl` is the GEMV's
+    option. The buffers live in `scratch` when given (one set per shape, reused by later calls: each call's
+    kernels run after the previous call's on the stream, and with PDL the quantization kernel writes only
+    after its wait), else they are allocated."""
     B, K = x.shape
     nn = len(norms)
     key = f"prequant_{nn}x{B}x{kq}"
