@@ -20,6 +20,7 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4
     python benchmarks/decode_kernels.py --presets 1.3b --fold-caps default,none
     python benchmarks/decode_kernels.py --presets 13b --gemv-caps default,glu:80+bitlinear:80
+    python benchmarks/decode_kernels.py --presets 13b,2.7b --options dp4a+pdl+prequant+qnext+fold+whole+pieces
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
 Probes (`--probes`, with the "prequant" option; timing only, the outputs are garbage): "noquant" skips the

@@ -121,7 +121,7 @@ def _codes(x0, x1, x2, x3, s):
 
 @triton.jit
 def _quantize(v0, v1, v2, v3, w0, w1, w2, w3, ms, eps, X):
-    # one BitLinear norm (weight quarters w0..w3) of the row (as `prequant._quant_store`): xn = RMSNorm(v) * w
+    # one BitLinear norm (weight quarters w0..w3) of the row (as `prequant._quant_kernel`): xn = RMSNorm(v) * w
     # (model dtype), its int8 scale s = 127 / max|xn| and codes; returns the four quarters' activation
     # words, `[1]` s and the `[1]` code sum
     x0, x1, x2, x3 = _normed(v0, v1, v2, v3, w0, w1, w2, w3, 1.0 / tl.sqrt(ms + eps), X)

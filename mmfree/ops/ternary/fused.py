@@ -256,10 +256,14 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
-#   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms).
-# Only "prequant" and "fold" change the bits (a code can flip at a rounding tie); the rest change speed.
+#   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
+# - "pieces" (with "prequant"; untimed, so not a default): the quantization kernel holds a row whose width
+#   splits into two power-of-two pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x
+#   (8 + 2)) that way, instead of padded to a power of two (another sum order).
+# Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
+# speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole"})
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -296,6 +300,7 @@ class _Launch(NamedTuple):
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
+    pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
 
     @property
     def dot(self) -> bool:
@@ -352,6 +357,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             late=pre and "late" in OPTIONS,
             qnext=pre and "qnext" in OPTIONS,
             fold_tile=ftile,
+            pieces=pre and "pieces" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -377,6 +383,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         qnext=qnext,
         fold_tile=ftile,
         asm=True,
+        pieces=pre and "pieces" in OPTIONS,
     )
 
 

@@ -57,48 +57,82 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, PDL: tl.constexpr, BLOCK: tl.constexpr,
+    MODE: tl.constexpr, PDL: tl.constexpr, T: tl.constexpr, EA: tl.constexpr, EB: tl.constexpr,
 ):  # fmt: skip
     # program (row, n): row `row` held whole in registers (one load of each input, then dependent block
     # reductions) through BitLinear norm n (weight WA, WB or WC): Q `[NORMS, B, Kp]` int8 codes (columns
     # K.. are 0), S `[NORMS, B]` fp32 scales, QS `[NORMS, B]` int32 code sums. With three norms each program
-    # repeats the MODE transform, so the norms run on three SMs at once
+    # repeats the MODE transform, so the norms run on three SMs at once. The row is one `[T, EA]` piece
+    # (column t EA + j), or with EB > 0 that and a `[T, EB]` piece after it (column T EA + t EB + j): a
+    # width such as 5120 = 512 x (8 + 2) then needs no padded lanes. Each reduction sums a thread's values
+    # of both pieces first (axis 1), then across the block once.
     row = tl.program_id(0)
     n = tl.program_id(1)
-    k = tl.arange(0, BLOCK)
-    kmask = k < K
-    w1 = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)  # the weights first: with PDL they load
-    if n == 0:  # while the previous kernel finishes
-        w = tl.load(WA + k, mask=kmask, other=0.0).to(tl.float32)
-        eps = eps_a
-    elif n == 1:
-        w = tl.load(WB + k, mask=kmask, other=0.0).to(tl.float32)
-        eps = eps_b
-    else:
-        w = tl.load(WC + k, mask=kmask, other=0.0).to(tl.float32)
-        eps = eps_c
+    ka = tl.arange(0, T)[:, None] * EA + tl.arange(0, EA)[None, :]  # [T, EA]
+    ma = ka < K
+    w1a = tl.load(W1 + ka, mask=ma, other=0.0).to(tl.float32)  # the weights first: with PDL they load
+    wa = _norm_weight(WA, WB, WC, n, ka, ma)  # while the previous kernel finishes
+    if EB > 0:
+        kb = T * EA + tl.arange(0, T)[:, None] * EB + tl.arange(0, EB)[None, :]  # [T, EB]
+        mb = kb < K
+        w1b = tl.load(W1 + kb, mask=mb, other=0.0).to(tl.float32)
+        wb = _norm_weight(WA, WB, WC, n, kb, mb)
+    eps = tl.where(n == 0, eps_a, tl.where(n == 1, eps_b, eps_c))
     _wait_inputs(PDL)
-    v = tl.load(X + row * stride_x + k, mask=kmask, other=0.0).to(tl.float32)  # [BLOCK]
+    va = tl.load(X + row * stride_x + ka, mask=ma, other=0.0).to(tl.float32)  # [T, EA]
+    if EB > 0:
+        vb = tl.load(X + row * stride_x + kb, mask=mb, other=0.0).to(tl.float32)  # [T, EB]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
-        v = _rnd(v * (1.0 / tl.sqrt(tl.sum(v * v, axis=0) / K + eps1)) * w1, X)
+        part = tl.sum(va * va, axis=1)
+        if EB > 0:
+            part += tl.sum(vb * vb, axis=1)
+        r1 = 1.0 / tl.sqrt(tl.sum(part, axis=0) / K + eps1)
+        va = _rnd(va * r1 * w1a, X)
+        if EB > 0:
+            vb = _rnd(vb * r1 * w1b, X)
     if MODE == 2:  # times SiLU(h), h the state rounded to the model dtype
-        h = _rnd(tl.load(H + row * stride_h + k, mask=kmask, other=0.0), X)
-        v = _rnd(v * (h * tl.sigmoid(h)), X)
-    ms = tl.sum(v * v, axis=0) / K
+        va = _gate_silu(va, H + row * stride_h, ka, ma, X)
+        if EB > 0:
+            vb = _gate_silu(vb, H + row * stride_h, kb, mb, X)
+    part = tl.sum(va * va, axis=1)
+    if EB > 0:
+        part += tl.sum(vb * vb, axis=1)
+    r = 1.0 / tl.sqrt(tl.sum(part, axis=0) / K + eps)
+    xa = _rnd(va * r * wa, X)  # xn = RMSNorm(v) * w (model dtype)
+    amax = tl.max(tl.abs(xa), axis=1)
+    if EB > 0:
+        xb = _rnd(vb * r * wb, X)
+        amax = tl.maximum(amax, tl.max(tl.abs(xb), axis=1))
+    s = _inv_amax(tl.max(amax, axis=0))  # 127 / max|xn|
     out = n * B + row
-    _quant_store(v, w, ms, eps, Q + out * Kp + k, S + out, QS + out, k < Kp, X)
+    qa = _int8_codes(xa * s)
+    tl.store(Q + out * Kp + ka, qa.to(tl.int8), mask=ka < Kp)
+    qsum = tl.sum(qa, axis=1)
+    if EB > 0:
+        qb = _int8_codes(xb * s)
+        tl.store(Q + out * Kp + kb, qb.to(tl.int8), mask=kb < Kp)
+        qsum += tl.sum(qb, axis=1)
+    tl.store(S + out, s)
+    tl.store(QS + out, tl.sum(qsum, axis=0))
 
 
 @triton.jit
-def _quant_store(v, w, ms, eps, QP, SP, QSP, qm, X):
-    # one BitLinear norm of the row v: xn = RMSNorm(v) * w (model dtype), s = 127 / max|xn|, the int8 codes
-    # of xn s, stored with s and their sum
-    xn = _rnd(v * (1.0 / tl.sqrt(ms + eps)) * w, X)
-    s = _inv_amax(tl.max(tl.abs(xn), axis=0))
-    q = _int8_codes(xn * s)
-    tl.store(QP, q.to(tl.int8), mask=qm)
-    tl.store(SP, s)
-    tl.store(QSP, tl.sum(q, axis=0))
+def _norm_weight(WA, WB, WC, n, k, m):
+    # BitLinear norm n's weight (WA, WB or WC) at columns k, in fp32
+    if n == 0:
+        w = tl.load(WA + k, mask=m, other=0.0).to(tl.float32)
+    elif n == 1:
+        w = tl.load(WB + k, mask=m, other=0.0).to(tl.float32)
+    else:
+        w = tl.load(WC + k, mask=m, other=0.0).to(tl.float32)
+    return w
+
+
+@triton.jit
+def _gate_silu(v, HP, k, m, X):
+    # v * SiLU(h) in the model dtype, h the state at columns k rounded to the model dtype
+    h = _rnd(tl.load(HP + k, mask=m, other=0.0), X)
+    return _rnd(v * (h * tl.sigmoid(h)), X)
 
 
 @triton.jit
@@ -323,14 +357,35 @@ def quantize_rows(
         if scratch is not None:
             scratch[key + "_q"], scratch[key + "_s"], scratch[key + "_qs"] = q, s, qs
     wa, wb, wc = (norms * 3)[:3] if nn == 1 else norms
-    block = triton.next_power_of_2(4 * kq)
+    warps, ea, eb = quant_pieces(4 * kq, cfg.pieces)
     _quant_kernel[(B, nn)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, PDL=cfg.pdl, BLOCK=block, num_warps=min(QUANT_MAX_WARPS, max(4, block // 512)),
+        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, num_warps=warps,
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
+
+
+def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
+    """(num_warps, EA, EB) of `_quant_kernel` for rows of kp code columns: one warp per 512 columns of the
+    padded row (4 to QUANT_MAX_WARPS), each thread holding EA columns; with `pieces` (the "pieces" option),
+    a width that splits with fewer padded lanes into whole columns per thread takes EA + EB (the largest
+    power of two, then the remainder's next one): 5120 on 16 warps is 8 + 2 a thread where the
+    power-of-two row pads to 16."""
+    block = triton.next_power_of_2(kp)
+    warps = min(QUANT_MAX_WARPS, max(4, block // 512))
+    threads = 32 * warps
+    if pieces:
+        for w in (warps, warps // 2):  # 13824 = 512 x 27 (16 warps) but not 1024 x a whole number
+            t = 32 * w
+            if w >= 4 and kp % t == 0:
+                per = kp // t
+                ea = 1 << (per.bit_length() - 1)
+                eb = triton.next_power_of_2(per - ea) if per > ea else 0
+                if t * (ea + eb) < block:
+                    return w, ea, eb
+    return warps, max(1, block // threads), 0
 
 
 def _launch_gemv(
