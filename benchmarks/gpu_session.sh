@@ -277,8 +277,8 @@ part s16_pieces_tests 300 bash -c "python3 -m pytest -q -rA -p no:cacheprovider 
 part s16_pieces 200 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --options \
   dp4a+pdl+prequant+qnext+fold+whole,dp4a+pdl+prequant+qnext+fold+whole+pieces,dp4a+pdl+prequant+qnext+fold+whole,dp4a+pdl+prequant+qnext+fold+whole+pieces
 # whole-row tiles for the 13B MLGRU and GLU inputs again (session 13 found them slower, before `_y_rows` took
-# the prequant MLGRU GEMV's barriers from 26 to 5): a BLOCK_Q of 2048 bytes holds the 1280-byte MLGRU rows
-# (the GLU's 3456-byte rows stay looped); compare the MLGRU rows only ("late" moves the whole BitLinear GEMVs)
+# their prequant GEMVs' barriers from 26 and 17 to 5 and 3): a BLOCK_Q of 2048 bytes holds both calls' 1280-byte
+# rows; compare those two kernels' rows only ("late" also moves the whole BitLinear GEMVs' operands)
 part s16_whole13 200 python3 benchmarks/decode_kernels.py --presets 13b --quick --options \
   dp4a+pdl+prequant+qnext+fold+whole+late --tiles default,8x4x2048,4x4x2048,16x4x2048
 # "fold" for the 13B BitLinear calls (o_proj 512-word rows, down_proj 1024), with an added tile row (timing only)
