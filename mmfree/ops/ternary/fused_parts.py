@@ -387,9 +387,8 @@ def _mac4(acc, p, c0, c1, c2, c3, ASM: tl.constexpr):
 def _y_rows(acc, qsum, g, s, X):
     # `_y` of a batch-1 dp4a accumulator `[BN, BW]` (PATH 1, one row): `[1, BN]`. Summed in its own 2-D
     # layout, where `_y` on `acc[None]` would first move the whole tile into a 3-D layout through shared
-    # memory (a store, barriers and a load per projection on sm_90)
-    total = tl.sum(acc, axis=1)[None, :]  # [1, BN]
-    return _rnd((total - qsum[:, None]).to(tl.float32) * _out_scale(g, s)[:, None], X)
+    # memory (a store, barriers and a load per projection on sm_90); the sums then finish as PATH 0's
+    return _y(tl.sum(acc, axis=1)[None, :], qsum, g, s, X, 0)
 
 
 @triton.jit
