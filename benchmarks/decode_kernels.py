@@ -19,7 +19,6 @@ captured the same way; that row is the ground truth.
     python benchmarks/decode_kernels.py --presets 13b --fold-tiles default,bitlinear:8x8@1024x8192 --quant-warps 32,16
     python benchmarks/decode_kernels.py --presets 13b --whole-tiles default,2048:8x4+4096:4x4
     python benchmarks/decode_kernels.py --presets 1.3b --fold-caps default,none
-    python benchmarks/decode_kernels.py --presets 13b --gemv-caps default,glu:80+bitlinear:80
     python benchmarks/decode_kernels.py --presets 13b,2.7b --options dp4a+pdl+prequant+qnext+fold+whole+pieces
     python benchmarks/decode_kernels.py --cpu-check   # the plumbing on CPU under TRITON_INTERPRET=1
 
@@ -150,20 +149,6 @@ DEFAULT_TILES = (fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT
 DEFAULT_FOLD_CAPS = dict(fold.FOLD_MAX_REGS)
 
 
-def set_gemv_caps(text: str) -> None:
-    """`"glu:80+mlgru:160"`: register caps of those prequant GEMV kernels (`prequant.GEMV_MAX_REGS`);
-    `"default"`: the table as shipped."""
-    prequant.GEMV_MAX_REGS = dict(DEFAULT_GEMV_CAPS)
-    if text in ("", "default"):
-        return
-    for part in text.split("+"):
-        kind, _, regs = part.partition(":")
-        if kind not in ("mlgru", "bitlinear", "glu") or not regs.isdigit():
-            raise SystemExit(f"GEMV cap {part!r} must read KIND:REGISTERS, KIND in mlgru, bitlinear, glu")
-        prequant.GEMV_MAX_REGS[kind] = int(regs)
-
-
-DEFAULT_GEMV_CAPS = dict(prequant.GEMV_MAX_REGS)
 DEFAULT_WHOLE = fused_ops.WHOLE_TILES
 DEFAULT_FOLD = dict(fold.FOLD_TILES)
 DEFAULT_OPTIONS = fused_ops.OPTIONS
@@ -320,7 +305,7 @@ def run(args: argparse.Namespace) -> None:
         cfg = MMFreeConfig.from_preset(preset)
         model = random_packed_model(cfg, device, dtype)
         grid = [
-            (o, t, f, q, w, h, c, g)
+            (o, t, f, q, w, h, c)
             for o in args.options
             for t in args.tiles
             for f in args.fold_tiles
@@ -328,22 +313,19 @@ def run(args: argparse.Namespace) -> None:
             for w in args.quant_warps
             for h in args.whole_tiles
             for c in args.fold_caps
-            for g in args.gemv_caps
         ]
-        for opt, tile, ftile, probe, qwarps, wtile, caps, gcaps in grid:
+        for opt, tile, ftile, probe, qwarps, wtile, caps in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
             set_tile(parse_tile(tile))
             set_fold_tiles(ftile)
             prequant.QUANT_MAX_WARPS = qwarps
             set_whole_tiles(wtile)
             set_fold_caps(caps)
-            set_gemv_caps(gcaps)
             name = (opt or "none") + (f"@{tile}" if tile not in ("", "default") else "")
             name += f"@{ftile}" if ftile not in ("", "default") else ""
             name += f"@qw{qwarps}" if qwarps != DEFAULT_QUANT_WARPS else ""
             name += f"@whole{wtile}" if wtile not in ("", "default") else ""
             name += "@nocap" if caps == "none" else ""
-            name += f"@cap{gcaps}" if gcaps not in ("", "default") else ""
             name += f" {probe}" if probe != "none" else ""
             try:
                 rows += time_step(model, preset, name, bench, bw, probe, args.first_layer)
@@ -355,7 +337,6 @@ def run(args: argparse.Namespace) -> None:
         set_fold_tiles("default")
         set_whole_tiles("default")
         set_fold_caps("default")
-        set_gemv_caps("default")
         del model
     dev = torch.cuda.get_device_name() if cuda else "cpu (interpreter: plumbing, not speed)"
     print(f"\nFused decode kernels, batch 1 ({dev}, {datetime.date.today().isoformat()}; copy {bw:.0f} GB/s)")
@@ -378,8 +359,6 @@ def main() -> None:
         ("--whole-tiles", "default", '"whole" tile tables (fused.WHOLE_TILES): default, or '
          'MAX_BYTES:BLOCK_NxWARPS joined by "+"'),
         ("--fold-caps", "default", "default (fold.FOLD_MAX_REGS' register caps) or none (no cap)"),
-        ("--gemv-caps", "default", 'prequant GEMV register caps (prequant.GEMV_MAX_REGS): default, or '
-         'KIND:REGISTERS joined by "+"'),
     )  # fmt: skip
     for flag, default, text in axes:
         p.add_argument(flag, type=lambda s: s.split(","), default=[default], help="comma-separated: " + text)

@@ -261,7 +261,7 @@ part s15_tiles13 300 bash -c "python3 benchmarks/decode_kernels.py --presets 13b
   python3 benchmarks/decode_kernels.py --presets 13b,1.3b --quick --whole-tiles default,2048:16x4+4096:4x4,2048:32x4+4096:4x4,2048:16x8+4096:4x4"
 # register caps on the 13B prequant GEMVs (GLU input: 864 programs, 5 an SM at 96 registers, 6 at 80; whole
 # BitLinear: down_proj 1280 and head 4000 programs, 5 an SM at 89-94, 6 at 80), and a 16 x 4 whole tile for
-# the 370M / 1.3B heads (rows of up to 512 bytes)
+# the 370M / 1.3B heads (rows of up to 512 bytes); --gemv-caps was removed after this run (caps slower)
 part s15_caps13 300 bash -c "python3 benchmarks/decode_kernels.py --presets 13b --quick \
   --gemv-caps default,glu:80,glu:72,bitlinear:80,glu:80+bitlinear:80 && \
   python3 benchmarks/decode_kernels.py --presets 370m,1.3b --quick --whole-tiles default,512:16x4+2048:8x4+4096:4x4"

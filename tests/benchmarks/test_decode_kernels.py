@@ -78,19 +78,3 @@ def test_fold_caps() -> None:
             dk.set_fold_caps("104")
     finally:
         fold.FOLD_MAX_REGS = saved
-
-
-def test_gemv_caps() -> None:
-    from mmfree.ops.ternary import prequant
-
-    saved = dict(prequant.GEMV_MAX_REGS)
-    try:
-        dk.set_gemv_caps("glu:80+bitlinear:72")
-        assert {**saved, "glu": 80, "bitlinear": 72} == prequant.GEMV_MAX_REGS
-        dk.set_gemv_caps("default")
-        assert saved == prequant.GEMV_MAX_REGS
-        for bad in ("gate:80", "glu:", "glu:x"):
-            with pytest.raises(SystemExit, match="must read"):
-                dk.set_gemv_caps(bad)
-    finally:
-        prequant.GEMV_MAX_REGS = saved

@@ -321,10 +321,6 @@ def _glu_in_kernel(
 
 
 QUANT_MAX_WARPS = 32  # `_quant_kernel`'s warps: one per 512 values of the row, 4 to this many
-# Register caps (ptxas `.maxnreg`) of the batch-1 GEMV launches on CUDA, by kernel ("mlgru", "bitlinear",
-# "glu"). None: at 13B, GLU input and BitLinear capped at 80 or 72 registers (6-7 programs an SM instead of 5)
-# made the step slower, 1597 -> 1624-1690 µs (H200, session 15, `decode_kernels.py --gemv-caps`).
-GEMV_MAX_REGS: dict[str, int] = {}
 
 
 def quantize_rows(
@@ -389,16 +385,15 @@ def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
 
 
 def _launch_gemv(
-    kind: str, kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch
+    kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch
 ) -> None:
     """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows), packed rows of kq bytes;
     args[0] is x `[B, K]`. A tile of at least kq bytes holds the whole row: ONE, no K loop."""
     grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
     one = cfg.block_q >= kq
-    cap = GEMV_MAX_REGS.get(kind) if cfg.asm else None
     kernel[grid](
         *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
-        BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(), **({"maxnreg": cap} if cap else {}),
+        BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
@@ -429,7 +424,7 @@ def mlgru_input_step(
         B, N, kq, state.stride(0), out.stride(0),
     )  # fmt: skip
     consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official)
-    _launch_gemv("mlgru", _mlgru_in_kernel, N, kq, args, consts, cfg)
+    _launch_gemv(_mlgru_in_kernel, N, kq, args, consts, cfg)
 
 
 def bitlinear_step(
@@ -453,7 +448,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
-    _launch_gemv("bitlinear", _bitlinear_kernel, N, kq, args, consts, cfg)
+    _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg)
 
 
 def glu_input_step(
@@ -486,4 +481,4 @@ def glu_input_step(
         kq,
         out.stride(0),
     )
-    _launch_gemv("glu", _glu_in_kernel, inter, kq, args, {}, cfg)
+    _launch_gemv(_glu_in_kernel, inter, kq, args, {}, cfg)
