@@ -92,13 +92,14 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold", "370m", 1),
         ("dp4a,prequant,pdl,qnext,fold", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole", "2.7b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
     """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
     (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
     "prequant" the reference is that option alone with dp4a (its norms sum in another order than the
-    default's; so do "fold"'s)."""
+    default's; so do "fold"'s and "pieces"')."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
@@ -106,7 +107,7 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     ids = torch.randint(0, model.config.vocab_size, (B, 7), device="cuda")
 
     opts = fused_ops.parse_options(options)
-    monkeypatch.setattr(fused_ops, "OPTIONS", opts & {"prequant", "dp4a", "fold"})
+    monkeypatch.setattr(fused_ops, "OPTIONS", opts & {"prequant", "dp4a", "fold", "pieces"})
     base = _greedy_steps(model, ids)
     monkeypatch.setattr(fused_ops, "OPTIONS", opts)
     _assert_same_bits(base, _greedy_steps(model, ids))

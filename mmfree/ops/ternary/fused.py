@@ -23,7 +23,7 @@ kernel (programmatic dependent launch), so a step's launches overlap.
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl,qnext,fold,whole") a batch-1 call on whole-word rows does not run these
+With the default options ("dp4a,prequant,pdl,qnext,fold,whole,pieces") a batch-1 call on whole-word rows does not run these
 kernels: it runs one `fold.py` kernel where the row fits (the codes derived in every program), else
 `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same epilogues). These kernels
 serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
@@ -242,8 +242,8 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (4096, 4, 4))
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl,qnext,fold,whole", the fastest measured on an H200). Each option's measurements are in
-# docs/inference.md and BENCHMARKS.md:
+# default "dp4a,prequant,pdl,qnext,fold,whole,pieces", the fastest measured on an H200). Each option's measurements
+# are in docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
 # - "pdl": programmatic dependent launch (sm_90+; elsewhere dropped with one log line): each kernel loads
@@ -257,9 +257,9 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
 #   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
-# - "pieces" (with "prequant"; untimed, so not a default): the quantization kernel holds a row whose width
-#   splits into two power-of-two pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x
-#   (8 + 2)) that way, instead of padded to a power of two (another sum order).
+# - "pieces" (with "prequant"): the quantization kernel holds a row whose width splits into two power-of-two
+#   pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x (8 + 2)) that way, instead of
+#   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs).
 # Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
 # speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
@@ -280,7 +280,7 @@ def parse_options(text: str) -> frozenset[str]:
 
 
 OPTIONS: frozenset[str] = parse_options(
-    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole")
+    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole,pieces")
 )
 
 
