@@ -10,7 +10,9 @@ GPU (default; unattended, bounded by --budget seconds, one table printed at the 
   against context length for (a) and (c); the floor = packed weight bytes / measured copy bandwidth.
   Latency twice: `ms/tok`, the median step between two synchronizations (the host's launch work
   included), and `loop ms`, the steady state of a greedy loop that queues each next step before reading
-  the token back (`Decoder`'s order on CUDA), the same loop for every model.
+  the token back (`Decoder`'s order on CUDA), the same loop for every model. For this library's models also
+  `gen ms`: greedy `Decoder.generate_ids` itself (on CUDA the argmax captured in the step's graph and the
+  token read back off the compute stream), per token from two generations of different lengths.
 CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, and the C++ SIMD kernel)
   against fp32 dense (the library's fp32 fake-quantized model, and an ideal fp32 dense model with
   pre-quantized weights). The C++ kernel is built at its first use (once per machine).
@@ -46,6 +48,7 @@ from torch import nn
 import mmfree.ops.ternary.fused as fused_ops
 from mmfree.infer.decode import Decoder
 from mmfree.infer.packed import random_packed_model, set_cpu_kernel, weight_bytes
+from mmfree.infer.sampling import SamplingParams
 from mmfree.layers import BitLinear
 from mmfree.models import MMFreeConfig, MMFreeForCausalLM, baseline_config
 from mmfree.ops.norm import rms_norm
@@ -73,10 +76,11 @@ def time_decode(
     steps: int,
     vocab: int,
     device: str,
+    gen: Callable[[list[list[int]], int], Any] | None = None,
 ) -> dict[str, float]:
     """Prefill a random prompt, then time `steps` greedy decode steps, each between two synchronizations
     (ms_tok: the median step with its host work) and, on CUDA, as a generation loop (loop_ms, `time_loop`);
-    peak memory included."""
+    peak memory included. With `gen(prompts, n)` (greedy generation of n tokens) also gen_ms, `time_gen`."""
     ids = torch.randint(3, vocab, (batch, prompt), device=device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -101,7 +105,27 @@ def time_decode(
     out = {"prefill_ms": prefill_s * 1e3, "ms_tok": ms, "tok_s": batch * 1e3 / ms, "peak_gib": peak}
     if device == "cuda":
         out["loop_ms"] = time_loop(step, tok, state, steps)
+        if gen is not None:
+            out["gen_ms"] = time_gen(gen, ids.tolist(), steps)
     return out
+
+
+def time_gen(gen: Callable[[list[list[int]], int], Any], prompts: list[list[int]], steps: int) -> float:
+    """ms per token of greedy generation: the best of three generations of 8 + 4 * steps tokens, less the
+    best of three of 8 (the prefill and the first steps cancel), over the 4 * steps tokens between."""
+
+    def best(n: int) -> float:
+        runs = []
+        for _ in range(3):
+            torch.cuda.synchronize()
+            t = time.perf_counter()
+            gen(prompts, n)
+            torch.cuda.synchronize()
+            runs.append(time.perf_counter() - t)
+        return min(runs)
+
+    gen(prompts, 8)  # warm-up (the greedy graphs are captured at their first use)
+    return (best(8 + 4 * steps) - best(8)) / (4 * steps) * 1e3
 
 
 def time_loop(
@@ -125,9 +149,16 @@ def time_loop(
     return (time.perf_counter() - t) / steps * 1e3
 
 
-def mmfree_runner(model: nn.Module, graph: bool, fused: bool | None = None) -> tuple[Callable, Callable]:
+def mmfree_runner(
+    model: nn.Module, graph: bool, fused: bool | None = None
+) -> tuple[Callable, Callable, Callable]:
+    """(prefill, step, gen) of a Decoder: gen(prompts, n) generates n tokens greedily (no EOS)."""
     dec = Decoder(model, cuda_graph=graph, prefill_chunk=4096, fused=fused)
-    return (lambda ids: dec.prefill(ids)), (lambda tok, cache: dec.step(tok, cache))
+
+    def gen(prompts: list[list[int]], n: int) -> Any:
+        return dec.generate_ids(prompts, SamplingParams(max_new_tokens=n, temperature=0.0))
+
+    return (lambda ids: dec.prefill(ids)), (lambda tok, cache: dec.step(tok, cache)), gen
 
 
 def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
@@ -206,11 +237,12 @@ def gpu_main(args: argparse.Namespace) -> None:
                 if kind != "llama"
                 else sum(p.numel() * p.element_size() for p in model.parameters())
             )
+            gen = None
             if base == "llama":
                 pre, step = llama_runner(model)
             else:  # packed: the Decoder default; fused: always the fused step; unfused and fake: never
                 fused = {"packed": None, "fused": True}.get(base, False)
-                pre, step = mmfree_runner(model, base != "fake", fused)
+                pre, step, gen = mmfree_runner(model, base != "fake", fused)
             for batch in args.batches:
                 for prompt in args.prompts:
                     row = {
@@ -221,7 +253,7 @@ def gpu_main(args: argparse.Namespace) -> None:
                         "weights_gib": wb / GIB,
                     }
                     try:
-                        row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda"))
+                        row.update(time_decode(pre, step, batch, prompt, args.steps, vocab, "cuda", gen))
                     except Exception as err:
                         row["note"] = f"{type(err).__name__}: {str(err)[:60]}"
                     if base in ("packed", "fused", "unfused"):
@@ -239,7 +271,7 @@ def gpu_main(args: argparse.Namespace) -> None:
                         r["note"] = f"{type(err).__name__}: {str(err)[:60]}"
                     ctx_rows.append(r)
                     _free()
-            del model, pre, step
+            del model, pre, step, gen
             _free()
         del shared
         set_kernels(None, None)
@@ -293,7 +325,7 @@ def cpu_main(args: argparse.Namespace) -> None:
                 if "bf16 embedding" in kind:  # `mmfree pack --embedding-dtype bfloat16`, loaded in fp32
                     emb = model.model.embeddings.weight
                     emb.data = emb.data.to(torch.bfloat16)
-            pre, step = mmfree_runner(model, False)
+            pre, step, _ = mmfree_runner(model, False)
             wb = weight_bytes(model)
             for _ in range(1 if kind.startswith("fp32") or "eager" in kind else 2):  # the first run compiles
                 r = time_decode(pre, step, 1, args.cpu_prompt, args.steps, cfg.vocab_size, "cpu")
@@ -334,8 +366,8 @@ def _fmt(v: Any, spec: str) -> str:
 def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float) -> None:
     print(f"\nGPU decode ({torch.cuda.get_device_name()}; copy bandwidth {bw / 1e9:.0f} GB/s; {wall:.0f} s)")
     print(
-        f"{'preset':<6} {'model':<27} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'loop ms':>8} {'tok/s':>9} "
-        f"{'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7} {'x fused':>7}  note"
+        f"{'preset':<6} {'model':<27} {'B':>3} {'prompt':>6} {'prefill ms':>10} {'ms/tok':>8} {'loop ms':>8} {'gen ms':>8} "
+        f"{'tok/s':>9} {'peak GiB':>8} {'wts GiB':>7} {'floor ms':>8} {'x fake':>7} {'x llama':>7} {'x unfus':>7} {'x fused':>7}  note"
     )
     for r in rows:
         peers = {
@@ -353,7 +385,7 @@ def print_tables(rows: list[dict], ctx_rows: list[dict], bw: float, wall: float)
         print(
             f"{r['preset']:<6} {r['model']:<27} {_fmt(r.get('batch'), '3d'):>3} {_fmt(r.get('prompt'), '6d'):>6} "
             f"{_fmt(r.get('prefill_ms'), '10.1f'):>10} {_fmt(r.get('ms_tok'), '8.3f'):>8} {_fmt(r.get('loop_ms'), '8.3f'):>8} "
-            f"{_fmt(r.get('tok_s'), '9.1f'):>9} "
+            f"{_fmt(r.get('gen_ms'), '8.3f'):>8} {_fmt(r.get('tok_s'), '9.1f'):>9} "
             f"{_fmt(r.get('peak_gib'), '8.2f'):>8} {_fmt(r.get('weights_gib'), '7.2f'):>7} {_fmt(r.get('floor_ms'), '8.3f'):>8} "
             f"{_fmt(ratio['fake'], '7.2f'):>7} {_fmt(ratio['llama'], '7.2f'):>7} {_fmt(ratio['unfused'], '7.2f'):>7}"
             f" {_fmt(ratio['fused'], '7.2f'):>7}"

@@ -6,7 +6,10 @@ size in a CUDA graph that reads a static token buffer and updates static state b
 step is then one graph replay. For a packed model (PackedBitLinear layers) at batch sizes up to
 FUSED_AUTO_MAX_BATCH the step is the fused one of `mmfree.infer.fused` (four Triton launches per layer;
 `fused=True` forces it, `fused=False` disables it). Sampling (`mmfree.infer.sampling`) runs outside the
-graph. Text streams out piece by piece through `stream()` (a generator) or an `on_text` callback.
+graph, except greedy decoding without a repetition penalty: there the argmax is captured with the step
+(`Decoder.greedy_step`), so the next step reads its token where the last one wrote it and the host only
+copies each token back, off the compute stream. Text streams out piece by piece through `stream()` (a
+generator) or an `on_text` callback.
 """
 
 from __future__ import annotations
@@ -58,19 +61,23 @@ class _GraphStep:
         side.wait_stream(torch.cuda.current_stream(dev))
         with torch.cuda.stream(side):
             for _ in range(2):
-                self._run()
+                self._run(self.tokens)
         torch.cuda.current_stream(dev).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph, pool=pool):
-            self.logits = self._run()  # [B, V]
+            self.logits = self._run(self.tokens)  # [B, V]
         self.pool = self.graph.pool()
+        # greedy: two more graphs, captured at first use; graph k reads token buffer k, writes the argmax to 1 - k
+        self.picks = [torch.zeros(batch, dtype=torch.long, device=dev) for _ in range(2)]  # 2 x [B]
+        self.greedy_graphs: list[torch.cuda.CUDAGraph] = []
 
-    def _run(self) -> torch.Tensor:
+    def _run(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The step on `tokens` `[B, 1]`: the states updated in place, logits `[B, V]` fp32 returned."""
         if self.fused is not None:
-            return self.fused(self.tokens.view(-1), self.states)  # [B, V] fp32, a static buffer
+            return self.fused(tokens.view(-1), self.states)  # [B, V] fp32, a static buffer
         cache = MMFreeCache(len(self.states))
         cache.states = list(self.states)
-        out = self.model(input_ids=self.tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
+        out = self.model(input_ids=tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
         for buf, new in zip(self.states, cache.states):
             buf.copy_(new)
         return out.logits[:, -1].float()
@@ -79,6 +86,22 @@ class _GraphStep:
         self.tokens.copy_(tokens.view(-1, 1))
         self.graph.replay()
         return self.logits
+
+    def greedy(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Replay the step and its argmax on `tokens` `[B]`; returns the next tokens `[B]` in one of two
+        alternating buffers (valid until the call after next overwrites it)."""
+        if not self.greedy_graphs:
+            torch.argmax(self.logits, dim=-1, out=self.picks[0])  # any lazy setup of argmax, outside capture
+            for k in range(2):  # capture records the kernels without running them: the states are untouched
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g, pool=self.pool):
+                    torch.argmax(self._run(self.picks[k].view(-1, 1)), dim=-1, out=self.picks[1 - k])
+                self.greedy_graphs.append(g)
+        k = 1 if tokens.data_ptr() == self.picks[1].data_ptr() else 0
+        if tokens.data_ptr() != self.picks[k].data_ptr():
+            self.picks[k].copy_(tokens.view(-1))
+        self.greedy_graphs[k].replay()
+        return self.picks[1 - k]
 
 
 class Decoder:
@@ -182,13 +205,7 @@ class Decoder:
         """Feed one token per row `[B]`; updates `cache` in place; returns logits `[B, V]` fp32."""
         B = tokens.shape[0]
         if self.cuda_graph:
-            g = self._graphs.get(B)
-            if g is None:
-                g = self._graphs[B] = _GraphStep(self.model, B, self._pool, self._fused_for(B))
-                self._pool = g.pool
-            for buf, s in zip(g.states, cache.states):
-                if s is not None and s.data_ptr() != buf.data_ptr():
-                    buf.copy_(s)
+            g = self._graph_for(B, cache)
             logits = g(tokens)
             cache.states = list(g.states)
             cache.seen_tokens += 1
@@ -208,6 +225,30 @@ class Decoder:
             return logits
         out = self.model(input_ids=tokens.view(-1, 1), past_key_values=cache, use_cache=True)
         return out.logits[:, -1].float()
+
+    def greedy_step(self, tokens: torch.Tensor, cache: MMFreeCache) -> torch.Tensor:
+        """Feed one token per row `[B]`; updates `cache` in place; returns the greedy next tokens `[B]`.
+
+        With CUDA graphs the argmax is part of the replayed graph and the result lives in one of two
+        buffers that alternate: it stays valid until the call after next (feed it straight back in)."""
+        if not self.cuda_graph:
+            return self.step(tokens, cache).argmax(-1)
+        g = self._graph_for(tokens.shape[0], cache)
+        nxt = g.greedy(tokens)
+        cache.states = list(g.states)
+        cache.seen_tokens += 1
+        return nxt
+
+    def _graph_for(self, B: int, cache: MMFreeCache) -> _GraphStep:
+        """The captured step for batch B, its state buffers holding `cache`'s states."""
+        g = self._graphs.get(B)
+        if g is None:
+            g = self._graphs[B] = _GraphStep(self.model, B, self._pool, self._fused_for(B))
+            self._pool = g.pool
+        for buf, s in zip(g.states, cache.states):
+            if s is not None and s.data_ptr() != buf.data_ptr():
+                buf.copy_(s)
+        return g
 
     def _encode_batch(
         self, prompts: Sequence[str] | Sequence[Sequence[int]]
@@ -250,19 +291,26 @@ class Decoder:
         eos = set(params.eos_token_id)
         done = [False] * B
         texts: list[list[int]] = [[] for _ in range(B)]
-        # with lookahead on CUDA: a pinned buffer for each token's read-back and an event marking its copy
+        # greedy without a penalty: the argmax runs in the step (`greedy_step`), `pick` holds its tokens
+        fast = params.temperature == 0 and not track
+        pick: torch.Tensor | None = None
+        # with lookahead on CUDA: a pinned buffer for each token's read-back and an event marking its copy,
+        # which in the greedy form runs on a side stream so that the next step need not wait for it
         pinned = self.lookahead and self.device.type == "cuda"
         host = torch.empty(B, dtype=torch.long, pin_memory=True) if pinned else None
         ready = torch.cuda.Event() if pinned else None
+        side = torch.cuda.Stream(self.device) if pinned and fast and self.cuda_graph else None
         for step in range(params.max_new_tokens):
-            nxt = sample_next(logits, params, history, gen)  # [B]
+            nxt = pick if pick is not None else sample_next(logits, params, history, gen)  # [B]
             last = step == params.max_new_tokens - 1
             if self.lookahead:  # queue the next step first; the host reads this token while it runs
                 if host is not None and ready is not None:
-                    host.copy_(nxt, non_blocking=True)
-                    ready.record()
+                    self._read_back(nxt, host, ready, side)
                 if not last:
-                    history, logits = self._advance(nxt, history, cache)
+                    if fast:
+                        pick = self.greedy_step(nxt, cache)
+                    else:
+                        history, logits = self._advance(nxt, history, cache)
             if ready is not None:
                 ready.synchronize()  # the copy only: the step queued after it keeps running
             emitted: list[int | None] = []
@@ -279,7 +327,25 @@ class Decoder:
             if all(done) or last:
                 break
             if not self.lookahead:
-                history, logits = self._advance(nxt, history, cache)
+                if fast:
+                    pick = self.greedy_step(nxt, cache)
+                else:
+                    history, logits = self._advance(nxt, history, cache)
+
+    @staticmethod
+    def _read_back(
+        nxt: torch.Tensor, host: torch.Tensor, ready: torch.cuda.Event, side: torch.cuda.Stream | None
+    ) -> None:
+        """Queue the copy of the tokens `[B]` to pinned `host` memory and record `ready` after it: on `side`
+        (after the step that wrote them) when given, else on the current stream."""
+        if side is None:
+            host.copy_(nxt, non_blocking=True)
+            ready.record()
+            return
+        side.wait_stream(torch.cuda.current_stream(nxt.device))
+        with torch.cuda.stream(side):
+            host.copy_(nxt, non_blocking=True)
+            ready.record(side)
 
     def _advance(
         self, nxt: torch.Tensor, history: torch.Tensor | None, cache: MMFreeCache
