@@ -12,7 +12,7 @@ GPU (default; unattended, bounded by --budget seconds, one table printed at the 
   included), and `loop ms`, the steady state of a greedy loop that queues each next step before reading
   the token back (`Decoder`'s order on CUDA), the same loop for every model. For this library's models also
   `gen ms`: greedy `Decoder.generate_ids` itself (on CUDA the argmax captured in the step's graph and the
-  token read back off the compute stream), per token from two generations of different lengths.
+  token read back off the compute stream), per token as the tokens reach the host.
 CPU (--cpu): batch-1 tokens/s and weight memory, packed (eager, compiled GEMV, and the C++ SIMD kernel)
   against fp32 dense (the library's fp32 fake-quantized model, and an ideal fp32 dense model with
   pre-quantized weights). The C++ kernel is built at its first use (once per machine).
@@ -76,11 +76,11 @@ def time_decode(
     steps: int,
     vocab: int,
     device: str,
-    gen: Callable[[list[list[int]], int], Any] | None = None,
+    gen: Callable[..., Any] | None = None,
 ) -> dict[str, float]:
     """Prefill a random prompt, then time `steps` greedy decode steps, each between two synchronizations
     (ms_tok: the median step with its host work) and, on CUDA, as a generation loop (loop_ms, `time_loop`);
-    peak memory included. With `gen(prompts, n)` (greedy generation of n tokens) also gen_ms, `time_gen`."""
+    peak memory included. With `gen(prompts, n, on_token)` (greedy generation of n tokens) also gen_ms (`time_gen`)."""
     ids = torch.randint(3, vocab, (batch, prompt), device=device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -110,24 +110,6 @@ def time_decode(
     return out
 
 
-def time_gen(gen: Callable[[list[list[int]], int], Any], prompts: list[list[int]], steps: int) -> float:
-    """ms per token of greedy generation: the best of three generations of 8 + 4 * steps tokens, less the
-    best of three of 8 (the prefill and the first steps cancel), over the 4 * steps tokens between."""
-
-    def best(n: int) -> float:
-        runs = []
-        for _ in range(3):
-            torch.cuda.synchronize()
-            t = time.perf_counter()
-            gen(prompts, n)
-            torch.cuda.synchronize()
-            runs.append(time.perf_counter() - t)
-        return min(runs)
-
-    gen(prompts, 8)  # warm-up (the greedy graphs are captured at their first use)
-    return (best(8 + 4 * steps) - best(8)) / (4 * steps) * 1e3
-
-
 def time_loop(
     step: Callable[[torch.Tensor, Any], torch.Tensor], tok: torch.Tensor, state: Any, steps: int
 ) -> float:
@@ -149,14 +131,33 @@ def time_loop(
     return (time.perf_counter() - t) / steps * 1e3
 
 
+def time_gen(gen: Callable[..., Any], prompts: list[list[int]], steps: int) -> float:
+    """ms per token of greedy generation, from the host's clock as tokens arrive: the time from the 8th token
+    to the last of 8 + 4 * steps over the tokens between (the prefill and the first steps left out); the
+    median of three generations."""
+    n = 8 + 4 * steps
+    gen(prompts, 8, None)  # warm-up (the greedy graphs are captured at their first use)
+    runs = []
+    for _ in range(3):
+        stamps: list[float] = []
+
+        def stamp(row: int, tok: int, stamps: list[float] = stamps) -> None:
+            if row == 0:
+                stamps.append(time.perf_counter())
+
+        gen(prompts, n, stamp)
+        runs.append((stamps[-1] - stamps[7]) / (len(stamps) - 8))
+    return statistics.median(runs) * 1e3
+
+
 def mmfree_runner(
     model: nn.Module, graph: bool, fused: bool | None = None
 ) -> tuple[Callable, Callable, Callable]:
-    """(prefill, step, gen) of a Decoder: gen(prompts, n) generates n tokens greedily (no EOS)."""
+    """(prefill, step, gen) of a Decoder: gen(prompts, n, on_token) generates n tokens greedily (no EOS)."""
     dec = Decoder(model, cuda_graph=graph, prefill_chunk=4096, fused=fused)
 
-    def gen(prompts: list[list[int]], n: int) -> Any:
-        return dec.generate_ids(prompts, SamplingParams(max_new_tokens=n, temperature=0.0))
+    def gen(prompts: list[list[int]], n: int, on_token: Callable[[int, int], None] | None) -> Any:
+        return dec.generate_ids(prompts, SamplingParams(max_new_tokens=n, temperature=0.0), on_token)
 
     return (lambda ids: dec.prefill(ids)), (lambda tok, cache: dec.step(tok, cache)), gen
 

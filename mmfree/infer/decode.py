@@ -6,9 +6,9 @@ size in a CUDA graph that reads a static token buffer and updates static state b
 step is then one graph replay. For a packed model (PackedBitLinear layers) at batch sizes up to
 FUSED_AUTO_MAX_BATCH the step is the fused one of `mmfree.infer.fused` (four Triton launches per layer;
 `fused=True` forces it, `fused=False` disables it). Sampling (`mmfree.infer.sampling`) runs outside the
-graph, except greedy decoding without a repetition penalty: there the argmax is captured with the step
-(`Decoder.greedy_step`), so the next step reads its token where the last one wrote it and the host only
-copies each token back, off the compute stream. Text streams out piece by piece through `stream()` (a
+graph, except greedy decoding without a repetition penalty: there the argmax (`mmfree.ops.argmax`, one
+launch chained to the head's) is captured with the step (`Decoder.greedy_step`), so the next step reads
+its token where the last one wrote it and the host only copies each token back, off the compute stream. Text streams out piece by piece through `stream()` (a
 generator) or an `on_text` callback.
 """
 
@@ -23,6 +23,7 @@ from torch import nn
 
 from mmfree.infer.sampling import SamplingParams, sample_next
 from mmfree.models.cache import MMFreeCache
+from mmfree.ops.argmax import argmax_rows
 from mmfree.ops.backend import log_once
 
 # Largest batch that fused=None (auto) decodes with the fused step. On an H200 (370m, 2026-11-28) the
@@ -91,11 +92,13 @@ class _GraphStep:
         """Replay the step and its argmax on `tokens` `[B]`; returns the next tokens `[B]` in one of two
         alternating buffers (valid until the call after next overwrites it)."""
         if not self.greedy_graphs:
-            torch.argmax(self.logits, dim=-1, out=self.picks[0])  # any lazy setup of argmax, outside capture
+            dev = self.picks[0].device
+            pdl = torch.cuda.get_device_capability(dev)[0] >= 9  # the pick overlaps the head's launch
+            argmax_rows(self.logits, out=self.picks[0], pdl=pdl)  # compiled (or set up) outside the capture
             for k in range(2):  # capture records the kernels without running them: the states are untouched
                 g = torch.cuda.CUDAGraph()
                 with torch.cuda.graph(g, pool=self.pool):
-                    torch.argmax(self._run(self.picks[k].view(-1, 1)), dim=-1, out=self.picks[1 - k])
+                    argmax_rows(self._run(self.picks[k].view(-1, 1)), out=self.picks[1 - k], pdl=pdl)
                 self.greedy_graphs.append(g)
         k = 1 if tokens.data_ptr() == self.picks[1].data_ptr() else 0
         if tokens.data_ptr() != self.picks[k].data_ptr():

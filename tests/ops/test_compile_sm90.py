@@ -1,5 +1,5 @@
-"""The element-wise, norm and tiled MLGRU training kernels and the "prequant" and "fold" decode kernels compile
-for an H200 (sm_90) on a machine without a GPU.
+"""The element-wise, norm and tiled MLGRU training kernels, the "prequant" and "fold" decode kernels and the
+greedy token pick compile for an H200 (sm_90) on a machine without a GPU.
 
 The interpreter runs a kernel's Python, so it accepts code that Triton's compiler rejects (a plain global
 float inside `@triton.jit`, for one). Here each kernel is lowered to PTX for sm_90 by Triton's own
@@ -119,6 +119,14 @@ out.append(capped.asm["ptx"])
 assert f".maxnreg {cap}" in out[-1]
 assert all(".target sm_90" in p and "griddepcontrol" in p and "dp4a" in p for p in out)
 print("compiled fold", len(out))
+
+# the greedy token pick, as the decode graph launches it (PDL, 32 warps, one 32768-value pass)
+from mmfree.ops.argmax import triton as am
+
+out = [ptx(am._argmax_kernel, {"X": xt, "OUT": "*i64"}, {"PDL": True, "BLOCK": am.MAX_BLOCK}, am.WARPS)
+       for xt in ("*fp32", "*bf16")]
+assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
+print("compiled argmax", len(out))
 """
 
 
@@ -127,4 +135,4 @@ def test_kernels_compile_for_sm90() -> None:
     env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")])
     run = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("compiled") == 4
+    assert run.stdout.count("compiled") == 5
