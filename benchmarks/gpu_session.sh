@@ -38,8 +38,9 @@ fi
 # s14_fold13, s14_final_tests s14_final_targets, two scratch timings (joint row sums; quantization warps),
 # s14_rows s14_rows_tests s14_rows_targets, and an A/B of the commit before. Session 15 ran s15_cap_tests s15_cap,
 # s15_quant_tests s15_quant_ab s15_residency (abold/ = `git archive` of the commit before), s15_sweep13
-# s15_targets, s15_tiles13, s15_caps13, s15_final_tests s15_final_targets s15_final_kernels. Next: s16_pieces_tests
-# s16_pieces s16_whole13.
+# s15_targets, s15_tiles13, s15_caps13, s15_final_tests s15_final_targets s15_final_kernels. Session 16 ran
+# s16_pieces s16_whole13 s16_probes13, s16_targets s16_kernels s16_tests, s16_targets again, the two probes of
+# boundary_probes.py (as scratch scripts), s16_pick_tests s16_targets.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -291,6 +292,9 @@ part s16_tests 330 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/inf
 # the greedy pick as a Triton launch chained to the head's (mmfree.ops.argmax): its kernel tests on the GPU,
 # the decode GPU tests, then the issue's table (gen ms)
 part s16_pick_tests 300 python3 -m pytest -m "gpu or interpret" -q -p no:cacheprovider tests/ops/test_argmax.py tests/infer/test_decode_gpu.py
+# the session-16 probes of the chain's fixed costs (first run as scratch scripts with the same kernels)
+part s16_flag 100 python3 benchmarks/boundary_probes.py flag
+part s16_split 120 python3 benchmarks/boundary_probes.py split --widths 5120,2560
 # "fold" for the 13B BitLinear calls (o_proj 512-word rows, down_proj 1024), with an added tile row (timing only)
 part s13_fold13 200 python3 benchmarks/decode_kernels.py --presets 13b --quick \
   --fold-tiles default,bitlinear:8x8@1024x8192,bitlinear:16x8@1024x8192
@@ -335,4 +339,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s13_all s13_one_tests s13_one s13_whole_tests s13_whole s13_whole_decode s13_gpu_tests s13_tiles2 s13_rows s13_targets s13_probes s13_fix_tests s13_fix s13_targets13 s13_quant_tests s13_quant s13_final_targets s13_final_tests s13_fold13 s13_ncu_whole s14_fill s14_tests s14_whole s14_fold13 s14_final_tests s14_final_targets s14_rows s14_rows_tests s14_rows_targets s15_cap_tests s15_cap s15_quant_tests s15_quant_ab s15_residency s15_sweep13 s15_targets s15_tiles13 s15_caps13 s15_final_tests s15_final_targets s15_final_kernels s16_pieces_tests s16_pieces s16_whole13 s16_probes13 s16_targets s16_kernels s16_tests s16_pick_tests s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s13_all s13_one_tests s13_one s13_whole_tests s13_whole s13_whole_decode s13_gpu_tests s13_tiles2 s13_rows s13_targets s13_probes s13_fix_tests s13_fix s13_targets13 s13_quant_tests s13_quant s13_final_targets s13_final_tests s13_fold13 s13_ncu_whole s14_fill s14_tests s14_whole s14_fold13 s14_final_tests s14_final_targets s14_rows s14_rows_tests s14_rows_targets s15_cap_tests s15_cap s15_quant_tests s15_quant_ab s15_residency s15_sweep13 s15_targets s15_tiles13 s15_caps13 s15_final_tests s15_final_targets s15_final_kernels s16_pieces_tests s16_pieces s16_whole13 s16_probes13 s16_targets s16_kernels s16_tests s16_pick_tests s16_flag s16_split s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
