@@ -196,7 +196,8 @@ def main() -> None:
         for w in args.widths:
             rows.update(split_probe(w, args.layers))
     print(
-        f"{args.probe} probe ({torch.cuda.get_device_name()}, {args.layers} layers), µs per launch pair / layer"
+        f"{args.probe} probe ({torch.cuda.get_device_name()}, {args.layers} layers), "
+        "µs per launch pair / layer"
     )
     for name, us in rows.items():
         print(f"  {name:48} {us:7.2f}")

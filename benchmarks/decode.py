@@ -80,7 +80,8 @@ def time_decode(
 ) -> dict[str, float]:
     """Prefill a random prompt, then time `steps` greedy decode steps, each between two synchronizations
     (ms_tok: the median step with its host work) and, on CUDA, as a generation loop (loop_ms, `time_loop`);
-    peak memory included. With `gen(prompts, n, on_token)` (greedy generation of n tokens) also gen_ms (`time_gen`)."""
+    peak memory included. With `gen(prompts, n, on_token)` (greedy generation of n tokens) also gen_ms
+    (`time_gen`)."""
     ids = torch.randint(3, vocab, (batch, prompt), device=device)
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

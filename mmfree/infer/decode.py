@@ -8,8 +8,8 @@ FUSED_AUTO_MAX_BATCH the step is the fused one of `mmfree.infer.fused` (four Tri
 `fused=True` forces it, `fused=False` disables it). Sampling (`mmfree.infer.sampling`) runs outside the
 graph, except greedy decoding without a repetition penalty: there the argmax (`mmfree.ops.argmax`, one
 launch chained to the head's) is captured with the step (`Decoder.greedy_step`), so the next step reads
-its token where the last one wrote it and the host only copies each token back, off the compute stream. Text streams out piece by piece through `stream()` (a
-generator) or an `on_text` callback.
+its token where the last one wrote it and the host only copies each token back, off the compute stream.
+Text streams out piece by piece through `stream()` (a generator) or an `on_text` callback.
 """
 
 from __future__ import annotations
@@ -68,7 +68,8 @@ class _GraphStep:
         with torch.cuda.graph(self.graph, pool=pool):
             self.logits = self._run(self.tokens)  # [B, V]
         self.pool = self.graph.pool()
-        # greedy: two more graphs, captured at first use; graph k reads token buffer k, writes the argmax to 1 - k
+        # greedy: two more graphs, captured at first use; graph k reads token buffer k, writes its argmax to
+        # buffer 1 - k
         self.picks = [torch.zeros(batch, dtype=torch.long, device=dev) for _ in range(2)]  # 2 x [B]
         self.greedy_graphs: list[torch.cuda.CUDAGraph] = []
 

@@ -1,4 +1,4 @@
-"""The greedy token pick as one Triton launch that joins the decode step's programmatic-dependent-launch chain.
+"""The greedy token pick as one Triton launch in the decode step's programmatic-dependent-launch chain.
 
 `torch.argmax` after the fused decode step is a separate launch that cannot start before the head's GEMV has
 finished; this kernel launches while the head runs (PDL, sm_90+), waits for it, then reduces each row of the
