@@ -37,6 +37,7 @@ from mmfree.ops.ternary.fused_parts import (
     _mlgru_store,
     _residual,
     _rnd,
+    _silu_gate,
     _wait_inputs,
     _y_rows,
 )
@@ -233,14 +234,10 @@ def _bitlinear_kernel(
         r1 = 1.0 / tl.sqrt(_ssq(v0, v1, v2, v3) / K + eps1)
         v0, v1, v2, v3 = _normed(v0, v1, v2, v3, u0, u1, u2, u3, r1, X)
     if MODE == 2:  # times SiLU(h), h the state rounded to the model dtype
-        h0 = _rnd(_ld(H, 0, Kq, K, BW), X)
-        h1 = _rnd(_ld(H, 1, Kq, K, BW), X)
-        h2 = _rnd(_ld(H, 2, Kq, K, BW), X)
-        h3 = _rnd(_ld(H, 3, Kq, K, BW), X)
-        v0 = _rnd(v0 * (h0 * tl.sigmoid(h0)), X)
-        v1 = _rnd(v1 * (h1 * tl.sigmoid(h1)), X)
-        v2 = _rnd(v2 * (h2 * tl.sigmoid(h2)), X)
-        v3 = _rnd(v3 * (h3 * tl.sigmoid(h3)), X)
+        v0 = _silu_gate(v0, _ld(H, 0, Kq, K, BW), X)
+        v1 = _silu_gate(v1, _ld(H, 1, Kq, K, BW), X)
+        v2 = _silu_gate(v2, _ld(H, 2, Kq, K, BW), X)
+        v3 = _silu_gate(v3, _ld(H, 3, Kq, K, BW), X)
     c0, c1, c2, c3, s, qs = _quantize(v0, v1, v2, v3, w0, w1, w2, w3, _ssq(v0, v1, v2, v3) / K, eps2, X)
     y = _y_rows(_gemv(p, c0, c1, c2, c3, ASM), qs, g, s, X)
     if LATE:

@@ -54,10 +54,16 @@ def _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE: tl.const
         w = tl.load(W1 + k, mask=kmask, other=0.0).to(tl.float32)
         v = _rnd(v * r1[:, None] * w[None, :], X)
     if MODE == 2:
-        h = tl.load(H + rows[:, None] * stride_h + k[None, :], mask=m2, other=0.0)
-        h = _rnd(h, X)
-        v = _rnd(v * (h * tl.sigmoid(h)), X)
+        v = _silu_gate(v, tl.load(H + rows[:, None] * stride_h + k[None, :], mask=m2, other=0.0), X)
     return v
+
+
+@triton.jit
+def _silu_gate(v, h, X):
+    # the official output gate's last factor: v * SiLU(h) in the model dtype, the fp32 state h rounded to
+    # the model dtype first (every MODE 2 input transform: this file's, `fold.py`'s and `prequant.py`'s)
+    h = _rnd(h, X)
+    return _rnd(v * (h * tl.sigmoid(h)), X)
 
 
 @triton.jit

@@ -44,6 +44,7 @@ from mmfree.ops.ternary.fused_parts import (
     _mlgru_store,
     _residual,
     _rnd,
+    _silu_gate,
     _tile,
     _wait_inputs,
     _y_rows,
@@ -91,9 +92,9 @@ def _quant_kernel(
         if EB > 0:
             vb = _rnd(vb * r1 * w1b, X)
     if MODE == 2:  # times SiLU(h), h the state rounded to the model dtype
-        va = _gate_silu(va, H + row * stride_h, ka, ma, X)
+        va = _silu_gate(va, tl.load(H + row * stride_h + ka, mask=ma, other=0.0), X)
         if EB > 0:
-            vb = _gate_silu(vb, H + row * stride_h, kb, mb, X)
+            vb = _silu_gate(vb, tl.load(H + row * stride_h + kb, mask=mb, other=0.0), X)
     part = tl.sum(va * va, axis=1)
     if EB > 0:
         part += tl.sum(vb * vb, axis=1)
@@ -126,13 +127,6 @@ def _norm_weight(WA, WB, WC, n, k, m):
     else:
         w = tl.load(WC + k, mask=m, other=0.0).to(tl.float32)
     return w
-
-
-@triton.jit
-def _gate_silu(v, HP, k, m, X):
-    # v * SiLU(h) in the model dtype, h the state at columns k rounded to the model dtype
-    h = _rnd(tl.load(HP + k, mask=m, other=0.0), X)
-    return _rnd(v * (h * tl.sigmoid(h)), X)
 
 
 @triton.jit
