@@ -44,12 +44,14 @@ def test_ties_take_the_first_index_across_passes(gen, device, monkeypatch) -> No
 
 @pytest.mark.interpret
 @needs_triton
-def test_strided_rows_and_out_buffer(gen, device) -> None:
+def test_strided_rows_and_columns_and_out_buffer(gen, device) -> None:
     big = torch.randn(3, 520, generator=gen).to(device)
     x = big[:, :500]  # row stride 520
     out = torch.full((3,), -1, dtype=torch.long, device=device)
     assert _triton(x, out) is out
     assert torch.equal(out.cpu(), x.argmax(-1).cpu())
+    t = big.t()[:, :3].contiguous().t()  # [3, 520] with column stride 3
+    assert t.stride(1) != 1 and torch.equal(_triton(t).cpu(), t.argmax(-1).cpu())
 
 
 @pytest.mark.interpret

@@ -24,7 +24,7 @@ def argmax_rows(
             f"argmax_rows: out must be a [{logits.shape[0]}] int64 tensor on {logits.device}; "
             f"got {tuple(out.shape)} {out.dtype} on {out.device}"
         )
-    if logits.stride(1) == 1 and use_triton("argmax_rows", logits, backend=backend):
+    if use_triton("argmax_rows", logits, backend=backend):
         from mmfree.ops.argmax.triton import argmax_rows_triton
 
         return argmax_rows_triton(logits, out, pdl=pdl and logits.is_cuda)

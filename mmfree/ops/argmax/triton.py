@@ -19,7 +19,7 @@ WARPS = 32
 
 
 @triton.jit
-def _argmax_kernel(X, OUT, V, stride_x, PDL: tl.constexpr, BLOCK: tl.constexpr):
+def _argmax_kernel(X, OUT, V, stride_x, stride_v, PDL: tl.constexpr, BLOCK: tl.constexpr):
     # program `row`: OUT[row] = the first index of the largest X[row, :V] (NaN as +inf)
     row = tl.program_id(0)
     _wait_inputs(PDL)
@@ -28,7 +28,7 @@ def _argmax_kernel(X, OUT, V, stride_x, PDL: tl.constexpr, BLOCK: tl.constexpr):
     best_i = 0
     for start in range(0, V, BLOCK):
         kk = start + k  # [BLOCK]
-        v = tl.load(X + row * stride_x + kk, mask=kk < V, other=-float("inf")).to(tl.float32)
+        v = tl.load(X + row * stride_x + kk * stride_v, mask=kk < V, other=-float("inf")).to(tl.float32)
         v = tl.where(v != v, float("inf"), v)
         m, i = tl.max(v, axis=0, return_indices=True, return_indices_tie_break_left=True)
         take = (m > best_v) | (start == 0)  # a later pass wins only with a strictly larger value
@@ -40,12 +40,14 @@ def _argmax_kernel(X, OUT, V, stride_x, PDL: tl.constexpr, BLOCK: tl.constexpr):
 def argmax_rows_triton(
     logits: torch.Tensor, out: torch.Tensor | None = None, pdl: bool = False
 ) -> torch.Tensor:
-    """logits `[B, V]` (row stride free, unit column stride) -> out `[B]` int64, the first index of each row's
+    """logits `[B, V]` (any strides) -> out `[B]` int64, the first index of each row's
     largest value; `pdl` launches it as a programmatic dependent of the kernel before (sm_90+)."""
     B, V = logits.shape
     if out is None:
         out = torch.empty(B, dtype=torch.long, device=logits.device)
     block = min(MAX_BLOCK, triton.next_power_of_2(V))
     kw = {"launch_pdl": True} if pdl else {}
-    _argmax_kernel[(B,)](logits, out, V, logits.stride(0), PDL=pdl, BLOCK=block, num_warps=WARPS, **kw)
+    _argmax_kernel[(B,)](
+        logits, out, V, logits.stride(0), logits.stride(1), PDL=pdl, BLOCK=block, num_warps=WARPS, **kw
+    )
     return out
