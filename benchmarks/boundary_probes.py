@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
 from collections.abc import Callable
 
 import torch
 import triton
 import triton.language as tl
+from decode_kernels import timer  # benchmarks/ (the script's own folder)
 from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from mmfree.ops.ternary import fused as fused_ops
@@ -80,21 +80,10 @@ def _g(W, C, Y, FLAG, EPOCH, i, K, PDL: tl.constexpr, MODE: tl.constexpr, BN: tl
     tl.store(Y + rn, tl.sum(w * c[None, :], axis=1).to(tl.float32))
 
 
-def _graph_us(fn: Callable[[], None], launches: int, reps: int = 100) -> float:
-    """µs per launch of `fn` (which makes `launches` of them) as a CUDA graph replayed `reps` times."""
-    fn()
-    torch.cuda.synchronize()
-    g = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(g):
-        fn()
-    for _ in range(3):
-        g.replay()
-    torch.cuda.synchronize()
-    t = time.perf_counter()
-    for _ in range(reps):
-        g.replay()
-    torch.cuda.synchronize()
-    return (time.perf_counter() - t) / reps / launches * 1e6
+def _graph_us(fn: Callable[[], None], launches: int, quick: bool = False) -> float:
+    """µs per launch of `fn` (which makes `launches` of them): the median of CUDA-graph replays, timed as
+    `decode_kernels.py` times a step."""
+    return timer(True, quick)(fn) * 1e3 / launches
 
 
 def flag_probe(layers: int, small: bool = False) -> dict[str, float]:
@@ -174,8 +163,8 @@ def split_probe(width: int, layers: int) -> dict[str, float]:
 
     out_us = {}
     for rep in range(2):
-        out_us[f"{width} mlgru, 3 sets a program (run {rep + 1})"] = _graph_us(mlgru, layers, 30)
-        out_us[f"{width} stacked, 1 set a program (run {rep + 1})"] = _graph_us(stack, layers, 30)
+        out_us[f"{width} mlgru, 3 sets a program (run {rep + 1})"] = _graph_us(mlgru, layers, quick=True)
+        out_us[f"{width} stacked, 1 set a program (run {rep + 1})"] = _graph_us(stack, layers, quick=True)
     return out_us
 
 
