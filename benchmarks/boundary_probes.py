@@ -11,8 +11,17 @@ split: the 13B-shaped MLGRU input GEMV (`prequant._mlgru_in_kernel`: three proje
        alone, one weight set per layer, CUDA graph, PDL; timing only (the stacked form reads one
        activation set for all three projections, as many words a program as the real split would).
 
+tail:  does the last program of a GEMV, quantizing the row for the next GEMV, beat a quantization launch?
+       A chain of 13B o_proj-shaped BitLinears (5120 x 5120, MODE 1 input: RMSNorm(x) * w1, then the
+       BitLinear norm; residual add into x): the production pairs (`prequant.bitlinear_step`: quantization
+       kernel, then the whole-tile GEMV) against one GEMV a layer whose programs count themselves on an
+       atomic counter after their stores, the last one quantizing x for the next layer
+       (`prequant._quant_row`, from L2 past L1) on its own 4 warps. `early`: every program lets the next
+       GEMV launch after its wait (as today); `late`: only the last program does, before its quantization.
+
   python benchmarks/boundary_probes.py flag
   python benchmarks/boundary_probes.py split --widths 5120,2560
+  python benchmarks/boundary_probes.py tail
 
 Under TRITON_INTERPRET=1 (no GPU) `flag` runs two layers at small shapes and only checks that both modes
 give the sums of W @ codes (tests/benchmarks/test_boundary_probes.py).
@@ -78,6 +87,50 @@ def _g(W, C, Y, FLAG, EPOCH, i, K, PDL: tl.constexpr, MODE: tl.constexpr, BN: tl
         gdc_launch_dependents()
     c = tl.load(C + kk, mask=kk < K, other=0)
     tl.store(Y + rn, tl.sum(w * c[None, :], axis=1).to(tl.float32))
+
+
+@triton.jit
+def _tail_gemv(
+    X, P, Q, Q8, S, QS, G, CNT, W1N, WAN,
+    B, N, Kq, K, stride_x, eps1n, epsn,
+    TAIL: tl.constexpr, LATE_TRIG: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, QNEXT: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, T: tl.constexpr, EA: tl.constexpr,
+    EB: tl.constexpr,
+):  # fmt: skip
+    # `prequant._bitlinear_kernel` (residual into X, read after the wait: X is the previous launch's
+    # output); with TAIL the last program to store quantizes X for the next layer into Q8 (Q's int8
+    # view), S, QS
+    rows, rmask, rn, nmask = prequant._row_block(B, N, BLOCK_N)
+    p = prequant._tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
+    n = p
+    if not ONE:
+        n = prequant._tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    g = tl.load(G)
+    if PDL:
+        gdc_wait()
+        if not LATE_TRIG:
+            gdc_launch_dependents()
+    res = prequant._residual(X, rows, rmask, rn, nmask, stride_x, True)
+    s = prequant._row_scale(S, 0, rows, rmask, B)
+    qs = prequant._row_qsum(QS, 0, rows, rmask, B, 0, False)
+    qrow = Q + tl.program_id(1) * Kq
+    acc, _, _ = prequant._words_gemv(
+        P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, False, BLOCK_N, BLOCK_Q
+    )
+    y = prequant._y_rows(acc, qs, g, s, X)
+    prequant._linear_store(y, res, X, rows, rmask, rn, nmask, stride_x, True)
+    if TAIL:
+        tl.debug_barrier()  # every thread's stores before this program counts itself
+        done = tl.atomic_add(CNT, 1, sem="acq_rel", scope="gpu")
+        if done == tl.num_programs(0) * tl.num_programs(1) - 1:
+            if PDL and LATE_TRIG:
+                gdc_launch_dependents()
+            tl.store(CNT, 0)
+            for r in range(B):
+                prequant._quant_row(
+                    X, X, W1N, WAN, WAN, WAN, Q8, S, QS, B, K, 4 * Kq, stride_x, stride_x, eps1n, epsn,
+                    epsn, epsn, r, 0, 1, False, True, True, T, EA, EB,
+                )  # fmt: skip
 
 
 def _graph_us(fn: Callable[[], None], launches: int, quick: bool = False) -> float:
@@ -168,19 +221,87 @@ def split_probe(width: int, layers: int) -> dict[str, float]:
     return out_us
 
 
+def tail_probe(layers: int, small: bool = False) -> dict[str, float]:
+    """µs per layer of the pair chain and the tail chain (early / late trigger), and the largest difference
+    of their final x from the pairs' (codes can differ at a rounding tie: the tail's reductions run on
+    another thread count). With `small`, two tiny layers under the interpreter, no timing."""
+    from mmfree.ops.ternary.fused import TernaryProj
+
+    dev = "cpu" if small else "cuda"
+    d = 64 if small else 5120
+    kq = d // 4
+    gen = torch.Generator(device=dev).manual_seed(0)
+    projs, w1s = [], []
+    for _ in range(layers + 1):
+        packed = torch.randint(0, 256, (d, kq), device=dev, dtype=torch.uint8, generator=gen)
+        packed[(packed & 3) == 3] -= 1  # codes 0..2 only, in every byte's low pair (enough for timing)
+        nw = (torch.rand(d, device=dev, generator=gen) + 0.5).to(torch.bfloat16)
+        projs.append(TernaryProj(packed, nw, 1e-6, torch.tensor(0.02, device=dev)))
+        w1s.append((torch.rand(d, device=dev, generator=gen) + 0.5).to(torch.bfloat16))
+    x0 = torch.randn(1, d, device=dev, generator=gen).to(torch.bfloat16)
+    cfg = fused_ops._config(1, d, d, (projs[0].packed,), "bitlinear")._replace(fold_tile=None)
+    if small:
+        cfg = cfg._replace(block_n=16, block_q=16, warps=1)
+    x = x0.clone()
+    scratch: dict[str, torch.Tensor] = {}
+    cnt = torch.zeros(1, device=dev, dtype=torch.int32)
+    warps = cfg.warps
+    per = d // (32 * warps)
+    ea = 1 << (per.bit_length() - 1)
+    eb = triton.next_power_of_2(per - ea) if per > ea else 0
+
+    def pairs() -> None:
+        for i in range(layers):
+            prequant.bitlinear_step(x, x, w1s[i], 1e-6, 1, projs[i], x, True, cfg, scratch)
+
+    def tails(late: bool) -> None:
+        q, s, qs = prequant.quantize_rows(x, x, w1s[0], 1e-6, ((projs[0].norm_weight, 1e-6),), 1, kq, cfg, scratch)
+        grid = (triton.cdiv(d, cfg.block_n), 1)
+        for i in range(layers):
+            nxt = projs[i + 1]
+            _tail_gemv[grid](
+                x, projs[i].packed.view(torch.int32), q, q.view(torch.int8), s, qs, projs[i].scale, cnt, w1s[i + 1],
+                nxt.norm_weight, 1, d, kq, d, x.stride(0), 1e-6, 1e-6,
+                TAIL=True, LATE_TRIG=late, ASM=cfg.asm, PDL=cfg.pdl, QNEXT=cfg.qnext,
+                ONE=cfg.block_q >= kq, BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, T=32 * warps, EA=ea,
+                EB=eb, **cfg.launch_kwargs(),
+            )  # fmt: skip
+
+    finals = {}
+    for name, fn in (("pairs", pairs), ("tail early", lambda: tails(False)), ("tail late", lambda: tails(True))):
+        x.copy_(x0)
+        fn()
+        finals[name] = x.float().clone()
+    out: dict[str, float] = {}
+    for name in ("tail early", "tail late"):
+        out[f"max |x - pairs' x|, {name}"] = (finals[name] - finals["pairs"]).abs().max().item()
+    if small:
+        return out
+    for rep in range(2):
+        for name, fn in (("pairs", pairs), ("tail early", lambda: tails(False)), ("tail late", lambda: tails(True))):
+            out[f"{name} (run {rep + 1})"] = _graph_us(fn, layers)
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("probe", choices=("flag", "split"))
+    p.add_argument("probe", choices=("flag", "split", "tail"))
     p.add_argument("--layers", type=int, default=40)
     p.add_argument("--widths", type=lambda t: [int(w) for w in t.split(",")], default=[5120, 2560])
     args = p.parse_args()
     if INTERP or not torch.cuda.is_available():
-        if args.probe != "flag" or not INTERP:
-            raise SystemExit("no CUDA GPU: only `flag` runs here, under TRITON_INTERPRET=1, as a check")
-        flag_probe(2, small=True)
-        print("flag probe: both modes give the sums of W @ codes")
+        if args.probe == "split" or not INTERP:
+            raise SystemExit("no CUDA GPU: only `flag` and `tail` run here, under TRITON_INTERPRET=1, as checks")
+        if args.probe == "flag":
+            flag_probe(2, small=True)
+            print("flag probe: both modes give the sums of W @ codes")
+        else:
+            for name, v in tail_probe(2, small=True).items():
+                print(f"  {name:48} {v:9.3g}")
         return
     rows = flag_probe(args.layers) if args.probe == "flag" else {}
+    if args.probe == "tail":
+        rows = tail_probe(args.layers)
     if args.probe == "split":
         for w in args.widths:
             rows.update(split_probe(w, args.layers))
