@@ -255,7 +255,9 @@ def tail_probe(layers: int, small: bool = False) -> dict[str, float]:
             prequant.bitlinear_step(x, x, w1s[i], 1e-6, 1, projs[i], x, True, cfg, scratch)
 
     def tails(late: bool) -> None:
-        q, s, qs = prequant.quantize_rows(x, x, w1s[0], 1e-6, ((projs[0].norm_weight, 1e-6),), 1, kq, cfg, scratch)
+        q, s, qs = prequant.quantize_rows(
+            x, x, w1s[0], 1e-6, ((projs[0].norm_weight, 1e-6),), 1, kq, cfg, scratch
+        )
         grid = (triton.cdiv(d, cfg.block_n), 1)
         for i in range(layers):
             nxt = projs[i + 1]
@@ -267,8 +269,9 @@ def tail_probe(layers: int, small: bool = False) -> dict[str, float]:
                 EB=eb, **cfg.launch_kwargs(),
             )  # fmt: skip
 
+    chains = (("pairs", pairs), ("tail early", lambda: tails(False)), ("tail late", lambda: tails(True)))
     finals = {}
-    for name, fn in (("pairs", pairs), ("tail early", lambda: tails(False)), ("tail late", lambda: tails(True))):
+    for name, fn in chains:
         x.copy_(x0)
         fn()
         finals[name] = x.float().clone()
@@ -278,7 +281,7 @@ def tail_probe(layers: int, small: bool = False) -> dict[str, float]:
     if small:
         return out
     for rep in range(2):
-        for name, fn in (("pairs", pairs), ("tail early", lambda: tails(False)), ("tail late", lambda: tails(True))):
+        for name, fn in chains:
             out[f"{name} (run {rep + 1})"] = _graph_us(fn, layers)
     return out
 
@@ -291,7 +294,9 @@ def main() -> None:
     args = p.parse_args()
     if INTERP or not torch.cuda.is_available():
         if args.probe == "split" or not INTERP:
-            raise SystemExit("no CUDA GPU: only `flag` and `tail` run here, under TRITON_INTERPRET=1, as checks")
+            raise SystemExit(
+                "no CUDA GPU: only `flag` and `tail` run here, under TRITON_INTERPRET=1, as checks"
+            )
         if args.probe == "flag":
             flag_probe(2, small=True)
             print("flag probe: both modes give the sums of W @ codes")
