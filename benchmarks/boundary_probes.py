@@ -111,11 +111,10 @@ def _tail_gemv(
         if not LATE_TRIG:
             gdc_launch_dependents()
     res = prequant._residual(X, rows, rmask, rn, nmask, stride_x, True)
-    s = prequant._row_scale(S, 0, rows, rmask, B)
-    qs = prequant._row_qsum(QS, 0, rows, rmask, B, 0, False)
+    s, qs = prequant._row_scales(S, QS, 0, rows, rmask, B)
     qrow = Q + tl.program_id(1) * Kq
-    acc, _, _ = prequant._words_gemv(
-        P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, False, BLOCK_N, BLOCK_Q
+    acc, _ = prequant._words_gemv(
+        P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, BLOCK_N, BLOCK_Q
     )
     y = prequant._y_rows(acc, qs, g, s, X)
     prequant._linear_store(y, res, X, rows, rmask, rn, nmask, stride_x, True)
@@ -129,7 +128,7 @@ def _tail_gemv(
             for r in range(B):
                 prequant._quant_row(
                     X, X, W1N, WAN, WAN, WAN, Q8, S, QS, B, K, 4 * Kq, stride_x, stride_x, eps1n, epsn,
-                    epsn, epsn, r, 0, 1, False, True, True, T, EA, EB,
+                    epsn, epsn, r, 0, 1, False, True, T, EA, EB,
                 )  # fmt: skip
 
 

@@ -300,8 +300,9 @@ part s16_split 120 python3 benchmarks/boundary_probes.py split --widths 5120,256
 part s16_tiles27 120 python3 benchmarks/decode_kernels.py --presets 2.7b --quick --options \
   dp4a+pdl+prequant+qnext+fold+whole+pieces+late --tiles default,8x4,4x4,default,8x4
 # session 17: the tail probe (the last program of a GEMV quantizes the next input; first run as a scratch call),
-# then the "csum" option (the GEMVs sum the codes; the quantization kernel loses its last reduction): the
-# sm_90 compiles under the device's triton, the decode GPU tests with it on, then off / on twice at 13B and 1.3B
+# then the "csum" option (the GEMVs sum the codes; the quantization kernel loses its last reduction; commit
+# c1a8c8e, removed after this run: slower): the sm_90 compiles under the device's triton, the decode GPU tests
+# with it on, then off / on twice at 13B and 1.3B
 part s17_tail 100 python3 benchmarks/boundary_probes.py tail
 part s17_csum_tests 330 bash -c "python3 -m pytest -q -p no:cacheprovider tests/ops/test_compile_sm90.py && \
   MMFREE_FUSED_OPTIONS=dp4a,prequant,pdl,qnext,fold,whole,pieces,csum python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/"

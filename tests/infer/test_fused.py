@@ -317,11 +317,6 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
         assert torch.equal(step(tokens, again), pre_logits)
         assert all(torch.equal(a, b) for a, b in zip(again, pre_states))
     assert any(k.startswith("prequant_") for k in step.workspace(B))
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,csum"))
-    assert fused_ops._config(B, 48, 48, words).csum
-    csum_logits, csum_states = _step_outputs(model, tokens, states)  # the GEMVs sum the codes: same bits
-    assert torch.equal(csum_logits, pre_logits)
-    assert all(torch.equal(a, b) for a, b in zip(csum_states, pre_states))
     _assert_rows_close(pre_logits, base_logits, 1e-4, 3e-2, "prequant vs dp4a logits")
     for idx, (a, b) in enumerate(zip(pre_states, base_states)):
         _assert_rows_close(a, b, 1e-4, 3e-2, f"prequant vs dp4a state {idx}")
@@ -360,8 +355,8 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['csum', 'dp4a', 'early', 'fold', 'late', "
-        r"'pdl', 'pieces', 'prequant', 'qnext', 'whole'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
+        r"'pieces', 'prequant', 'qnext', 'whole'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -372,19 +367,18 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
 @needs_triton
 def test_prequant_load_orders_give_the_same_bits(monkeypatch) -> None:
     """The options that only move the prequant GEMVs' loads ("late" / "early": epilogue operands after / before
-    the K loop; "qnext": activation words one tile ahead) or where the code sum is made ("csum": in the GEMV)
-    give the bits of the plain prequant step, on widths of 2 and 4 K tiles (so tiles in flight carry across
-    iterations, past the row's end included)."""
+    the K loop; "qnext": activation words one tile ahead) give the bits of the plain prequant step, on widths
+    of 2 and 4 K tiles (so tiles in flight carry across iterations, past the row's end included)."""
     model = _model(80, 208, "official", True, torch.float32)  # 20 and 52 packed bytes: 2 and 4 tiles of 16
     tokens = torch.randint(0, model.config.vocab_size, (1,))
     states = [torch.randn(1, 80) for _ in range(2)]  # L x [1, d']
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,early"))
     base_logits, base_states = _step_outputs(model, tokens, states)
     words = (torch.zeros(80, 20, dtype=torch.uint8),)
-    for extra in ("late", "qnext", "late,qnext", "csum", "csum,qnext", "csum,late,qnext"):
+    for extra in ("late", "qnext", "late,qnext"):
         monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant," + extra))
         cfg = fused_ops._config(1, 80, 80, words)
-        assert (cfg.late, cfg.qnext, cfg.csum) == ("late" in extra, "qnext" in extra, "csum" in extra)
+        assert (cfg.late, cfg.qnext) == ("late" in extra, "qnext" in extra)
         logits, new_states = _step_outputs(model, tokens, states)
         assert torch.equal(logits, base_logits), extra
         assert all(torch.equal(a, b) for a, b in zip(new_states, base_states)), extra

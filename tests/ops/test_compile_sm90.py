@@ -70,13 +70,11 @@ for dt in ("bf16", "fp32"):
 # the "prequant" decode kernels (launched with programmatic dependent launch by default)
 BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
-quant = {"PDL": True, "QSUM": True, "T": 512, "EA": 16, "EB": 0}
+quant = {"PDL": True, "T": 512, "EA": 16, "EB": 0}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2}, 16),
        ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2, "EA": 8, "EB": 2}, 16),  # two pieces
-       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4),
-       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "QSUM": False, "EA": 8, "EB": 2}, 16)]  # "csum"
-gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "CSUM": False, "BLOCK_N": 16,
-        "BLOCK_Q": 256}
+       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4)]
+gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 one = {**gemv, "ONE": True, "QNEXT": True, "BLOCK_N": 4, "BLOCK_Q": 4096}  # a whole 13B row in one tile
 words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
@@ -95,14 +93,6 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                {**one, "HAS_LB": True, "OFFICIAL": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**one, "RESIDUAL": True}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**one, "LATE": True}, 4))
-# "csum": the GEMVs sum the codes (looped and whole tiles)
-out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-               "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "CSUM": True}, 4))
-out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True,
-               "CSUM": True}, 4))
-out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**one, "RESIDUAL": True,
-               "CSUM": True}, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
 

@@ -259,16 +259,11 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
 # - "pieces" (with "prequant"): the quantization kernel holds a row whose width splits into two power-of-two
 #   pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x (8 + 2)) that way, instead of
-#   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs);
-# - "csum" (with "prequant"): the GEMVs add up the row's int8 codes themselves (one `dp4a` with ones per
-#   activation word, summed with the epilogue) instead of the quantization kernel, whose last block reduction
-#   and store go; exact integer sums, so the bits do not change.
+#   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs).
 # Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
 # speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
-KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "csum"}
-)
+KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces"})
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -306,7 +301,6 @@ class _Launch(NamedTuple):
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
-    csum: bool = False  # prequant GEMVs sum the codes themselves; the quantization kernel skips it ("csum")
 
     @property
     def dot(self) -> bool:
@@ -364,7 +358,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             qnext=pre and "qnext" in OPTIONS,
             fold_tile=ftile,
             pieces=pre and "pieces" in OPTIONS,
-            csum=pre and "csum" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -391,7 +384,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         fold_tile=ftile,
         asm=True,
         pieces=pre and "pieces" in OPTIONS,
-        csum=pre and "csum" in OPTIONS,
     )
 
 

@@ -390,15 +390,6 @@ def _mac4(acc, p, c0, c1, c2, c3, ASM: tl.constexpr):
 
 
 @triton.jit
-def _code_sums(cs, c0, c1, c2, c3, ASM: tl.constexpr):
-    # cs `[BW]` + the sums of the four codes of each of `_act_words`' four vectors (one `dp4a` with ones a
-    # quarter): the GEMV's share of the row's code sum, which the dp4a accumulator's w + 1 codes include
-    for j in tl.static_range(4):
-        cs = _dp4a(_pick(j, c0, c1, c2, c3), tl.full(cs.shape, 0x01010101, tl.int32), cs, ASM)
-    return cs
-
-
-@triton.jit
 def _y_rows(acc, qsum, g, s, X):
     # `_y` of a batch-1 dp4a accumulator `[BN, BW]` (PATH 1, one row): `[1, BN]`. Summed in its own 2-D
     # layout, where `_y` on `acc[None]` would first move the whole tile into a 3-D layout through shared

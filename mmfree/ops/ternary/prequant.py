@@ -35,7 +35,6 @@ import triton.language as tl
 from mmfree.ops.ternary import fold
 from mmfree.ops.ternary.fused_parts import (
     _act_words,
-    _code_sums,
     _glu_out,
     _int8_codes,
     _inv_amax,
@@ -59,8 +58,7 @@ if TYPE_CHECKING:
 def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-    MODE: tl.constexpr, PDL: tl.constexpr, QSUM: tl.constexpr, T: tl.constexpr, EA: tl.constexpr,
-    EB: tl.constexpr,
+    MODE: tl.constexpr, PDL: tl.constexpr, T: tl.constexpr, EA: tl.constexpr, EB: tl.constexpr,
 ):  # fmt: skip
     # program (row, n): row `row` held whole in registers (one load of each input, then dependent block
     # reductions) through BitLinear norm n (weight WA, WB or WC): Q `[NORMS, B, Kp]` int8 codes (columns
@@ -68,11 +66,10 @@ def _quant_kernel(
     # repeats the MODE transform, so the norms run on three SMs at once. The row is one `[T, EA]` piece
     # (column t EA + j), or with EB > 0 that and a `[T, EB]` piece after it (column T EA + t EB + j): a
     # width such as 5120 = 512 x (8 + 2) then needs no padded lanes. Each reduction sums a thread's values
-    # of both pieces first (axis 1), then across the block once. Without QSUM (the "csum" option: the GEMVs
-    # sum the codes themselves) QS is not written and that last reduction is not made.
+    # of both pieces first (axis 1), then across the block once.
     _quant_row(
         X, H, W1, WA, WB, WC, Q, S, QS, B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-        tl.program_id(0), tl.program_id(1), MODE, PDL, False, QSUM, T, EA, EB,
+        tl.program_id(0), tl.program_id(1), MODE, PDL, False, T, EA, EB,
     )  # fmt: skip
 
 
@@ -80,11 +77,12 @@ def _quant_kernel(
 def _quant_row(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c, row, n,
-    MODE: tl.constexpr, PDL: tl.constexpr, CG: tl.constexpr, QSUM: tl.constexpr, T: tl.constexpr,
-    EA: tl.constexpr, EB: tl.constexpr,
+    MODE: tl.constexpr, PDL: tl.constexpr, CG: tl.constexpr, T: tl.constexpr, EA: tl.constexpr,
+    EB: tl.constexpr,
 ):  # fmt: skip
     # `_quant_kernel`'s work for one (row, norm n) on the calling program's T threads; with CG the inputs X
-    # and H load from L2 past L1 (a GEMV's tail reading a row other programs of its launch just wrote)
+    # and H load from L2 past L1 (a GEMV's tail reading a row other programs of its launch just wrote:
+    # `benchmarks/boundary_probes.py tail`)
     ka = tl.arange(0, T)[:, None] * EA + tl.arange(0, EA)[None, :]  # [T, EA]
     ma = ka < K
     w1a = tl.load(W1 + ka, mask=ma, other=0.0).to(tl.float32)  # the weights first: with PDL they load
@@ -124,15 +122,13 @@ def _quant_row(
     out = n * B + row
     qa = _int8_codes(xa * s)
     tl.store(Q + out * Kp + ka, qa.to(tl.int8), mask=ka < Kp)
+    qsum = tl.sum(qa, axis=1)
     if EB > 0:
         qb = _int8_codes(xb * s)
         tl.store(Q + out * Kp + kb, qb.to(tl.int8), mask=kb < Kp)
+        qsum += tl.sum(qb, axis=1)
     tl.store(S + out, s)
-    if QSUM:
-        qsum = tl.sum(qa, axis=1)
-        if EB > 0:
-            qsum += tl.sum(qb, axis=1)
-        tl.store(QS + out, tl.sum(qsum, axis=0))
+    tl.store(QS + out, tl.sum(qsum, axis=0))
 
 
 @triton.jit
@@ -164,18 +160,9 @@ def _row_block(B, N, BLOCK_N: tl.constexpr):
 
 
 @triton.jit
-def _row_scale(S, n: tl.constexpr, rows, rmask, B):
-    # `[1]` scale of this row's codes for projection n (the quantization kernel's output)
-    return tl.load(S + n * B + rows, mask=rmask, other=1.0)
-
-
-@triton.jit
-def _row_qsum(QS, n: tl.constexpr, rows, rmask, B, cs, CSUM: tl.constexpr):
-    # `[1]` code sum of this row's codes for projection n: the GEMV's own `[BW]` sums cs added up with CSUM,
-    # else the quantization kernel's
-    if CSUM:
-        return tl.sum(cs, axis=0) + tl.zeros([1], dtype=tl.int32)
-    return tl.load(QS + n * B + rows, mask=rmask, other=0)
+def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
+    # `[1]` scale and code sum of this row's codes for projection n (the quantization kernel's outputs)
+    return tl.load(S + n * B + rows, mask=rmask, other=1.0), tl.load(QS + n * B + rows, mask=rmask, other=0)
 
 
 # The GEMV kernels load everything their epilogues read that no kernel of this decode step writes (weight
@@ -192,7 +179,7 @@ def _mlgru_in_kernel(
     X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    QNEXT: tl.constexpr, ONE: tl.constexpr, CSUM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -207,13 +194,9 @@ def _mlgru_in_kernel(
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
     if not LATE:
-        s_i = _row_scale(S, 0, rows, rmask, B)
-        s_f = _row_scale(S, 1, rows, rmask, B)
-        s_g = _row_scale(S, 2, rows, rmask, B)
-        if not CSUM:
-            qs_i = _row_qsum(QS, 0, rows, rmask, B, 0, False)
-            qs_f = _row_qsum(QS, 1, rows, rmask, B, 0, False)
-            qs_g = _row_qsum(QS, 2, rows, rmask, B, 0, False)
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     Kw = Kq // 4
     BW: tl.constexpr = BLOCK_Q // 4
     row = tl.program_id(1)
@@ -221,9 +204,6 @@ def _mlgru_in_kernel(
     acc_i = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_f = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_g = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    cs_i = tl.zeros([BW], dtype=tl.int32)  # with CSUM, each norm's code sums (`_code_sums`)
-    cs_f = tl.zeros([BW], dtype=tl.int32)
-    cs_g = tl.zeros([BW], dtype=tl.int32)
     if QNEXT or ONE:  # the first tile's activation words; the loop loads each next tile's with its weights
         i0_, i1_, i2_, i3_ = _act_words(q_i, 0, Kw, BW)
         f0_, f1_, f2_, f3_ = _act_words(q_f, 0, Kw, BW)
@@ -232,10 +212,6 @@ def _mlgru_in_kernel(
         acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
         acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
         acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
-        if CSUM:
-            cs_i = _code_sums(cs_i, i0_, i1_, i2_, i3_, ASM)
-            cs_f = _code_sums(cs_f, f0_, f1_, f2_, f3_, ASM)
-            cs_g = _code_sums(cs_g, g0_, g1_, g2_, g3_, ASM)
     else:
         for i0 in range(0, Kq, BLOCK_Q):
             if QNEXT:
@@ -249,10 +225,6 @@ def _mlgru_in_kernel(
             acc_i = _mac4(acc_i, p_i, i0_, i1_, i2_, i3_, ASM)
             acc_f = _mac4(acc_f, p_f, f0_, f1_, f2_, f3_, ASM)
             acc_g = _mac4(acc_g, p_g, g0_, g1_, g2_, g3_, ASM)
-            if CSUM:
-                cs_i = _code_sums(cs_i, i0_, i1_, i2_, i3_, ASM)
-                cs_f = _code_sums(cs_f, f0_, f1_, f2_, f3_, ASM)
-                cs_g = _code_sums(cs_g, g0_, g1_, g2_, g3_, ASM)
             if QNEXT:
                 i0_, i1_, i2_, i3_ = i0n, i1n, i2n, i3n
                 f0_, f1_, f2_, f3_ = f0n, f1n, f2n, f3n
@@ -263,13 +235,9 @@ def _mlgru_in_kernel(
             n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
-        s_i = _row_scale(S, 0, rows, rmask, B)
-        s_f = _row_scale(S, 1, rows, rmask, B)
-        s_g = _row_scale(S, 2, rows, rmask, B)
-    if LATE or CSUM:
-        qs_i = _row_qsum(QS, 0, rows, rmask, B, cs_i, CSUM)
-        qs_f = _row_qsum(QS, 1, rows, rmask, B, cs_f, CSUM)
-        qs_g = _row_qsum(QS, 2, rows, rmask, B, cs_g, CSUM)
+        s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
+        s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
+        s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
     yi = _y_rows(acc_i, qs_i, g_i, s_i, X)  # [1, BN]
     yf = _y_rows(acc_f, qs_f, g_f, s_f, X)
     yg = _y_rows(acc_g, qs_g, g_g, s_g, X)
@@ -279,25 +247,21 @@ def _mlgru_in_kernel(
 @triton.jit
 def _words_gemv(
     P, rn, rn_b, nmask, p_a, p_b, n_a, n_b, qrow, Kq,
-    TWO: tl.constexpr, ASM: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr, CSUM: tl.constexpr,
-    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    TWO: tl.constexpr, ASM: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr,
+    BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     # `[BN, BW]` int32 accumulators of the weight rows rn (and, with TWO, rn_b: the GLU's up rows) times one
     # row's activation words at qrow, from the first tiles p_a / p_b and (unless ONE) the next tiles n_a /
-    # n_b loaded before the wait; without TWO, acc_b stays zero. With CSUM also the `[BW]` code sums of the
-    # words (`_code_sums`), else zeros.
+    # n_b loaded before the wait; without TWO, acc_b stays zero
     BW: tl.constexpr = BLOCK_Q // 4
     acc_a = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
     acc_b = tl.zeros([BLOCK_N, BW], dtype=tl.int32)
-    cs = tl.zeros([BW], dtype=tl.int32)
     if QNEXT or ONE:  # the first tile's activation words; the loop loads each next tile's with its weights
         c0, c1, c2, c3 = _act_words(qrow, 0, Kq // 4, BW)
     if ONE:  # the whole row is one tile, loaded before the wait
         acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
         if TWO:
             acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
-        if CSUM:
-            cs = _code_sums(cs, c0, c1, c2, c3, ASM)
     else:
         for i0 in range(0, Kq, BLOCK_Q):
             if QNEXT:
@@ -307,8 +271,6 @@ def _words_gemv(
             acc_a = _mac4(acc_a, p_a, c0, c1, c2, c3, ASM)
             if TWO:
                 acc_b = _mac4(acc_b, p_b, c0, c1, c2, c3, ASM)
-            if CSUM:
-                cs = _code_sums(cs, c0, c1, c2, c3, ASM)
             if QNEXT:
                 c0, c1, c2, c3 = d0, d1, d2, d3
             p_a = n_a
@@ -316,7 +278,7 @@ def _words_gemv(
             if TWO:
                 p_b = n_b
                 n_b = _tile(P, rn_b, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
-    return acc_a, acc_b, cs
+    return acc_a, acc_b
 
 
 @triton.jit
@@ -324,7 +286,7 @@ def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
-    ONE: tl.constexpr, CSUM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -336,18 +298,12 @@ def _bitlinear_kernel(
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
     _wait_inputs(PDL)
     if not LATE:
-        s = _row_scale(S, 0, rows, rmask, B)
-        if not CSUM:
-            qs = _row_qsum(QS, 0, rows, rmask, B, 0, False)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     qrow = Q + tl.program_id(1) * Kq
-    acc, _, cs = _words_gemv(
-        P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, CSUM, BLOCK_N, BLOCK_Q
-    )
+    acc, _ = _words_gemv(P, rn, rn, nmask, p, p, n, n, qrow, Kq, False, ASM, QNEXT, ONE, BLOCK_N, BLOCK_Q)
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
-        s = _row_scale(S, 0, rows, rmask, B)
-    if LATE or CSUM:
-        qs = _row_qsum(QS, 0, rows, rmask, B, cs, CSUM)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     _linear_store(_y_rows(acc, qs, g, s, X), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
@@ -356,7 +312,7 @@ def _glu_in_kernel(
     X, P, Q, S, QS, G, U,
     B, I, Kq, stride_u,
     ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr, ONE: tl.constexpr,
-    CSUM: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, I, BLOCK_N)
     p_a = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -368,17 +324,13 @@ def _glu_in_kernel(
     g = tl.load(G)
     _wait_inputs(PDL)
     if not LATE:
-        s = _row_scale(S, 0, rows, rmask, B)
-        if not CSUM:
-            qs = _row_qsum(QS, 0, rows, rmask, B, 0, False)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     qrow = Q + tl.program_id(1) * Kq
-    acc_a, acc_b, cs = _words_gemv(
-        P, rn, rn + I, nmask, p_a, p_b, n_a, n_b, qrow, Kq, True, ASM, QNEXT, ONE, CSUM, BLOCK_N, BLOCK_Q
+    acc_a, acc_b = _words_gemv(
+        P, rn, rn + I, nmask, p_a, p_b, n_a, n_b, qrow, Kq, True, ASM, QNEXT, ONE, BLOCK_N, BLOCK_Q
     )
     if LATE:
-        s = _row_scale(S, 0, rows, rmask, B)
-    if LATE or CSUM:
-        qs = _row_qsum(QS, 0, rows, rmask, B, cs, CSUM)
+        s, qs = _row_scales(S, QS, 0, rows, rmask, B)
     gate = _y_rows(acc_a, qs, g, s, X)
     up = _y_rows(acc_b, qs, g, s, X)
     _glu_out(gate, up, U, X, rows, rmask, rn, nmask, stride_u)
@@ -421,7 +373,7 @@ def quantize_rows(
     _quant_kernel[(B, nn)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, PDL=cfg.pdl, QSUM=not cfg.csum, T=32 * warps, EA=ea, EB=eb, num_warps=warps,
+        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, num_warps=warps,
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
@@ -456,8 +408,8 @@ def _launch_gemv(
     grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
     one = cfg.block_q >= kq
     kernel[grid](
-        *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, CSUM=cfg.csum, ASM=cfg.asm, PDL=cfg.pdl,
-        BLOCK_N=cfg.block_n, BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
+        *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
+        BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
     )  # fmt: skip
 
 
