@@ -138,6 +138,19 @@ class FusedDecodeStep:
                 )  # [B, d]
         return ws
 
+    def _silu_buffer(self, ws: dict[str, torch.Tensor], batch: int) -> torch.Tensor | None:
+        """The `[B, d']` fp32 buffer through which the MLGRU calls pass SiLU(h) to the output gate's calls
+        ("silu" option, official gate form, both calls on the prequant path), or None."""
+        from mmfree.ops.ternary.fused import silu_ready
+
+        first = self.layers[0]
+        mlgru = tuple(first[k].packed for k in ("i", "f", "g"))
+        if not (first["official"] and silu_ready(batch, mlgru, first["o"].packed)):
+            return None
+        if "sh" not in ws:
+            ws["sh"] = torch.empty(batch, self.width, dtype=torch.float32, device=self.device)  # [B, d']
+        return ws["sh"]
+
     def _check(self, tokens: torch.Tensor, states: Sequence[torch.Tensor]) -> None:
         if tokens.ndim != 1 or tokens.dtype not in (torch.long, torch.int32) or tokens.device != self.device:
             raise ValueError(
@@ -171,10 +184,13 @@ class FusedDecodeStep:
             x.copy_(torch.index_select(self.embed, 0, tokens, out=ws["e"]))  # [B, d]
         else:
             torch.index_select(self.embed, 0, tokens, out=x)  # [B, d]
+        sh = self._silu_buffer(ws, tokens.shape[0])
         for p, h in zip(self.layers, states):
-            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], ws)
-            gate = (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
-            bitlinear_step(go, p["o"], x, residual=True, gate=gate, scratch=ws)
+            mlgru_input_step(
+                x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], ws, silu_out=sh
+            )
+            gate = (p["g_norm"][0], p["g_norm"][1], h if sh is None else sh) if p["official"] else None
+            bitlinear_step(go, p["o"], x, residual=True, gate=gate, scratch=ws, gate_silu=sh is not None)
             glu_input_step(x, p["mlp_norm"], p["gate"], u, ws)
             bitlinear_step(u, p["down"], x, residual=True, scratch=ws)
         if self.head is not None:

@@ -356,7 +356,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'pieces', 'prequant', 'qnext', 'whole'\]",
+        r"'pieces', 'prequant', 'qnext', 'silu', 'whole'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -382,3 +382,37 @@ def test_prequant_load_orders_give_the_same_bits(monkeypatch) -> None:
         logits, new_states = _step_outputs(model, tokens, states)
         assert torch.equal(logits, base_logits), extra
         assert all(torch.equal(a, b) for a, b in zip(new_states, base_states)), extra
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("B,extra", [(1, "fold"), (1, ""), (3, "")])
+def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> None:
+    """The "silu" option (the MLGRU call stores SiLU(h), the output gate's quantization reads it: MODE 3)
+    gives the bits of the step without it, on the fold kernels (batch 1) and the prequant pairs (batch 1
+    and 3); it needs the official gate form and the prequant path, and says so otherwise."""
+    model = _model(48, 80, "official", True, torch.float32)
+    monkeypatch.setattr(fused_ops, "DOT_MIN_BATCH", 4)
+    tokens = torch.randint(0, model.config.vocab_size, (B,))
+    states = [torch.randn(B, 48) for _ in range(2)]  # L x [B, d']
+    base = "dp4a,prequant" + ("," + extra if extra else "")
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(base))
+    want_logits, want_states = _step_outputs(model, tokens, states)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(base + ",silu"))
+    step = FusedDecodeStep(model)
+    mine = [s.clone() for s in states]
+    logits = step(tokens, mine)
+    assert "sh" in step.workspace(B)  # the handoff buffer is in use
+    assert torch.equal(logits, want_logits)
+    assert all(torch.equal(a, b) for a, b in zip(mine, want_states))
+    x = torch.randn(B, 48)
+    p = step.layers[0]
+    with pytest.raises(ValueError, match="gate_silu without a gate"):
+        fused_ops.bitlinear_step(x, p["o"], torch.empty(B, 48), gate_silu=True)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a"))
+    with pytest.raises(ValueError, match="gate_silu needs the prequant path"):
+        fused_ops.bitlinear_step(x, p["o"], torch.empty(B, 48), gate=(x[0], 1e-6, mine[0]), gate_silu=True)
+    assert FusedDecodeStep(model)._silu_buffer({}, B) is None  # not on the prequant path: no handoff
+    paper = _model(48, 80, "paper", True, torch.float32)
+    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(base + ",silu"))
+    assert FusedDecodeStep(paper)._silu_buffer({}, B) is None  # no output gate to feed

@@ -93,13 +93,16 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces", "2.7b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "1.3b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
     """Each option set against the default kernels at real shapes in bf16, eager and as a CUDA-graph replay
     (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
     "prequant" the reference is that option alone with dp4a (its norms sum in another order than the
-    default's; so do "fold"'s and "pieces"')."""
+    default's; so do "fold"'s and "pieces"'). "silu" passes SiLU(h) computed by the MLGRU kernel to the
+    output gate's quantization: the same values, so the same bits (1.3B: fold kernels; 2.7B: prequant pairs)."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)

@@ -73,16 +73,17 @@ qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S":
 quant = {"PDL": True, "T": 512, "EA": 16, "EB": 0}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2}, 16),
        ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2, "EA": 8, "EB": 2}, 16),  # two pieces
-       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4)]
+       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4),
+       ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 3, "EA": 8, "EB": 2}, 16)]  # "silu"
 gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 one = {**gemv, "ONE": True, "QNEXT": True, "BLOCK_N": 4, "BLOCK_Q": 4096}  # a whole 13B row in one tile
-words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32"}
+words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32", "SH": "*fp32"}
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**gemv, "HAS_LB": True, "OFFICIAL": False}, 4))
+               {**gemv, "HAS_LB": True, "OFFICIAL": False, "SILU": False}, 4))
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True}, 4))
+               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True, "SILU": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True}, 4))
@@ -90,7 +91,7 @@ out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": B
                {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True}, 4))
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
-               {**one, "HAS_LB": True, "OFFICIAL": False}, 4))
+               {**one, "HAS_LB": True, "OFFICIAL": False, "SILU": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**one, "RESIDUAL": True}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**one, "LATE": True}, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
@@ -102,8 +103,9 @@ for bw, bn, w in ((64, 8, 4), (128, 16, 8), (512, 16, 8)):
     c = {"ASM": True, "PDL": True, "BLOCK_N": bn, "BW": bw}
     out.append(ptx(fd._mlgru_in_kernel, {"X": BF, "WA": BF, "WI": BF, "WF": BF, "WG": BF, "PI": "*i32",
                    "PF": "*i32", "PG": "*i32", "GI": "*fp32", "GF": "*fp32", "GG": "*fp32", "LB": "*fp32",
-                   "H": "*fp32", "OUT": BF}, {**c, "LATE": bw > 64, "HAS_LB": True, "OFFICIAL": bw > 64}, w))
-    for mode in (0, 1, 2):
+                   "H": "*fp32", "OUT": BF, "SH": "*fp32"}, {**c, "LATE": bw > 64, "HAS_LB": True,
+                   "OFFICIAL": bw > 64, "SILU": bw > 64}, w))
+    for mode in (0, 1, 2, 3):
         out.append(ptx(fd._bitlinear_kernel, {"X": BF, "H": "*fp32", "W1": BF, "W2": BF, "G": "*fp32",
                        "P": "*i32", "Y": BF}, {**c, "LATE": mode == 0, "MODE": mode, "RESIDUAL": mode != 1}, w))
     out.append(ptx(fd._glu_in_kernel, {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "*i32", "U": BF}, c, w))

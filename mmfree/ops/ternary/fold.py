@@ -14,7 +14,8 @@ launch while the row is short; `FOLD_TILES` bounds the packed row length per ker
 
 - `_mlgru_in_kernel`: attn_norm, the i/f/g codes (each its own norm and scale), the three projections and
   the recurrence;
-- `_bitlinear_kernel`: input MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate), one
+- `_bitlinear_kernel`: input MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate; 3 with
+  SiLU(h) stored by the MLGRU kernel), one
   projection, store or residual add;
 - `_glu_in_kernel`: mlp_norm, gate/up, SiLU(gate) * up.
 """
@@ -167,10 +168,10 @@ def _gemv(p, c0, c1, c2, c3, ASM: tl.constexpr):
 
 @triton.jit
 def _mlgru_in_kernel(
-    X, WA, WI, WF, WG, PI, PF, PG, GI, GF, GG, LB, H, OUT,
+    X, WA, WI, WF, WG, PI, PF, PG, GI, GF, GG, LB, H, OUT, SH,
     N, D, Kq, eps_a, eps_i, eps_f, eps_g,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    BLOCK_N: tl.constexpr, BW: tl.constexpr,
+    SILU: tl.constexpr, BLOCK_N: tl.constexpr, BW: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _block1(N, BLOCK_N)
     p_i = _rows(PI, rn, nmask, Kq, BW)  # [BN, BW] words, before the input is ready
@@ -207,7 +208,7 @@ def _mlgru_in_kernel(
     yg = _y_rows(acc_g, qs_g + zero, g_g, s_g, X)
     if LATE:
         lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, 0, HAS_LB)
-    _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, 0, 0, HAS_LB, OFFICIAL)
+    _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, 0, 0, HAS_LB, OFFICIAL, SH, SILU)
 
 
 @triton.jit
@@ -238,6 +239,11 @@ def _bitlinear_kernel(
         v1 = _silu_gate(v1, _ld(H, 1, Kq, K, BW), X)
         v2 = _silu_gate(v2, _ld(H, 2, Kq, K, BW), X)
         v3 = _silu_gate(v3, _ld(H, 3, Kq, K, BW), X)
+    if MODE == 3:  # the same, H holding SiLU(h) as the MLGRU kernel stored it ("silu")
+        v0 = _rnd(v0 * _ld(H, 0, Kq, K, BW), X)
+        v1 = _rnd(v1 * _ld(H, 1, Kq, K, BW), X)
+        v2 = _rnd(v2 * _ld(H, 2, Kq, K, BW), X)
+        v3 = _rnd(v3 * _ld(H, 3, Kq, K, BW), X)
     c0, c1, c2, c3, s, qs = _quantize(v0, v1, v2, v3, w0, w1, w2, w3, _ssq(v0, v1, v2, v3) / K, eps2, X)
     y = _y_rows(_gemv(p, c0, c1, c2, c3, ASM), qs, g, s, X)
     if LATE:
@@ -318,6 +324,7 @@ def mlgru_input_step(
     official: bool,
     cfg: _Launch,
     tile: tuple[int, int, int],
+    silu_out: torch.Tensor | None = None,
 ) -> None:
     """`fused.mlgru_input_step` at batch 1 (arguments checked there) in one launch."""
     N, kq = projs[0].packed.shape
@@ -327,8 +334,10 @@ def mlgru_input_step(
         x, attn_norm[0], i.norm_weight, f.norm_weight, g.norm_weight,
         i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32),
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
+        silu_out if silu_out is not None else state,
         N, x.shape[1], kq, float(attn_norm[1]), float(i.eps), float(f.eps), float(g.eps),
         HAS_LB=lower_bound is not None, OFFICIAL=official, ASM=cfg.asm, PDL=cfg.pdl, LATE=cfg.late,
+        SILU=silu_out is not None,
         BLOCK_N=block_n, BW=bw, **cfg._replace(warps=warps).launch_kwargs(), **_max_regs("mlgru", bw, cfg),
     )  # fmt: skip
 

@@ -259,11 +259,16 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   one tile (WHOLE_TILES; 13B step 1.97 -> 1.80 ms, 2.7B 0.85 -> 0.76 ms);
 # - "pieces" (with "prequant"): the quantization kernel holds a row whose width splits into two power-of-two
 #   pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x (8 + 2)) that way, instead of
-#   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs).
+#   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs);
+# - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
+#   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
+#   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits.
 # Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
 # speed.
 # Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
-KNOWN_OPTIONS = frozenset({"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces"})
+KNOWN_OPTIONS = frozenset(
+    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "silu"}
+)
 
 
 def parse_options(text: str) -> frozenset[str]:
@@ -387,6 +392,16 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
     )
 
 
+def silu_ready(B: int, mlgru: tuple[torch.Tensor, ...], o_proj: torch.Tensor) -> bool:
+    """Whether a step of B rows can pass SiLU(h) from the MLGRU input call to the output gate's call ("silu"
+    option): both run on the prequant path (their packed layouts `mlgru` (i, f, g) and `o_proj`)."""
+    if "silu" not in OPTIONS or B == 0:
+        return False
+    width, hidden = mlgru[0].shape[0], o_proj.shape[0]  # d' (the gate's width), d
+    gru = _config(B, width, hidden, mlgru, "mlgru")
+    return gru.prequant and _config(B, hidden, width, (o_proj,), "bitlinear").prequant
+
+
 def _packed_arg(packed: torch.Tensor, cfg: _Launch) -> torch.Tensor:
     # the dp4a path reads the `[N, K / 4]` byte layout as `[N, K / 16]` int32 words
     return packed.view(torch.int32) if cfg.path == 1 else packed
@@ -432,6 +447,7 @@ def mlgru_input_step(
     out: torch.Tensor,
     official: bool,
     scratch: dict[str, torch.Tensor] | None = None,
+    silu_out: torch.Tensor | None = None,
 ) -> None:
     """One MLGRU input step for B rows in one launch: `a = RMSNorm(x)`, i/f/g = BitLinear(a), recurrence.
 
@@ -443,6 +459,9 @@ def mlgru_input_step(
         out: `[B, d']` model dtype; receives g ("official") or sigmoid(g) * h ("paper").
         scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
             keeps its code buffers there instead of allocating them at every call.
+        silu_out: `[B, d']` fp32 or None: also receives SiLU(h) (h rounded to x's dtype), which
+            `bitlinear_step(..., gate_silu=True)` takes in place of the state ("prequant" path only:
+            `silu_ready`).
     """
     B, D = x.shape if x.ndim == 2 else (-1, -1)
     _check_rows("x", x, B, D, None, x.device)
@@ -458,12 +477,16 @@ def mlgru_input_step(
         raise ValueError(
             f"lower_bound must be [{N}] fp32; got {tuple(lower_bound.shape)} {lower_bound.dtype}"
         )
+    if silu_out is not None:
+        _check_rows("silu_out", silu_out, B, N, torch.float32, x.device)
     if B == 0:
         return
     cfg = _config(B, N, D, (i_proj.packed, f_proj.packed, g_proj.packed), "mlgru")
+    if silu_out is not None and not cfg.prequant:
+        raise ValueError("mlgru_input_step: silu_out needs the prequant path (see silu_ready)")
     if cfg.prequant:
         prequant.mlgru_input_step(
-            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch
+            x, attn_norm, (i_proj, f_proj, g_proj), lower_bound, state, out, official, cfg, scratch, silu_out
         )
         return
     grid = (triton.cdiv(N, cfg.block_n), triton.cdiv(B, cfg.rows))
@@ -487,6 +510,7 @@ def bitlinear_step(
     pre_norm: tuple[torch.Tensor, float] | None = None,
     gate: tuple[torch.Tensor, float, torch.Tensor] | None = None,
     scratch: dict[str, torch.Tensor] | None = None,
+    gate_silu: bool = False,
 ) -> None:
     """One packed BitLinear on B rows with its input transform and epilogue fused (one launch).
 
@@ -501,6 +525,7 @@ def bitlinear_step(
             `RMSNorm(x) * SiLU(h)` with h the state rounded to x's dtype.
         scratch: a dict the caller keeps across calls (`FusedDecodeStep`'s workspace): the "prequant" path
             keeps its code buffers there instead of allocating them at every call.
+        gate_silu: gate's third tensor is already SiLU(h) (`mlgru_input_step`'s silu_out), not the state.
     """
     if pre_norm is not None and gate is not None:
         raise ValueError("bitlinear_step: give pre_norm or gate, not both")
@@ -512,13 +537,17 @@ def bitlinear_step(
     if pre_norm is not None:
         mode, w1, eps1 = 1, pre_norm[0], float(pre_norm[1])
     if gate is not None:
-        mode, w1, eps1, h = 2, gate[0], float(gate[1]), gate[2]
+        mode, w1, eps1, h = 3 if gate_silu else 2, gate[0], float(gate[1]), gate[2]
         _check_rows("gate state", h, B, K, torch.float32, x.device)
+    elif gate_silu:
+        raise ValueError("bitlinear_step: gate_silu without a gate")
     if w1.shape != (K,):
         raise ValueError(f"bitlinear_step: the norm weight in front must be [{K}]; got {tuple(w1.shape)}")
     if B == 0:
         return
     cfg = _config(B, N, K, (proj.packed,), "bitlinear")
+    if mode == 3 and not cfg.prequant:
+        raise ValueError("bitlinear_step: gate_silu needs the prequant path (see silu_ready)")
     if cfg.prequant:
         prequant.bitlinear_step(x, h, w1, eps1, mode, proj, out, residual, cfg, scratch)
         return

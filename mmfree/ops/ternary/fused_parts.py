@@ -59,11 +59,17 @@ def _src(X, H, W1, r1, rows, rmask, k, kmask, stride_x, stride_h, MODE: tl.const
 
 
 @triton.jit
-def _silu_gate(v, h, X):
-    # the official output gate's last factor: v * SiLU(h) in the model dtype, the fp32 state h rounded to
-    # the model dtype first (every MODE 2 input transform: this file's, `fold.py`'s and `prequant.py`'s)
+def _silu_h(h, X):
+    # SiLU of the fp32 state h rounded to the model dtype, in fp32 (the official output gate's last factor)
     h = _rnd(h, X)
-    return _rnd(v * (h * tl.sigmoid(h)), X)
+    return h * tl.sigmoid(h)
+
+
+@triton.jit
+def _silu_gate(v, h, X):
+    # the official output gate: v * SiLU(h) in the model dtype (every MODE 2 input transform: this file's,
+    # `fold.py`'s and `prequant.py`'s; MODE 3, the "silu" option, reads `_silu_h` as the MLGRU stored it)
+    return _rnd(v * _silu_h(h, X), X)
 
 
 @triton.jit
@@ -286,15 +292,18 @@ def _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB: tl.constexpr):
 
 @triton.jit
 def _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
-                 OFFICIAL: tl.constexpr):  # fmt: skip
+                 OFFICIAL: tl.constexpr, SH=None, SILU: tl.constexpr = False):  # fmt: skip
     # MLGRU epilogue on `_mlgru_prev`'s lb, hp: f = sigmoid(yf) (lifted by the lower bound), h = f h_prev +
-    # SiLU(yi) (1 - f) in place in the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper")
+    # SiLU(yi) (1 - f) in place in the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper").
+    # With SILU also `_silu_h(h)` into SH (fp32, H's layout), for the output gate's MODE 3.
     f = tl.sigmoid(yf)
     if HAS_LB:
         f = lb + (1.0 - lb) * f
     hm = rmask[:, None] & nmask[None, :]
     h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
     tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
+    if SILU:
+        tl.store(SH + rows[:, None] * stride_h + rn[None, :], _silu_h(h, X), mask=hm)
     if OFFICIAL:
         out = yg
     else:

@@ -18,7 +18,7 @@ PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`). A tile that covers
 wait and are multiplied once, with the same integer sums.
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
-  RMSNorm(g) * w1 * SiLU(h)), then one BitLinear norm's codes, scale and code sum per program (the MLGRU
+  RMSNorm(g) * w1 * SiLU(h); MODE 3 the same with SiLU(h) stored by the MLGRU kernel, "silu" option), then one BitLinear norm's codes, scale and code sum per program (the MLGRU
   input's three norms on three programs, each repeating the transform).
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
   projection + store or residual add, gate/up + SiLU(gate) * up.
@@ -109,6 +109,10 @@ def _quant_row(
         va = _silu_gate(va, _ld_row(H + row * stride_h, ka, ma, CG), X)
         if EB > 0:
             vb = _silu_gate(vb, _ld_row(H + row * stride_h, kb, mb, CG), X)
+    if MODE == 3:  # the same, H holding SiLU(h) as the MLGRU kernel stored it ("silu")
+        va = _rnd(va * _ld_row(H + row * stride_h, ka, ma, CG), X)
+        if EB > 0:
+            vb = _rnd(vb * _ld_row(H + row * stride_h, kb, mb, CG), X)
     part = tl.sum(va * va, axis=1)
     if EB > 0:
         part += tl.sum(vb * vb, axis=1)
@@ -176,10 +180,10 @@ def _row_scales(S, QS, n: tl.constexpr, rows, rmask, B):
 # at least two launches back (four with the quantization kernels between). Every store comes after a wait.
 @triton.jit
 def _mlgru_in_kernel(
-    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT,
+    X, PI, PF, PG, Q, S, QS, GI, GF, GG, LB, H, OUT, SH,
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
-    QNEXT: tl.constexpr, ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    QNEXT: tl.constexpr, ONE: tl.constexpr, SILU: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
 ):  # fmt: skip
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
@@ -241,7 +245,9 @@ def _mlgru_in_kernel(
     yi = _y_rows(acc_i, qs_i, g_i, s_i, X)  # [1, BN]
     yf = _y_rows(acc_f, qs_f, g_f, s_f, X)
     yg = _y_rows(acc_g, qs_g, g_g, s_g, X)
-    _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL)
+    _mlgru_store(
+        yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL, SH, SILU
+    )
 
 
 @triton.jit
@@ -423,12 +429,15 @@ def mlgru_input_step(
     official: bool,
     cfg: _Launch,
     scratch: dict[str, torch.Tensor] | None = None,
+    silu_out: torch.Tensor | None = None,
 ) -> None:
     """`fused.mlgru_input_step` (arguments checked there) in two launches: the codes, then the GEMV (with
     the "fold" option, in one where `fold.fold_tile` allows)."""
     B, N, kq = x.shape[0], projs[0].packed.shape[0], projs[0].packed.shape[1]
     if cfg.fold_tile is not None:
-        fold.mlgru_input_step(x, attn_norm, projs, lower_bound, state, out, official, cfg, cfg.fold_tile)
+        fold.mlgru_input_step(
+            x, attn_norm, projs, lower_bound, state, out, official, cfg, cfg.fold_tile, silu_out
+        )
         return
     q, s, qs = quantize_rows(
         x, x, attn_norm[0], attn_norm[1], tuple((p.norm_weight, p.eps) for p in projs), 1, kq, cfg, scratch
@@ -437,9 +446,9 @@ def mlgru_input_step(
     args = (
         x, i.packed.view(torch.int32), f.packed.view(torch.int32), g.packed.view(torch.int32), q, s, qs,
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
-        B, N, kq, state.stride(0), out.stride(0),
+        silu_out if silu_out is not None else state, B, N, kq, state.stride(0), out.stride(0),
     )  # fmt: skip
-    consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official)
+    consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official, SILU=silu_out is not None)
     _launch_gemv(_mlgru_in_kernel, N, kq, args, consts, cfg)
 
 
