@@ -183,21 +183,26 @@ def kernel_calls(step: FusedDecodeStep, layers: range) -> list[tuple[str, Callab
     x, go, u, logits = ws["x"], ws["go"], ws["u"], ws["logits"]
     x.normal_()
     h = torch.zeros(1, step.width, dtype=torch.float32, device=step.device)  # [1, d']
+    sh = step._silu_buffer(ws, 1)  # as the step: the MLGRU calls hand SiLU(h) on ("silu" option)
+    if sh is not None:
+        sh.zero_()
     ps = [step.layers[i] for i in layers]
 
     def gate(p: dict) -> tuple | None:
-        return (p["g_norm"][0], p["g_norm"][1], h) if p["official"] else None
+        return (p["g_norm"][0], p["g_norm"][1], h if sh is None else sh) if p["official"] else None
 
     def nbytes(*names: str) -> int:
         return sum(p[n].packed.numel() for p in ps for n in names)
 
     def mlgru() -> None:
         for p in ps:
-            mlgru_input_step(x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"])
+            mlgru_input_step(
+                x, p["attn_norm"], p["i"], p["f"], p["g"], p["lb"], h, go, p["official"], silu_out=sh
+            )
 
     def o_proj() -> None:
         for p in ps:
-            bitlinear_step(go, p["o"], x, residual=True, gate=gate(p))
+            bitlinear_step(go, p["o"], x, residual=True, gate=gate(p), gate_silu=sh is not None)
 
     def glu() -> None:
         for p in ps:
