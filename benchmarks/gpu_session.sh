@@ -314,8 +314,9 @@ part s17_silu_tests 330 bash -c "python3 -m pytest -q -p no:cacheprovider tests/
   MMFREE_FUSED_OPTIONS=dp4a,prequant,pdl,qnext,fold,whole,pieces,silu python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/"
 part s17_silu 240 python3 benchmarks/decode_kernels.py --presets 13b,1.3b,370m --quick --options \
   dp4a+pdl+prequant+qnext+fold+whole+pieces,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu
-# with "silu" the default: "pieces3" (a third piece for the 13824- and 6912-wide down_proj inputs): its kernel
-# tests on the GPU, the sm_90 compiles, the decode GPU tests with it on, then off / on twice at 13B and 2.7B
+# with "silu" the default: "pieces3" (a third piece for the 13824- and 6912-wide down_proj inputs; commit a2d5b70,
+# removed after this run: no faster): its kernel tests on the GPU, the sm_90 compiles, the decode GPU tests with
+# it on, then off / on twice at 13B and 2.7B
 part s17_p3_tests 330 bash -c "python3 -m pytest -q -p no:cacheprovider tests/ops/test_prequant_quant.py tests/ops/test_compile_sm90.py && \
   MMFREE_FUSED_OPTIONS=dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,pieces3 python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py"
 part s17_p3 200 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --options \

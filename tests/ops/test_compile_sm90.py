@@ -70,12 +70,11 @@ for dt in ("bf16", "fp32"):
 # the "prequant" decode kernels (launched with programmatic dependent launch by default)
 BF = "*bf16"
 qp = {"X": BF, "H": BF, "W1": BF, "WA": BF, "WB": BF, "WC": BF, "Q": "*i8", "S": "*fp32", "QS": "*i32"}
-quant = {"PDL": True, "T": 512, "EA": 16, "EB": 0, "EC": 0}
+quant = {"PDL": True, "T": 512, "EA": 16, "EB": 0}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2}, 16),
        ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2, "EA": 8, "EB": 2}, 16),  # two pieces
        ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4),
-       ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 3, "EA": 8, "EB": 2}, 16),  # "silu"
-       ptx(pq._quant_kernel, qp, {**quant, "MODE": 0, "EA": 16, "EB": 8, "EC": 4}, 16)]  # "pieces3"
+       ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 3, "EA": 8, "EB": 2}, 16)]  # "silu"
 gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 one = {**gemv, "ONE": True, "QNEXT": True, "BLOCK_N": 4, "BLOCK_Q": 4096}  # a whole 13B row in one tile
 words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32", "SH": "*fp32"}

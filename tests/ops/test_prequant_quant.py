@@ -1,6 +1,6 @@
 """The prequant quantization kernel (`prequant._quant_kernel`): its three-norm launch (one program per norm)
-against three one-norm launches on the same row, and its two- and three-piece rows (the "pieces" and
-"pieces3" options) against the padded power-of-two row.
+against three one-norm launches on the same row, and its two-piece rows (the "pieces" option) against the
+padded power-of-two row.
 
 A maximum and an integer sum do not depend on the order of their terms, so the three-norm forms must agree
 to the last bit: codes, scales and code sums. The two-piece row sums its squares in another order: on rows
@@ -57,18 +57,13 @@ def _check_three_norms(dtype: torch.dtype, K: int, B: int, dev: str) -> None:
 
 
 def test_quant_pieces_split_widths_without_padding() -> None:
-    assert prequant.quant_pieces(5120, False) == (16, 16, 0, 0)  # 8192 lanes for 5120 columns
-    assert prequant.quant_pieces(5120, True) == (16, 8, 2, 0)  # 512 threads x (8 + 2): no padded lane
-    assert prequant.quant_pieces(2560, True) == (8, 8, 2, 0)
-    assert prequant.quant_pieces(1536, True) == (4, 8, 4, 0)  # 128 x 12
-    assert prequant.quant_pieces(2048, True) == (4, 16, 0, 0)  # a power of two: one piece
-    assert prequant.quant_pieces(13824, True) == (32, 16, 0, 0)  # 512 x 27 would pad to 512 x 32: no gain
-    assert prequant.quant_pieces(200, True) == (4, 2, 0, 0)  # not a multiple of the threads: the padded row
-    # "pieces3": a third piece where the second pads; exact splits keep two
-    assert prequant.quant_pieces(13824, True, True) == (16, 16, 8, 4)  # 512 x 28 for 27: 14336 lanes
-    assert prequant.quant_pieces(6912, True, True) == (8, 16, 8, 4)  # 2.7B's down_proj: 256 x 28
-    assert prequant.quant_pieces(5120, True, True) == (16, 8, 2, 0)
-    assert prequant.quant_pieces(2048, True, True) == (4, 16, 0, 0)
+    assert prequant.quant_pieces(5120, False) == (16, 16, 0)  # 8192 lanes for 5120 columns
+    assert prequant.quant_pieces(5120, True) == (16, 8, 2)  # 512 threads x (8 + 2): no padded lane
+    assert prequant.quant_pieces(2560, True) == (8, 8, 2)
+    assert prequant.quant_pieces(1536, True) == (4, 8, 4)  # 128 x 12
+    assert prequant.quant_pieces(2048, True) == (4, 16, 0)  # a power of two: one piece
+    assert prequant.quant_pieces(13824, True) == (32, 16, 0)  # 512 x 27 would pad to 512 x 32: no gain
+    assert prequant.quant_pieces(200, True) == (4, 2, 0)  # not a multiple of the threads: the padded row
 
 
 def test_pieces_is_an_option_of_prequant_launches(monkeypatch) -> None:
@@ -110,31 +105,6 @@ def test_quant_pieces_exact_rows_give_the_same_bits(mode: int) -> None:
     two = _quant(x, mode, kq, True, w1=w1, norm=norm)
     for a, b in zip(one, two):
         assert torch.equal(a, b)
-
-
-@pytest.mark.interpret
-@needs_triton
-@pytest.mark.parametrize("mode", [0, 1, 3])
-def test_quant_three_pieces_exact_rows_give_the_same_bits(mode: int) -> None:
-    """ "pieces3" on 13B's down_proj width (13824 = 512 x (16 + 8 + 4)): rows whose sums of squares are exact
-    in any order give the padded row's codes, scales and code sums; MODE 3 multiplies by a stored SiLU(h)
-    of powers of two (exact too)."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    g = torch.Generator().manual_seed(mode)
-    K, kq = 13824, 3456
-    x = 2.0 * (torch.randint(0, 2, (2, K), generator=g) * 2 - 1).float()  # [2, K] +-2
-    w1 = 2.0 ** torch.randint(-1, 2, (K,), generator=g).float()  # [K]
-    sh = (2.0 ** torch.randint(-2, 1, (2, K), generator=g).float()).to(dev)  # [2, K] fp32 "SiLU(h)"
-    norm = ((torch.rand(K, generator=g) + 0.5).to(dev, torch.bfloat16), 1e-6)
-    x, w1 = x.to(dev, torch.bfloat16), w1.to(dev, torch.bfloat16)
-    assert prequant.quant_pieces(4 * kq, True, True)[3] > 0  # three pieces
-    cfg = fused_ops._Launch(1, 1, 64, 16, 64, 1)
-    one = quantize_rows(x, sh, w1, 0.0, (norm,), mode, kq, cfg)
-    three = quantize_rows(x, sh, w1, 0.0, (norm,), mode, kq, cfg._replace(pieces=True, pieces3=True))
-    for a, b in zip(one, three):
-        assert torch.equal(a, b)
-    codes = three[0].view(torch.int8).view(1, 2, 4 * kq)
-    assert codes[..., K:].eq(0).all() and codes.abs().amax(-1).eq(127).all()
 
 
 @pytest.mark.interpret

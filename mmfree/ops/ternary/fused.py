@@ -260,17 +260,16 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # - "pieces" (with "prequant"): the quantization kernel holds a row whose width splits into two power-of-two
 #   pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x (8 + 2)) that way, instead of
 #   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs);
-# - "pieces3" (with "pieces"): where the second piece would pad, a third follows (`prequant.quant_pieces`:
-#   13824 = 512 x (16 + 8 + 4) for 27 columns a thread, 14336 lanes on 16 warps against 16384 on 32);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
 #   step 1566 -> 1542-1546 µs, output gate + o_proj 5.5-5.9 -> 5.0 µs; 1.3B and 370M within their spread).
 # Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
 # speed.
-# Removed after H200 runs found them slower (docs/inference.md): "single", "splitk", "qtrigger", "l2fill".
+# Removed after H200 runs found them slower or no faster (docs/inference.md, BENCHMARKS.md): "single",
+# "splitk", "qtrigger", "l2fill", "csum", "pieces3".
 KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "pieces3", "silu"}
+    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "silu"}
 )
 
 
@@ -309,7 +308,6 @@ class _Launch(NamedTuple):
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
-    pieces3: bool = False  # with pieces, a third piece where the second would pad ("pieces3")
 
     @property
     def dot(self) -> bool:
@@ -367,7 +365,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             qnext=pre and "qnext" in OPTIONS,
             fold_tile=ftile,
             pieces=pre and "pieces" in OPTIONS,
-            pieces3=pre and "pieces3" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -394,7 +391,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         fold_tile=ftile,
         asm=True,
         pieces=pre and "pieces" in OPTIONS,
-        pieces3=pre and "pieces3" in OPTIONS,
     )
 
 

@@ -59,19 +59,17 @@ def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
     MODE: tl.constexpr, PDL: tl.constexpr, T: tl.constexpr, EA: tl.constexpr, EB: tl.constexpr,
-    EC: tl.constexpr,
 ):  # fmt: skip
     # program (row, n): row `row` held whole in registers (one load of each input, then dependent block
     # reductions) through BitLinear norm n (weight WA, WB or WC): Q `[NORMS, B, Kp]` int8 codes (columns
     # K.. are 0), S `[NORMS, B]` fp32 scales, QS `[NORMS, B]` int32 code sums. With three norms each program
     # repeats the MODE transform, so the norms run on three SMs at once. The row is one `[T, EA]` piece
-    # (column t EA + j), or with EB > 0 that and a `[T, EB]` piece after it (column T EA + t EB + j), and
-    # with EC > 0 a third `[T, EC]` piece: a width such as 5120 = 512 x (8 + 2) or 13824 = 512 x (16 + 8 +
-    # 4, 3.7% padded) then needs few or no padded lanes. Each reduction sums a thread's values of every
-    # piece first (axis 1), then across the block once.
+    # (column t EA + j), or with EB > 0 that and a `[T, EB]` piece after it (column T EA + t EB + j): a
+    # width such as 5120 = 512 x (8 + 2) then needs no padded lanes. Each reduction sums a thread's values
+    # of both pieces first (axis 1), then across the block once.
     _quant_row(
         X, H, W1, WA, WB, WC, Q, S, QS, B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-        tl.program_id(0), tl.program_id(1), MODE, PDL, False, T, EA, EB, EC,
+        tl.program_id(0), tl.program_id(1), MODE, PDL, False, T, EA, EB,
     )  # fmt: skip
 
 
@@ -97,7 +95,7 @@ def _quant_row(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c, row, n,
     MODE: tl.constexpr, PDL: tl.constexpr, CG: tl.constexpr, T: tl.constexpr, EA: tl.constexpr,
-    EB: tl.constexpr, EC: tl.constexpr = 0,
+    EB: tl.constexpr,
 ):  # fmt: skip
     # `_quant_kernel`'s work for one (row, norm n) on the calling program's T threads; with CG the inputs X
     # and H load from L2 past L1 (a GEMV's tail reading a row other programs of its launch just wrote:
@@ -111,11 +109,6 @@ def _quant_row(
         mb = kb < K
         w1b = tl.load(W1 + kb, mask=mb, other=0.0).to(tl.float32)
         wb = _norm_weight(WA, WB, WC, n, kb, mb)
-    if EC > 0:
-        kc = _piece(T, EC, T * (EA + EB))  # [T, EC]
-        mc = kc < K
-        w1c = tl.load(W1 + kc, mask=mc, other=0.0).to(tl.float32)
-        wc = _norm_weight(WA, WB, WC, n, kc, mc)
     eps = tl.where(n == 0, eps_a, tl.where(n == 1, eps_b, eps_c))
     _wait_inputs(PDL)
     xr = X + row * stride_x
@@ -123,34 +116,23 @@ def _quant_row(
     va = _ld_row(xr, ka, ma, CG)  # [T, EA]
     if EB > 0:
         vb = _ld_row(xr, kb, mb, CG)  # [T, EB]
-    if EC > 0:
-        vc = _ld_row(xr, kc, mc, CG)  # [T, EC]
     if MODE >= 1:  # RMSNorm(x) * w1 in the model dtype
         part = tl.sum(va * va, axis=1)
         if EB > 0:
             part += tl.sum(vb * vb, axis=1)
-        if EC > 0:
-            part += tl.sum(vc * vc, axis=1)
         r1 = 1.0 / tl.sqrt(tl.sum(part, axis=0) / K + eps1)
         va = _gate_in(_rnd(va * r1 * w1a, X), hr, ka, ma, CG, X, MODE)
         if EB > 0:
             vb = _gate_in(_rnd(vb * r1 * w1b, X), hr, kb, mb, CG, X, MODE)
-        if EC > 0:
-            vc = _gate_in(_rnd(vc * r1 * w1c, X), hr, kc, mc, CG, X, MODE)
     part = tl.sum(va * va, axis=1)
     if EB > 0:
         part += tl.sum(vb * vb, axis=1)
-    if EC > 0:
-        part += tl.sum(vc * vc, axis=1)
     r = 1.0 / tl.sqrt(tl.sum(part, axis=0) / K + eps)
     xa = _rnd(va * r * wa, X)  # xn = RMSNorm(v) * w (model dtype)
     amax = tl.max(tl.abs(xa), axis=1)
     if EB > 0:
         xb = _rnd(vb * r * wb, X)
         amax = tl.maximum(amax, tl.max(tl.abs(xb), axis=1))
-    if EC > 0:
-        xc = _rnd(vc * r * wc, X)
-        amax = tl.maximum(amax, tl.max(tl.abs(xc), axis=1))
     s = _inv_amax(tl.max(amax, axis=0))  # 127 / max|xn|
     out = n * B + row
     qa = _int8_codes(xa * s)
@@ -160,10 +142,6 @@ def _quant_row(
         qb = _int8_codes(xb * s)
         tl.store(Q + out * Kp + kb, qb.to(tl.int8), mask=kb < Kp)
         qsum += tl.sum(qb, axis=1)
-    if EC > 0:
-        qc = _int8_codes(xc * s)
-        tl.store(Q + out * Kp + kc, qc.to(tl.int8), mask=kc < Kp)
-        qsum += tl.sum(qc, axis=1)
     tl.store(S + out, s)
     tl.store(QS + out, tl.sum(qsum, axis=0))
 
@@ -408,24 +386,23 @@ def quantize_rows(
         if scratch is not None:
             scratch[key + "_q"], scratch[key + "_s"], scratch[key + "_qs"] = q, s, qs
     wa, wb, wc = (norms * 3)[:3] if nn == 1 else norms
-    warps, ea, eb, ec = quant_pieces(4 * kq, cfg.pieces, cfg.pieces3)
+    warps, ea, eb = quant_pieces(4 * kq, cfg.pieces)
     _quant_kernel[(B, nn)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, EC=ec, num_warps=warps,
+        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, num_warps=warps,
         **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
 
 
-def quant_pieces(kp: int, pieces: bool, three: bool = False) -> tuple[int, int, int, int]:
-    """(num_warps, EA, EB, EC) of `_quant_kernel` for rows of kp code columns: one warp per 512 columns of
-    the padded row (4 to QUANT_MAX_WARPS), each thread holding EA columns; with `pieces` (the "pieces"
-    option), a width that splits with fewer padded lanes into whole columns per thread takes EA + EB (the
-    largest power of two, then the remainder's next one): 5120 on 16 warps is 8 + 2 a thread where the
-    power-of-two row pads to 16. With `three` ("pieces3") a third piece EC may follow (the remainder's
-    largest power of two, then the rest's next one): 13824 on 16 warps is 16 + 8 + 4 = 28 a thread for 27
-    (14336 lanes against 16384)."""
+def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
+    """(num_warps, EA, EB) of `_quant_kernel` for rows of kp code columns: one warp per 512 columns of the
+    padded row (4 to QUANT_MAX_WARPS), each thread holding EA columns; with `pieces` (the "pieces" option),
+    a width that splits with fewer padded lanes into whole columns per thread takes EA + EB (the largest
+    power of two, then the remainder's next one): 5120 on 16 warps is 8 + 2 a thread where the
+    power-of-two row pads to 16. (A third piece for 13824 = 512 x (16 + 8 + 4), option "pieces3" in session
+    17, timed no faster on an H200 and was removed.)"""
     block = triton.next_power_of_2(kp)
     warps = min(QUANT_MAX_WARPS, max(4, block // 512))
     threads = 32 * warps
@@ -436,13 +413,9 @@ def quant_pieces(kp: int, pieces: bool, three: bool = False) -> tuple[int, int, 
                 per = kp // t
                 ea = 1 << (per.bit_length() - 1)
                 eb = triton.next_power_of_2(per - ea) if per > ea else 0
-                ec = 0
-                if three and eb and ea + eb - per > 0 and per - ea > 1:  # the second piece pads: split it
-                    eb = 1 << ((per - ea).bit_length() - 1)
-                    ec = triton.next_power_of_2(per - ea - eb) if per > ea + eb else 0
-                if t * (ea + eb + ec) < block:
-                    return w, ea, eb, ec
-    return warps, max(1, block // threads), 0, 0
+                if t * (ea + eb) < block:
+                    return w, ea, eb
+    return warps, max(1, block // threads), 0
 
 
 def _launch_gemv(
