@@ -95,6 +95,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "2.7b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -102,7 +103,8 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     (where programmatic dependent launch matters): every path sums exactly, so the bits must agree. With
     "prequant" the reference is that option alone with dp4a (its norms sum in another order than the
     default's; so do "fold"'s and "pieces"'). "silu" passes SiLU(h) computed by the MLGRU kernel to the
-    output gate's quantization: the same values, so the same bits (1.3B: fold kernels; 2.7B: prequant pairs)."""
+    output gate's quantization: the same values, so the same bits (1.3B: fold kernels; 2.7B: prequant pairs).
+    "wsplit" takes 2.7B's whole 640-byte rows (o_proj, head) as 512 + 128 bytes: exact sums, the same bits."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)

@@ -260,6 +260,9 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # - "pieces" (with "prequant"): the quantization kernel holds a row whose width splits into two power-of-two
 #   pieces of whole columns per thread (`prequant.quant_pieces`: 5120 = 512 x (8 + 2)) that way, instead of
 #   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs);
+# - "wsplit" (with "whole"): a whole-row GEMV tile whose row is not a power of two words long is two
+#   power-of-two tiles (`prequant.whole_split`: 320 words = 256 + 64 at 13B, where one tile pads to 512),
+#   so no thread multiplies padded words after the wait;
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -269,7 +272,7 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # Removed after H200 runs found them slower or no faster (docs/inference.md, BENCHMARKS.md): "single",
 # "splitk", "qtrigger", "l2fill", "csum", "pieces3".
 KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "silu"}
+    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "silu", "wsplit"}
 )
 
 
@@ -308,6 +311,7 @@ class _Launch(NamedTuple):
     qnext: bool = False  # prequant GEMVs load the next tile's activation words one tile ahead ("qnext")
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
+    wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
 
     @property
     def dot(self) -> bool:
@@ -365,6 +369,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             qnext=pre and "qnext" in OPTIONS,
             fold_tile=ftile,
             pieces=pre and "pieces" in OPTIONS,
+            wsplit=pre and "wsplit" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -391,6 +396,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         fold_tile=ftile,
         asm=True,
         pieces=pre and "pieces" in OPTIONS,
+        wsplit=pre and "wsplit" in OPTIONS,
     )
 
 

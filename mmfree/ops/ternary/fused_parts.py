@@ -407,6 +407,13 @@ def _y_rows(acc, qsum, g, s, X):
 
 
 @triton.jit
+def _y_rows2(acc, acc2, qsum, g, s, X):
+    # `_y_rows` of a row held as two accumulators `[BN, BW]` and `[BN, BW2]` (a whole row in two
+    # power-of-two pieces, "wsplit"): the exact int32 sums of both, then the same scaling and rounding
+    return _y((tl.sum(acc, axis=1) + tl.sum(acc2, axis=1))[None, :], qsum, g, s, X, 0)
+
+
+@triton.jit
 def _wait_inputs(PDL: tl.constexpr):
     # with programmatic dependent launch, everything before this point (the first weight tiles) overlaps
     # the previous kernel; wait for it to finish (and its writes to land), then let the next one launch

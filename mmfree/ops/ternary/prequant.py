@@ -48,6 +48,7 @@ from mmfree.ops.ternary.fused_parts import (
     _tile,
     _wait_inputs,
     _y_rows,
+    _y_rows2,
 )
 
 if TYPE_CHECKING:
@@ -303,13 +304,17 @@ def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
-    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
+    ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BQ2: tl.constexpr = 0,
 ):  # fmt: skip
+    # with BQ2 > 0 (ONE, "wsplit") the whole row is two tiles: bytes 0 .. BLOCK_Q and BLOCK_Q .. BLOCK_Q + BQ2,
+    # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048)
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = p
     if not ONE:
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
+    if BQ2 > 0:
+        p2 = _tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, 1)  # [BN, BQ2 / 4] the row's last words
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -321,7 +326,13 @@ def _bitlinear_kernel(
     if LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
         s, qs = _row_scales(S, QS, 0, rows, rmask, B)
-    _linear_store(_y_rows(acc, qs, g, s, X), res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
+    if BQ2 > 0:
+        d0, d1, d2, d3 = _act_words(qrow, BLOCK_Q, Kq // 4, BQ2 // 4)
+        acc2 = _mac4(tl.zeros([BLOCK_N, BQ2 // 4], dtype=tl.int32), p2, d0, d1, d2, d3, ASM)
+        y = _y_rows2(acc, acc2, qs, g, s, X)
+    else:
+        y = _y_rows(acc, qs, g, s, X)
+    _linear_store(y, res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
 
 
 @triton.jit
@@ -418,13 +429,28 @@ def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
     return warps, max(1, block // threads), 0
 
 
+def whole_split(kq: int) -> tuple[int, int] | None:
+    """("wsplit") A whole packed row of kq bytes as two power-of-two tiles (BLOCK_Q, BQ2) in bytes, where
+    that holds fewer padded words than one tile: 1280 = 1024 + 256 (13B o_proj and head; one tile would be
+    2048), 640 = 512 + 128; None where it does not (3456 would take 2048 + 2048)."""
+    kw = kq // 4
+    if kq % 4 or kw < 2:
+        return None
+    first = 1 << (kw.bit_length() - 1)
+    if first == kw:
+        return None
+    second = triton.next_power_of_2(kw - first)
+    return (4 * first, 4 * second) if first + second < triton.next_power_of_2(kw) else None
+
+
 def _launch_gemv(
-    kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch
+    kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch, one=None
 ) -> None:
     """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows), packed rows of kq bytes;
-    args[0] is x `[B, K]`. A tile of at least kq bytes holds the whole row: ONE, no K loop."""
+    args[0] is x `[B, K]`. A tile of at least kq bytes holds the whole row: ONE, no K loop (`one` True: the
+    caller splits the whole row, BLOCK_Q being the first tile)."""
     grid = (triton.cdiv(N, cfg.block_n), args[0].shape[0])
-    one = cfg.block_q >= kq
+    one = cfg.block_q >= kq if one is None else one
     kernel[grid](
         *args, LATE=cfg.late, QNEXT=cfg.qnext, ONE=one, ASM=cfg.asm, PDL=cfg.pdl, BLOCK_N=cfg.block_n,
         BLOCK_Q=cfg.block_q, **consts, **cfg.launch_kwargs(),
@@ -485,6 +511,11 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
+    split = whole_split(kq) if cfg.wsplit and cfg.block_q >= kq else None
+    if split is not None:  # the whole row as two power-of-two tiles
+        consts["BQ2"] = split[1]
+        _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg._replace(block_q=split[0]), one=True)
+        return
     _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg)
 
 
