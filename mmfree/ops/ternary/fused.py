@@ -23,9 +23,9 @@ kernel (programmatic dependent launch), so a step's launches overlap.
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu") a batch-1 call on whole-word
-rows does not run these kernels: it runs one `fold.py` kernel where the row fits (the codes derived in every
-program), else `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
+With the default options ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit") a batch-1 call on
+whole-word rows does not run these kernels: it runs one `fold.py` kernel where the row fits (the codes
+derived in every program), else `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
 epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
 """
 
@@ -242,8 +242,8 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (4096, 4, 4))
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", the fastest measured on an H200). Each option's
-# measurements are in docs/inference.md and BENCHMARKS.md:
+# default "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit", the fastest measured on an H200). Each
+# option's measurements are in docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
 # - "pdl": programmatic dependent launch (sm_90+; elsewhere dropped with one log line): each kernel loads
@@ -262,7 +262,8 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   padded to a power of two (another sum order; 13B step 1598 -> 1572 µs, 2.7B 683 -> 673 µs);
 # - "wsplit" (with "whole"): a whole-row GEMV tile whose row is not a power of two words long is two
 #   power-of-two tiles (`prequant.whole_split`: 320 words = 256 + 64 at 13B, where one tile pads to 512),
-#   so no thread multiplies padded words after the wait;
+#   so no thread multiplies padded words after the wait (head 15.2 -> 13.1 µs at 13B, 10.0 -> 8.4 µs at
+#   2.7B; o_proj within 0.2 µs);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -290,7 +291,7 @@ def parse_options(text: str) -> frozenset[str]:
 
 
 OPTIONS: frozenset[str] = parse_options(
-    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu")
+    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit")
 )
 
 
