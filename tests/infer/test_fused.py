@@ -421,3 +421,29 @@ def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> No
     paper = _model(48, 80, "paper", True, torch.float32)
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(base + ",silu"))
     assert FusedDecodeStep(paper)._silu_buffer({}, B) is None  # no output gate to feed
+
+
+@pytest.mark.interpret
+@needs_triton
+@pytest.mark.parametrize("kq", [12, 20, 28, 52])
+def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
+    """"wsplit": a whole packed row of kq bytes taken as two or three power-of-two tiles (12 = 8 + 4, 28 =
+    16 + 8 + 4, 52 = 32 + 16 + 4 bytes) gives the one padded tile's outputs, on the prequant BitLinear GEMV
+    with a residual add (whole-row tiles forced: BLOCK_Q 64)."""
+    g = torch.Generator().manual_seed(kq)
+    K, N = 4 * kq, 24
+    split = fused_ops.prequant.whole_split(kq)
+    assert split is not None and len(split) == (2 if kq in (12, 20) else 3) and sum(split) < 64
+    packed = torch.randint(0, 255, (N, kq), generator=g, dtype=torch.uint8)  # [N, K / 4]
+    packed[(packed & 3) == 3] -= 1  # 2-bit codes 0..2 in the low pair (enough for equal sums)
+    proj = fused_ops.TernaryProj(packed, torch.rand(K, generator=g) + 0.5, 1e-6, torch.tensor(0.03))
+    x = torch.randn(2, K, generator=g)  # [B, K]
+    w1 = torch.rand(K, generator=g) + 0.5
+    cfg = fused_ops._Launch(1, 1, 8, 64, 64, 1, prequant=True)
+    outs = []
+    for wsplit in (False, True):
+        y = torch.randn(2, N, generator=torch.Generator().manual_seed(1))  # [B, N] residual stream
+        fused_ops.prequant.bitlinear_step(x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit))
+        outs.append(y)
+    assert torch.equal(outs[0], outs[1])
+    assert not torch.equal(outs[0], torch.randn(2, N, generator=torch.Generator().manual_seed(1)))

@@ -407,10 +407,13 @@ def _y_rows(acc, qsum, g, s, X):
 
 
 @triton.jit
-def _y_rows2(acc, acc2, qsum, g, s, X):
-    # `_y_rows` of a row held as two accumulators `[BN, BW]` and `[BN, BW2]` (a whole row in two
-    # power-of-two pieces, "wsplit"): the exact int32 sums of both, then the same scaling and rounding
-    return _y((tl.sum(acc, axis=1) + tl.sum(acc2, axis=1))[None, :], qsum, g, s, X, 0)
+def _y_rows2(acc, acc2, qsum, g, s, X, acc3=None):
+    # `_y_rows` of a row held as two (or three) accumulators `[BN, BW]`, `[BN, BW2]` (, `[BN, BW3]`): a whole
+    # row in power-of-two pieces ("wsplit"); the exact int32 sums of all, then the same scaling and rounding
+    t = tl.sum(acc, axis=1) + tl.sum(acc2, axis=1)
+    if acc3 is not None:
+        t += tl.sum(acc3, axis=1)
+    return _y(t[None, :], qsum, g, s, X, 0)
 
 
 @triton.jit

@@ -305,16 +305,20 @@ def _bitlinear_kernel(
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
     ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BQ2: tl.constexpr = 0,
+    BQ3: tl.constexpr = 0,
 ):  # fmt: skip
     # with BQ2 > 0 (ONE, "wsplit") the whole row is two tiles: bytes 0 .. BLOCK_Q and BLOCK_Q .. BLOCK_Q + BQ2,
-    # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048)
+    # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048); with BQ3 > 0 a third
+    # tile follows (3456 = 2048 + 1024 + 512 with 128 padded bytes, against 4096)
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
     n = p
     if not ONE:
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     if BQ2 > 0:
-        p2 = _tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, 1)  # [BN, BQ2 / 4] the row's last words
+        p2 = _tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, 1)  # [BN, BQ2 / 4] the row's next (or last) words
+    if BQ3 > 0:
+        p3 = _tile(P, rn, nmask, BLOCK_Q + BQ2, Kq, BQ3, 1)  # [BN, BQ3 / 4] the row's last words
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -329,7 +333,12 @@ def _bitlinear_kernel(
     if BQ2 > 0:
         d0, d1, d2, d3 = _act_words(qrow, BLOCK_Q, Kq // 4, BQ2 // 4)
         acc2 = _mac4(tl.zeros([BLOCK_N, BQ2 // 4], dtype=tl.int32), p2, d0, d1, d2, d3, ASM)
-        y = _y_rows2(acc, acc2, qs, g, s, X)
+        if BQ3 > 0:
+            e0, e1, e2, e3 = _act_words(qrow, BLOCK_Q + BQ2, Kq // 4, BQ3 // 4)
+            acc3 = _mac4(tl.zeros([BLOCK_N, BQ3 // 4], dtype=tl.int32), p3, e0, e1, e2, e3, ASM)
+            y = _y_rows2(acc, acc2, qs, g, s, X, acc3)
+        else:
+            y = _y_rows2(acc, acc2, qs, g, s, X)
     else:
         y = _y_rows(acc, qs, g, s, X)
     _linear_store(y, res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
@@ -429,18 +438,23 @@ def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
     return warps, max(1, block // threads), 0
 
 
-def whole_split(kq: int) -> tuple[int, int] | None:
-    """("wsplit") A whole packed row of kq bytes as two power-of-two tiles (BLOCK_Q, BQ2) in bytes, where
-    that holds fewer padded words than one tile: 1280 = 1024 + 256 (13B o_proj and head; one tile would be
-    2048), 640 = 512 + 128; None where it does not (3456 would take 2048 + 2048)."""
+def whole_split(kq: int) -> tuple[int, ...] | None:
+    """("wsplit") A whole packed row of kq bytes as two or three power-of-two tiles (BLOCK_Q, BQ2[, BQ3]) in
+    bytes, each the largest that fits the rest (the last rounded up), where that holds fewer padded words
+    than one tile: 1280 = 1024 + 256 (13B o_proj and head; one tile would be 2048), 640 = 512 + 128, 3456 =
+    2048 + 1024 + 512 (13B down_proj, 128 bytes padded against 640); None where one tile is as short."""
     kw = kq // 4
-    if kq % 4 or kw < 2:
+    if kq % 4 or kw < 2 or kw & (kw - 1) == 0:
         return None
-    first = 1 << (kw.bit_length() - 1)
-    if first == kw:
+    tiles, rest = [], kw
+    while rest > 0 and len(tiles) < 2:
+        tiles.append(1 << (rest.bit_length() - 1))
+        rest -= tiles[-1]
+    if rest > 0:
+        tiles.append(triton.next_power_of_2(rest))
+    if sum(tiles) >= triton.next_power_of_2(kw):
         return None
-    second = triton.next_power_of_2(kw - first)
-    return (4 * first, 4 * second) if first + second < triton.next_power_of_2(kw) else None
+    return tuple(4 * t for t in tiles)
 
 
 def _launch_gemv(
@@ -512,8 +526,10 @@ def bitlinear_step(
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
     split = whole_split(kq) if cfg.wsplit and cfg.block_q >= kq else None
-    if split is not None:  # the whole row as two power-of-two tiles
+    if split is not None:  # the whole row as two or three power-of-two tiles
         consts["BQ2"] = split[1]
+        if len(split) == 3:
+            consts["BQ3"] = split[2]
         _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg._replace(block_q=split[0]), one=True)
         return
     _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg)
