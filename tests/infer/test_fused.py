@@ -427,7 +427,7 @@ def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> No
 @needs_triton
 @pytest.mark.parametrize("kq", [12, 20, 28, 52])
 def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
-    """"wsplit": a whole packed row of kq bytes taken as two or three power-of-two tiles (12 = 8 + 4, 28 =
+    """ "wsplit": a whole packed row of kq bytes taken as two or three power-of-two tiles (12 = 8 + 4, 28 =
     16 + 8 + 4, 52 = 32 + 16 + 4 bytes) gives the one padded tile's outputs, on the prequant BitLinear GEMV
     with a residual add (whole-row tiles forced: BLOCK_Q 64)."""
     g = torch.Generator().manual_seed(kq)
