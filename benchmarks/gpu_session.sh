@@ -41,7 +41,8 @@ fi
 # s15_targets, s15_tiles13, s15_caps13, s15_final_tests s15_final_targets s15_final_kernels. Session 16 ran
 # s16_pieces s16_whole13 s16_probes13, s16_targets s16_kernels s16_tests, s16_targets again, the two probes of
 # boundary_probes.py (as scratch scripts), s16_pick_tests s16_targets, s16_flag s16_split, s16_tiles27.
-# Session 17 ran the tail probe (as a scratch call), then s17_csum_tests s17_csum.
+# Session 17 ran the tail probe (as a scratch call), then s17_csum_tests s17_csum, s17_silu_tests s17_silu,
+# s17_p3_tests s17_p3, s17_ws_tests s17_ws, s17_targets; s17_ws3 is for the next session.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -329,10 +330,10 @@ part s17_ws 200 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick 
   dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit
 # with "silu" and "wsplit" the defaults: the issue's table
 part s17_targets 240 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 --prompts 128 --contexts "" --budget 150
-# "wsplit" with a third tile (13B down_proj: 3456 = 2048 + 1024 + 512 bytes; 2.7B 1728 = 1024 + 512 + 256): its
-# GPU bits case at 2.7B, then without / with at 13B twice (the down_proj row)
+# next: "wsplit3" (built in session 17 after its device time ran out; 13B down_proj: 3456 = 2048 + 1024 + 512
+# bytes; 2.7B 1728 = 1024 + 512 + 256): its GPU bits case at 2.7B, then without / with at 13B twice
 part s17_ws3 200 bash -c "python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py -k wsplit && \
-  python3 benchmarks/decode_kernels.py --presets 13b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit"
+  python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wsplit3,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wsplit3"
 # "fold" for the 13B BitLinear calls (o_proj 512-word rows, down_proj 1024), with an added tile row (timing only)
 part s13_fold13 200 python3 benchmarks/decode_kernels.py --presets 13b --quick \
   --fold-tiles default,bitlinear:8x8@1024x8192,bitlinear:16x8@1024x8192

@@ -361,7 +361,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wsplit'\]",
+        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wsplit', 'wsplit3'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -432,8 +432,9 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
     with a residual add (whole-row tiles forced: BLOCK_Q 64)."""
     g = torch.Generator().manual_seed(kq)
     K, N = 4 * kq, 24
-    split = fused_ops.prequant.whole_split(kq)
+    split = fused_ops.prequant.whole_split(kq, three=True)
     assert split is not None and len(split) == (2 if kq in (12, 20) else 3) and sum(split) < 64
+    assert len(fused_ops.prequant.whole_split(kq) or ()) in (0, 2)  # "wsplit" alone: two tiles at most
     packed = torch.randint(0, 255, (N, kq), generator=g, dtype=torch.uint8)  # [N, K / 4]
     packed[(packed & 3) == 3] -= 1  # 2-bit codes 0..2 in the low pair (enough for equal sums)
     proj = fused_ops.TernaryProj(packed, torch.rand(K, generator=g) + 0.5, 1e-6, torch.tensor(0.03))
@@ -443,7 +444,9 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
     outs = []
     for wsplit in (False, True):
         y = torch.randn(2, N, generator=torch.Generator().manual_seed(1))  # [B, N] residual stream
-        fused_ops.prequant.bitlinear_step(x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit))
+        fused_ops.prequant.bitlinear_step(
+            x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit, wsplit3=wsplit)
+        )
         outs.append(y)
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], torch.randn(2, N, generator=torch.Generator().manual_seed(1)))

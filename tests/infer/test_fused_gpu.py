@@ -96,6 +96,7 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit", "2.7b", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wsplit3", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:

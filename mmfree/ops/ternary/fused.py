@@ -25,8 +25,9 @@ kernel (programmatic dependent launch), so a step's launches overlap.
 
 With the default options ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit") a batch-1 call on
 whole-word rows does not run these kernels: it runs one `fold.py` kernel where the row fits (the codes
-derived in every program), else `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the same
-epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option set.
+derived in every program), else `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the
+same epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option
+set.
 """
 
 from __future__ import annotations
@@ -264,6 +265,8 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   power-of-two tiles (`prequant.whole_split`: 320 words = 256 + 64 at 13B, where one tile pads to 512),
 #   so no thread multiplies padded words after the wait (head 15.2 -> 13.1 µs at 13B, 10.0 -> 8.4 µs at
 #   2.7B; o_proj within 0.2 µs);
+# - "wsplit3" (with "wsplit"; built in session 17 after its device time ran out, untimed): three tiles where
+#   two would still pad (13B down_proj: 3456 = 2048 + 1024 + 512 bytes, against one 4096-byte tile);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -273,7 +276,20 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # Removed after H200 runs found them slower or no faster (docs/inference.md, BENCHMARKS.md): "single",
 # "splitk", "qtrigger", "l2fill", "csum", "pieces3".
 KNOWN_OPTIONS = frozenset(
-    {"dp4a", "pdl", "prequant", "early", "late", "qnext", "fold", "whole", "pieces", "silu", "wsplit"}
+    {
+        "dp4a",
+        "pdl",
+        "prequant",
+        "early",
+        "late",
+        "qnext",
+        "fold",
+        "whole",
+        "pieces",
+        "silu",
+        "wsplit",
+        "wsplit3",
+    }
 )
 
 
@@ -313,6 +329,7 @@ class _Launch(NamedTuple):
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
     wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
+    wsplit3: bool = False  # with wsplit, three tiles where two would still pad ("wsplit3")
 
     @property
     def dot(self) -> bool:
@@ -371,6 +388,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             fold_tile=ftile,
             pieces=pre and "pieces" in OPTIONS,
             wsplit=pre and "wsplit" in OPTIONS,
+            wsplit3=pre and "wsplit3" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -398,6 +416,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         asm=True,
         pieces=pre and "pieces" in OPTIONS,
         wsplit=pre and "wsplit" in OPTIONS,
+        wsplit3=pre and "wsplit3" in OPTIONS,
     )
 
 

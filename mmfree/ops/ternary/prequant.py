@@ -18,8 +18,9 @@ PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`). A tile that covers
 wait and are multiplied once, with the same integer sums.
 
 - `_quant_kernel`: input transform MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate
-  RMSNorm(g) * w1 * SiLU(h); MODE 3 the same with SiLU(h) stored by the MLGRU kernel, "silu" option), then one BitLinear norm's codes, scale and code sum per program (the MLGRU
-  input's three norms on three programs, each repeating the transform).
+  RMSNorm(g) * w1 * SiLU(h); MODE 3 the same with SiLU(h) stored by the MLGRU kernel, "silu" option),
+  then one BitLinear norm's codes, scale and code sum per program (the MLGRU input's three norms on three
+  programs, each repeating the transform).
 - `_mlgru_in_kernel`, `_bitlinear_kernel`, `_glu_in_kernel`: the three projections + recurrence, one
   projection + store or residual add, gate/up + SiLU(gate) * up.
 """
@@ -438,16 +439,17 @@ def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
     return warps, max(1, block // threads), 0
 
 
-def whole_split(kq: int) -> tuple[int, ...] | None:
-    """("wsplit") A whole packed row of kq bytes as two or three power-of-two tiles (BLOCK_Q, BQ2[, BQ3]) in
-    bytes, each the largest that fits the rest (the last rounded up), where that holds fewer padded words
-    than one tile: 1280 = 1024 + 256 (13B o_proj and head; one tile would be 2048), 640 = 512 + 128, 3456 =
-    2048 + 1024 + 512 (13B down_proj, 128 bytes padded against 640); None where one tile is as short."""
+def whole_split(kq: int, three: bool = False) -> tuple[int, ...] | None:
+    """("wsplit") A whole packed row of kq bytes as two power-of-two tiles (BLOCK_Q, BQ2) in bytes, the first
+    the largest that fits, the second the rest rounded up, where that holds fewer padded words than one tile:
+    1280 = 1024 + 256 (13B o_proj and head; one tile would be 2048), 640 = 512 + 128; None where it does not.
+    With `three` ("wsplit3") the rest may take two tiles: 3456 = 2048 + 1024 + 512 (13B down_proj, 128 bytes
+    padded against 640)."""
     kw = kq // 4
     if kq % 4 or kw < 2 or kw & (kw - 1) == 0:
         return None
     tiles, rest = [], kw
-    while rest > 0 and len(tiles) < 2:
+    while rest > 0 and len(tiles) < (2 if three else 1):
         tiles.append(1 << (rest.bit_length() - 1))
         rest -= tiles[-1]
     if rest > 0:
@@ -525,7 +527,7 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
-    split = whole_split(kq) if cfg.wsplit and cfg.block_q >= kq else None
+    split = whole_split(kq, cfg.wsplit3) if cfg.wsplit and cfg.block_q >= kq else None
     if split is not None:  # the whole row as two or three power-of-two tiles
         consts["BQ2"] = split[1]
         if len(split) == 3:
