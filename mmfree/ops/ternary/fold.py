@@ -15,8 +15,7 @@ launch while the row is short; `FOLD_TILES` bounds the packed row length per ker
 - `_mlgru_in_kernel`: attn_norm, the i/f/g codes (each its own norm and scale), the three projections and
   the recurrence;
 - `_bitlinear_kernel`: input MODE 0 (raw), 1 (RMSNorm(x) * w1) or 2 (the official output gate; 3 with
-  SiLU(h) stored by the MLGRU kernel), one
-  projection, store or residual add;
+  SiLU(h) stored by the MLGRU kernel), one projection, store or residual add;
 - `_glu_in_kernel`: mlp_norm, gate/up, SiLU(gate) * up.
 """
 

@@ -460,7 +460,13 @@ def whole_split(kq: int, three: bool = False) -> tuple[int, ...] | None:
 
 
 def _launch_gemv(
-    kernel: Any, N: int, kq: int, args: tuple[Any, ...], consts: dict[str, Any], cfg: _Launch, one=None
+    kernel: Any,
+    N: int,
+    kq: int,
+    args: tuple[Any, ...],
+    consts: dict[str, Any],
+    cfg: _Launch,
+    one: bool | None = None,
 ) -> None:
     """Launch a GEMV of N outputs per projection over (blocks of BLOCK_N, B rows), packed rows of kq bytes;
     args[0] is x `[B, K]`. A tile of at least kq bytes holds the whole row: ONE, no K loop (`one` True: the
