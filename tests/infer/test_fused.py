@@ -450,3 +450,16 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
         outs.append(y)
     assert torch.equal(outs[0], outs[1])
     assert not torch.equal(outs[0], torch.randn(2, N, generator=torch.Generator().manual_seed(1)))
+
+
+def test_whole_split_tiles_at_the_presets_rows() -> None:
+    """The tiles "wsplit" / "wsplit3" give the presets' whole rows (bytes): fewer padded words than one
+    power-of-two tile, or None."""
+    split = fused_ops.prequant.whole_split
+    assert split(1280) == (1024, 256)  # 13B o_proj and head: one tile would be 2048
+    assert split(640) == (512, 128)  # 2.7B
+    assert split(3456) is None  # 13B down_proj: 2048 + 2048 pads as much as 4096
+    assert split(3456, three=True) == (2048, 1024, 512)
+    assert split(1728, three=True) == (1024, 512, 256)  # 2.7B down_proj
+    assert split(2048) is None and split(2048, three=True) is None  # a power of two: one tile
+    assert split(10) is None  # not whole words
