@@ -10,6 +10,7 @@ the work, to be checked against `benchmarks/decode_kernels.py`.
 
     python benchmarks/sass_counts.py           # the fused decode kernels
     python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
+    python benchmarks/sass_counts.py --wsplit  # 13B whole-row prequant GEMVs, one tile / "wsplit" tiles
 """
 
 from __future__ import annotations
@@ -78,6 +79,19 @@ def compile_counts(
     launch on real tensors and shapes specializes them (without such facts the compiler cannot prove
     alignment and emits no vector loads); without it, nothing is declared.
     """
+    regs, stack, lines = compile_sass(kernel, ptrs, floats, consts, warps, div16)
+    return regs, stack, len(lines)
+
+
+def compile_sass(
+    kernel: Any,
+    ptrs: dict[str, str],
+    floats: set[str],
+    consts: dict[str, Any],
+    warps: int,
+    div16: set[str] | None = None,
+) -> tuple[int, int, list[str]]:
+    """`compile_counts` with the SASS instruction lines themselves instead of their count."""
     sig = {
         n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n in floats else "i32")
         for n in kernel.arg_names
@@ -102,8 +116,8 @@ def compile_counts(
         sass = subprocess.run([CUOBJDUMP, "-sass", f.name], capture_output=True, text=True).stdout
     m = re.search(r"REG:(\d+).*?STACK:(\d+)", usage, re.S)
     regs, stack = (int(v) for v in m.groups()) if m else (-1, -1)
-    instructions = sum(1 for line in sass.splitlines() if line.strip().startswith("/*") and ";" in line)
-    return regs, stack, instructions
+    lines = [line.strip() for line in sass.splitlines() if line.strip().startswith("/*") and ";" in line]
+    return regs, stack, lines
 
 
 def main() -> None:
@@ -214,7 +228,44 @@ def scan_main() -> None:
         )
 
 
+# `--wsplit`: the 13B whole-row prequant BitLinear GEMVs (`prequant._bitlinear_kernel`, ONE, as `fused.
+# WHOLE_TILES` launches them at batch 1) in one power-of-two tile against the "wsplit" / "wsplit3" tiles
+# (`prequant.whole_split`). After the wait (`ACQBULK`, griddepcontrol.wait) is what a program does once its
+# codes are ready; registers bound the programs an SM holds, and so how many load their weights before it.
+WSPLIT_ROWS = (  # (label, BLOCK_N, packed row bytes, three tiles allowed)
+    ("o_proj / head (1280 B rows)", 8, 1280, False),
+    ("down_proj (3456 B rows)", 4, 3456, True),
+)
+PREQUANT_PTRS = {"X": BF, "P": "*i32", "Q": "*i32", "S": "*fp32", "QS": "*i32", "G": "*fp32", "Y": BF}
+
+
+def wsplit_main() -> None:
+    from mmfree.ops.ternary import prequant
+
+    print(f"\n13B whole-row prequant GEMVs, static sm_90 SASS, triton {triton.__version__}, 4 warps")
+    print(
+        f"{'call':<28} {'tiles (bytes)':<16} {'regs':>5} {'SASS':>6} {'after wait':>10} {'programs/SM':>11}"
+    )
+    for label, bn, kq, three in WSPLIT_ROWS:
+        split = prequant.whole_split(kq, three)
+        assert split is not None
+        for tiles in ((triton.next_power_of_2(kq),), split):
+            c = {"RESIDUAL": True, "ASM": True, "PDL": True, "LATE": False, "QNEXT": True, "ONE": True,
+                 "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": 0, "BQ3": 0}  # fmt: skip
+            c.update(dict(zip(("BQ2", "BQ3"), tiles[1:])))
+            regs, _, lines = compile_sass(prequant._bitlinear_kernel, PREQUANT_PTRS, set(), c, 4, {"Kq"})
+            wait = next(i for i, line in enumerate(lines) if "ACQBULK" in line)
+            per_sm = min(65536 // (128 * ((regs + 7) // 8 * 8)), 16)  # 64K registers, 64 warps an SM
+            name = " + ".join(str(t) for t in tiles)
+            print(f"{label:<28} {name:<16} {regs:>5} {len(lines):>6} {len(lines) - wait:>10} {per_sm:>11}")
+
+
 if __name__ == "__main__":
     import sys
 
-    scan_main() if "--scan" in sys.argv[1:] else main()
+    if "--scan" in sys.argv[1:]:
+        scan_main()
+    elif "--wsplit" in sys.argv[1:]:
+        wsplit_main()
+    else:
+        main()
