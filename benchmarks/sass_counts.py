@@ -65,24 +65,6 @@ KERNELS: dict[str, tuple[Any, dict[str, str], set[str], dict[str, Any], int]] = 
 }  # fmt: skip
 
 
-def compile_counts(
-    kernel: Any,
-    ptrs: dict[str, str],
-    floats: set[str],
-    consts: dict[str, Any],
-    warps: int,
-    div16: set[str] | None = None,
-) -> tuple[int, int, int]:
-    """(registers, spill stack bytes, static SASS instructions) of one sm_90 compile.
-
-    div16: with it, every pointer and the integer arguments it names are declared multiples of 16, as a
-    launch on real tensors and shapes specializes them (without such facts the compiler cannot prove
-    alignment and emits no vector loads); without it, nothing is declared.
-    """
-    regs, stack, lines = compile_sass(kernel, ptrs, floats, consts, warps, div16)
-    return regs, stack, len(lines)
-
-
 def compile_sass(
     kernel: Any,
     ptrs: dict[str, str],
@@ -91,7 +73,12 @@ def compile_sass(
     warps: int,
     div16: set[str] | None = None,
 ) -> tuple[int, int, list[str]]:
-    """`compile_counts` with the SASS instruction lines themselves instead of their count."""
+    """(registers, spill stack bytes, static SASS instruction lines) of one sm_90 compile.
+
+    div16: with it, every pointer and the integer arguments it names are declared multiples of 16, as a
+    launch on real tensors and shapes specializes them (without such facts the compiler cannot prove
+    alignment and emits no vector loads); without it, nothing is declared.
+    """
     sig = {
         n: "constexpr" if n in consts else ptrs.get(n, "fp32" if n in floats else "i32")
         for n in kernel.arg_names
@@ -133,7 +120,8 @@ def main() -> None:
             for bn, warps in TILES:
                 c = {**consts, "ROWS": 1, "BLOCK_N": bn, "BLOCK_Q": 256, "BLOCK_K": K, "PATH": path,
                      "ASM": path == 1, "PDL": False}  # fmt: skip
-                regs, stack, n = compile_counts(kernel, p, floats, c, warps)
+                regs, stack, lines = compile_sass(kernel, p, floats, c, warps)
+                n = len(lines)
                 per_weight = n * 32 * warps / (projs * bn * K)
                 label = "dp4a" if path == 1 else "byte"
                 print(
@@ -220,7 +208,8 @@ def scan_main() -> None:
         f"{'kernel':<30} {'CT':>4} {'BD':>4} {'warps':>5} {'regs':>5} {'spill B':>7} {'SASS':>6} {'instr/elt':>9} {'budget':>7}"
     )
     for label, kernel, ptrs, consts, ct, bd, warps, nbytes in scan_rows():
-        regs, stack, n = compile_counts(kernel, ptrs, set(), consts, warps, div16={"T"})
+        regs, stack, lines = compile_sass(kernel, ptrs, set(), consts, warps, div16={"T"})
+        n = len(lines)
         per_elt = n * 32 * warps / (ct * bd)
         budget = ISSUE_RATE / (0.7 * COPY_BW / nbytes)
         print(
