@@ -410,6 +410,7 @@ def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> No
     assert "sh" in step.workspace(B)  # the handoff buffer is in use
     assert torch.equal(logits, want_logits)
     assert all(torch.equal(a, b) for a, b in zip(mine, want_states))
+    _check_step(model, B, tight=1e-5, loose=3e-2)  # and against the model's own (plain-PyTorch) step
     x = torch.randn(B, 48)
     p = step.layers[0]
     with pytest.raises(ValueError, match="gate_silu without a gate"):
