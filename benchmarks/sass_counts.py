@@ -10,7 +10,7 @@ the work, to be checked against `benchmarks/decode_kernels.py`.
 
     python benchmarks/sass_counts.py           # the fused decode kernels
     python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
-    python benchmarks/sass_counts.py --wsplit  # 13B whole-row prequant GEMVs, one tile / "wsplit" tiles
+    python benchmarks/sass_counts.py --wsplit  # 13B whole-row GEMVs: one tile / "wsplit" tiles, "wvec"
 """
 
 from __future__ import annotations
@@ -219,8 +219,10 @@ def scan_main() -> None:
 
 # `--wsplit`: the 13B whole-row prequant BitLinear GEMVs (`prequant._bitlinear_kernel`, ONE, as `fused.
 # WHOLE_TILES` launches them at batch 1) in one power-of-two tile against the "wsplit" / "wsplit3" tiles
-# (`prequant.whole_split`). After the wait (`ACQBULK`, griddepcontrol.wait) is what a program does once its
-# codes are ready; registers bound the programs an SM holds, and so how many load their weights before it.
+# (`prequant.whole_split`), each also with "wvec" (`prequant._whole_tile`: LANES = 128). After the wait
+# (`ACQBULK`, griddepcontrol.wait) is what a program does once its codes are ready; barriers there are
+# shared-memory round trips on its critical path; registers bound the programs an SM holds, and so how many
+# load their weights before it.
 WSPLIT_ROWS = (  # (label, BLOCK_N, packed row bytes, three tiles allowed)
     ("o_proj / head (1280 B rows)", 8, 1280, False),
     ("down_proj (3456 B rows)", 4, 3456, True),
@@ -233,20 +235,26 @@ def wsplit_main() -> None:
 
     print(f"\n13B whole-row prequant GEMVs, static sm_90 SASS, triton {triton.__version__}, 4 warps")
     print(
-        f"{'call':<28} {'tiles (bytes)':<16} {'regs':>5} {'SASS':>6} {'after wait':>10} {'programs/SM':>11}"
+        f"{'call':<28} {'tiles (bytes)':<18} {'wvec':<4} {'regs':>5} {'SASS':>6} {'after wait':>10} "
+        f"{'barriers':>8} {'programs/SM':>11}"
     )
     for label, bn, kq, three in WSPLIT_ROWS:
         split = prequant.whole_split(kq, three)
         assert split is not None
         for tiles in ((triton.next_power_of_2(kq),), split):
-            c = {"RESIDUAL": True, "ASM": True, "PDL": True, "LATE": False, "QNEXT": True, "ONE": True,
-                 "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": 0, "BQ3": 0}  # fmt: skip
-            c.update(dict(zip(("BQ2", "BQ3"), tiles[1:])))
-            regs, _, lines = compile_sass(prequant._bitlinear_kernel, PREQUANT_PTRS, set(), c, 4, {"Kq"})
-            wait = next(i for i, line in enumerate(lines) if "ACQBULK" in line)
-            per_sm = min(65536 // (128 * ((regs + 7) // 8 * 8)), 16)  # 64K registers, 64 warps an SM
-            name = " + ".join(str(t) for t in tiles)
-            print(f"{label:<28} {name:<16} {regs:>5} {len(lines):>6} {len(lines) - wait:>10} {per_sm:>11}")
+            for lanes in (0, 128):
+                c = {"RESIDUAL": True, "ASM": True, "PDL": True, "LATE": False, "QNEXT": True, "ONE": True,
+                     "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": 0, "BQ3": 0, "LANES": lanes}  # fmt: skip
+                c.update(dict(zip(("BQ2", "BQ3"), tiles[1:])))
+                regs, _, lines = compile_sass(prequant._bitlinear_kernel, PREQUANT_PTRS, set(), c, 4, {"Kq"})
+                wait = next(i for i, line in enumerate(lines) if "ACQBULK" in line)
+                bars = sum("BAR." in line for line in lines[wait:])
+                per_sm = min(65536 // (128 * ((regs + 7) // 8 * 8)), 16)  # 64K registers, 64 warps an SM
+                name = " + ".join(str(t) for t in tiles)
+                print(
+                    f"{label:<28} {name:<18} {'yes' if lanes else 'no':<4} {regs:>5} {len(lines):>6} "
+                    f"{len(lines) - wait:>10} {bars:>8} {per_sm:>11}"
+                )
 
 
 if __name__ == "__main__":

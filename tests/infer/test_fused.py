@@ -361,7 +361,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wsplit', 'wsplit3'\]",
+        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wsplit', 'wsplit3', 'wvec'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -430,7 +430,7 @@ def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> No
 def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
     """ "wsplit": a whole packed row of kq bytes taken as two or three power-of-two tiles (12 = 8 + 4, 28 =
     16 + 8 + 4, 52 = 32 + 16 + 4 bytes) gives the one padded tile's outputs, on the prequant BitLinear GEMV
-    with a residual add (whole-row tiles forced: BLOCK_Q 64)."""
+    with a residual add (whole-row tiles forced: BLOCK_Q 64), with and without "wvec"'s tile loads."""
     g = torch.Generator().manual_seed(kq)
     K, N = 4 * kq, 24
     split = fused_ops.prequant.whole_split(kq, three=True)
@@ -443,13 +443,13 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
     w1 = torch.rand(K, generator=g) + 0.5
     cfg = fused_ops._Launch(1, 1, 8, 64, 64, 1, prequant=True)
     outs = []
-    for wsplit in (False, True):
+    for wsplit, wvec in ((False, False), (True, False), (True, True)):
         y = torch.randn(2, N, generator=torch.Generator().manual_seed(1))  # [B, N] residual stream
         fused_ops.prequant.bitlinear_step(
-            x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit, wsplit3=wsplit)
+            x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit, wsplit3=wsplit, wvec=wvec)
         )
         outs.append(y)
-    assert torch.equal(outs[0], outs[1])
+    assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])  # "wvec": only a layout hint
     assert not torch.equal(outs[0], torch.randn(2, N, generator=torch.Generator().manual_seed(1)))
 
 

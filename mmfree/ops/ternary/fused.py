@@ -267,6 +267,10 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   2.7B; o_proj within 0.2 µs);
 # - "wsplit3" (with "wsplit"; built in session 17 after its device time ran out, untimed): three tiles where
 #   two would still pad (13B down_proj: 3456 = 2048 + 1024 + 512 bytes, against one 4096-byte tile);
+# - "wvec" (with "whole"; session 18, timing next): a whole-row tile of fewer than 4 words a thread per row
+#   loads as 1-3 consecutive words a thread (`prequant._whole_tile`), so all warps lie along K and the four
+#   activation vectors need no shared-memory conversion after the wait (static sm_90 SASS after the wait:
+#   13B o_proj / head 1024 + 256-byte tiles 13 -> 5 barriers, "wsplit3" down_proj 25 -> 7, 2.7B o_proj 11 -> 5);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -289,6 +293,7 @@ KNOWN_OPTIONS = frozenset(
         "silu",
         "wsplit",
         "wsplit3",
+        "wvec",
     }
 )
 
@@ -330,6 +335,7 @@ class _Launch(NamedTuple):
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
     wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
     wsplit3: bool = False  # with wsplit, three tiles where two would still pad ("wsplit3")
+    wvec: bool = False  # whole-row tiles loaded so that their warps lie along K ("wvec")
 
     @property
     def dot(self) -> bool:
@@ -389,6 +395,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             pieces=pre and "pieces" in OPTIONS,
             wsplit=pre and "wsplit" in OPTIONS,
             wsplit3=pre and "wsplit3" in OPTIONS,
+            wvec=pre and "wvec" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -417,6 +424,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         pieces=pre and "pieces" in OPTIONS,
         wsplit=pre and "wsplit" in OPTIONS,
         wsplit3=pre and "wsplit3" in OPTIONS,
+        wvec=pre and "wvec" in OPTIONS,
     )
 
 

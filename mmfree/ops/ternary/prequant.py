@@ -301,25 +301,44 @@ def _words_gemv(
 
 
 @triton.jit
+def _whole_tile(P, rn, nmask, i0, Kq, BQ: tl.constexpr, LANES: tl.constexpr):
+    # `_tile` (PATH 1) of a whole-row GEMV: `[BN, BQ / 4]` words. With LANES (the launch's threads, "wvec")
+    # and BQ / 4 words between LANES and 4 LANES, the load gives each thread BQ / 4 / LANES consecutive words
+    # (a contiguity hint), so Triton lays all warps along K: the tile's column slice is then the layout of a
+    # 1-D load of BQ / 4 activation words, which `_mac4` broadcasts with no shared-memory conversion (with 4
+    # words a thread, a 256-word tile on 4 warps takes 2 warps along its rows, and each of the four
+    # activation vectors crossed shared memory between two barriers after the wait)
+    BW: tl.constexpr = BQ // 4
+    if LANES > 0 and BW >= LANES and BW < 4 * LANES:
+        VEC: tl.constexpr = BW // LANES
+        iw = i0 // 4 + tl.max_contiguous(tl.arange(0, BW), VEC)
+        Kw = Kq // 4
+        return tl.load(P + rn[:, None] * Kw + iw[None, :], mask=nmask[:, None] & (iw[None, :] < Kw), other=0)
+    return _tile(P, rn, nmask, i0, Kq, BQ, 1)
+
+
+@triton.jit
 def _bitlinear_kernel(
     X, P, Q, S, QS, G, Y,
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
     ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BQ2: tl.constexpr = 0,
-    BQ3: tl.constexpr = 0,
+    BQ3: tl.constexpr = 0, LANES: tl.constexpr = 0,
 ):  # fmt: skip
     # with BQ2 > 0 (ONE, "wsplit") the whole row is two tiles: bytes 0 .. BLOCK_Q and BLOCK_Q .. BLOCK_Q + BQ2,
     # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048); with BQ3 > 0 a third
-    # tile follows (3456 = 2048 + 1024 + 512 with 128 padded bytes, against 4096)
+    # tile follows (3456 = 2048 + 1024 + 512 with 128 padded bytes, against 4096). LANES: `_whole_tile`
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
-    p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
-    n = p
-    if not ONE:
+    if ONE:
+        p = _whole_tile(P, rn, nmask, 0, Kq, BLOCK_Q, LANES)
+        n = p
+    else:
+        p = _tile(P, rn, nmask, 0, Kq, BLOCK_Q, 1)
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     if BQ2 > 0:
-        p2 = _tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, 1)  # [BN, BQ2 / 4] the row's next (or last) words
+        p2 = _whole_tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, LANES)  # [BN, BQ2 / 4] the next (or last) words
     if BQ3 > 0:
-        p3 = _tile(P, rn, nmask, BLOCK_Q + BQ2, Kq, BQ3, 1)  # [BN, BQ3 / 4] the row's last words
+        p3 = _whole_tile(P, rn, nmask, BLOCK_Q + BQ2, Kq, BQ3, LANES)  # [BN, BQ3 / 4] the row's last words
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -533,6 +552,8 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
+    if cfg.wvec and cfg.block_q >= kq:  # a whole-row tile ("wvec": `_whole_tile`)
+        consts["LANES"] = 32 * cfg.warps
     split = whole_split(kq, cfg.wsplit3) if cfg.wsplit and cfg.block_q >= kq else None
     if split is not None:  # the whole row as two or three power-of-two tiles
         consts["BQ2"] = split[1]
