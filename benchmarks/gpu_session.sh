@@ -43,7 +43,7 @@ fi
 # boundary_probes.py (as scratch scripts), s16_pick_tests s16_targets, s16_flag s16_split, s16_tiles27.
 # Session 17 ran the tail probe (as a scratch call), then s17_csum_tests s17_csum, s17_silu_tests s17_silu,
 # s17_p3_tests s17_p3, s17_ws_tests s17_ws, s17_targets; s17_ws3 is for the next session.
-# Session 18 ran s18_tests s18_wvec13, s18_wvec27 s18_tiles13.
+# Session 18 ran s18_tests s18_wvec13, s18_wvec27 s18_tiles13, s18_mac_tests s18_mac13 s18_mac_small.
 part() { local name=$1 limit=$2; shift 2; if [ -n "${PARTS:-}" ] && [[ " $PARTS " != *" $name "* ]]; then return; fi; echo "== $name"; timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; echo "   rc=$? ($name)"; tail -n 3 "$OUT/$name.log"; }
 
 part gpu_tests 300 python3 -m pytest -m gpu -q -rA -p no:cacheprovider tests/
@@ -331,12 +331,12 @@ part s17_ws 200 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick 
   dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit
 # with "silu" and "wsplit" the defaults: the issue's table
 part s17_targets 240 python3 benchmarks/decode.py --presets 370m,1.3b,13b --models packed,fake,llama --batches 1 --prompts 128 --contexts "" --budget 150
-# next: "wsplit3" (built in session 17 after its device time ran out; 13B down_proj: 3456 = 2048 + 1024 + 512
-# bytes; 2.7B 1728 = 1024 + 512 + 256): its GPU bits case at 2.7B, then without / with at 13B twice
+# "wsplit3" (built in session 17 after its device time ran out; 13B down_proj: 3456 = 2048 + 1024 + 512
+# bytes; 2.7B 1728 = 1024 + 512 + 256; removed in session 18 after this part, in s18_wvec13: slower)
 part s17_ws3 200 bash -c "python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py -k wsplit && \
   python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wsplit3,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wsplit3"
 # session 18: "wvec" (whole-row tiles of 1-3 words a thread: no shared-memory conversion of the activation
-# words after the wait) and "wsplit3" (untimed since session 17): sm_90 compiles, their GPU bits cases, then
+# words after the wait) and "wsplit3" (untimed since session 17; removed after this run): sm_90 compiles, their GPU bits cases, then
 # the four combinations twice at 13B, and without / with "wvec" twice at 2.7B and 1.3B
 part s18_tests 300 bash -c "python3 -m pytest -q -p no:cacheprovider tests/ops/test_compile_sm90.py && \
   python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py -k 'wsplit or wvec'"
@@ -348,6 +348,15 @@ part s18_wvec27 200 python3 benchmarks/decode_kernels.py --presets 2.7b,1.3b --q
 # after the wait, 95 registers against 56), twice
 part s18_tiles13 250 python3 benchmarks/decode_kernels.py --presets 13b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec \
   --whole-tiles default,512:16x4+2048:16x4+4096:4x4,default,512:16x4+2048:16x4+4096:4x4
+# "wmac" (one asm block a weight word: fewer registers, so more programs an SM or more rows a program):
+# sm_90 compiles, the GPU bits cases, then with "wvec" without / with it at 13B, at the default whole tiles,
+# with 8-row down_proj tiles (126 registers) and with 16-row 1280-byte tiles (72), then 1.3B and 370M twice
+part s18_mac_tests 300 bash -c "python3 -m pytest -q -p no:cacheprovider tests/ops/test_compile_sm90.py && \
+  python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py -k 'wvec or wmac'"
+part s18_mac13 300 python3 benchmarks/decode_kernels.py --presets 13b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+wmac \
+  --whole-tiles default,512:16x4+2048:8x4+4096:8x4,512:16x4+2048:16x4+4096:4x4
+part s18_mac_small 200 python3 benchmarks/decode_kernels.py --presets 1.3b,370m --quick --options \
+  dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+wmac,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+wmac
 # "fold" for the 13B BitLinear calls (o_proj 512-word rows, down_proj 1024), with an added tile row (timing only)
 part s13_fold13 200 python3 benchmarks/decode_kernels.py --presets 13b --quick \
   --fold-tiles default,bitlinear:8x8@1024x8192,bitlinear:16x8@1024x8192
@@ -392,4 +401,4 @@ print(f"scaling 370m seq 2048: 1 GPU batch 16 {one:,.0f} tok/s | 2 GPUs batch 32
 PY
 fi
 echo "== tables"
-for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s13_all s13_one_tests s13_one s13_whole_tests s13_whole s13_whole_decode s13_gpu_tests s13_tiles2 s13_rows s13_targets s13_probes s13_fix_tests s13_fix s13_targets13 s13_quant_tests s13_quant s13_final_targets s13_final_tests s13_fold13 s13_ncu_whole s14_fill s14_tests s14_whole s14_fold13 s14_final_tests s14_final_targets s14_rows s14_rows_tests s14_rows_targets s15_cap_tests s15_cap s15_quant_tests s15_quant_ab s15_residency s15_sweep13 s15_targets s15_tiles13 s15_caps13 s15_final_tests s15_final_targets s15_final_kernels s16_pieces_tests s16_pieces s16_whole13 s16_probes13 s16_targets s16_kernels s16_tests s16_pick_tests s16_flag s16_split s16_tiles27 s17_tail s17_csum_tests s17_csum s17_silu_tests s17_silu s17_p3_tests s17_p3 s17_ws_tests s17_ws s17_targets s17_ws3 s18_tests s18_wvec13 s18_wvec27 s18_tiles13 s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done
+for f in kernels_mlgru train_370m_b32 train_13b_b8 decode_370m decode_options decode_kernels decode_tiles decode_targets decode_floor decode_fused decode_prequant decode_prequant_step decode_prequant2 decode_prequant_targets int8_sweep final_train_13b final_decode_kernels final_decode_targets prequant_tiles scan_tests scan_sweep scan_sweep_13b final_train_370m scan_ncu scan7_tests scan7_sweep scan7_sweep_13b scan7_train_370m scan8_sweep scan8_train_370m scan8_gpu_tests scan8_kernels scan8_train_13b scan9_tests scan9_kernels scan9_train_370m scan9_train_13b late_tests late_ab qnext_ab qnext_targets qnext_gpu_tests s10_tests s10_train s10q_tests s10q_ab s10q_targets s11_stream s11_cold s11_probes s11_fold_tests s11_fold s11_fold_targets s11_fold_sweep s11_gpu_tests s11_targets s12_fold_off s12_stream_work s12_ncu_probe s12_ncu_real s12_ncu_fold s12_ahead s12_warps s12_hints s12_decode_tests s12_targets s12_chunks s12_ncu_fold_src s13_all s13_one_tests s13_one s13_whole_tests s13_whole s13_whole_decode s13_gpu_tests s13_tiles2 s13_rows s13_targets s13_probes s13_fix_tests s13_fix s13_targets13 s13_quant_tests s13_quant s13_final_targets s13_final_tests s13_fold13 s13_ncu_whole s14_fill s14_tests s14_whole s14_fold13 s14_final_tests s14_final_targets s14_rows s14_rows_tests s14_rows_targets s15_cap_tests s15_cap s15_quant_tests s15_quant_ab s15_residency s15_sweep13 s15_targets s15_tiles13 s15_caps13 s15_final_tests s15_final_targets s15_final_kernels s16_pieces_tests s16_pieces s16_whole13 s16_probes13 s16_targets s16_kernels s16_tests s16_pick_tests s16_flag s16_split s16_tiles27 s17_tail s17_csum_tests s17_csum s17_silu_tests s17_silu s17_p3_tests s17_p3 s17_ws_tests s17_ws s17_targets s17_ws3 s18_tests s18_wvec13 s18_wvec27 s18_tiles13 s18_mac_tests s18_mac13 s18_mac_small s11_warm decode_epi_tests decode_epi decode_epi_targets decode_ncu eval_370m; do echo "-- $f"; tail -n 60 "$OUT/$f.log"; done

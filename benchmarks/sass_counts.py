@@ -10,7 +10,7 @@ the work, to be checked against `benchmarks/decode_kernels.py`.
 
     python benchmarks/sass_counts.py           # the fused decode kernels
     python benchmarks/sass_counts.py --scan    # the MLGRU scans against the issue budget of their target
-    python benchmarks/sass_counts.py --wsplit  # 13B whole-row GEMVs: one tile / "wsplit" tiles, "wvec"
+    python benchmarks/sass_counts.py --whole   # 13B whole-row GEMVs: tiles, "wsplit", "wvec", "wmac"
 """
 
 from __future__ import annotations
@@ -217,44 +217,46 @@ def scan_main() -> None:
         )
 
 
-# `--wsplit`: the 13B whole-row prequant BitLinear GEMVs (`prequant._bitlinear_kernel`, ONE, as `fused.
-# WHOLE_TILES` launches them at batch 1) in one power-of-two tile against the "wsplit" / "wsplit3" tiles
-# (`prequant.whole_split`), each also with "wvec" (`prequant._whole_tile`: LANES = 128). After the wait
-# (`ACQBULK`, griddepcontrol.wait) is what a program does once its codes are ready; barriers there are
-# shared-memory round trips on its critical path; registers bound the programs an SM holds, and so how many
-# load their weights before it.
-WSPLIT_ROWS = (  # (label, BLOCK_N, packed row bytes, three tiles allowed)
-    ("o_proj / head (1280 B rows)", 8, 1280, False),
-    ("down_proj (3456 B rows)", 4, 3456, True),
+# `--whole`: the 13B whole-row prequant BitLinear GEMVs (`prequant._bitlinear_kernel`, ONE, as `fused.
+# WHOLE_TILES` launches them at batch 1): the 1280-byte rows (o_proj, head) in one power-of-two tile and as
+# the "wsplit" tiles (`prequant.whole_split`), with and without "wvec" (`prequant._whole_tile`: LANES = 128);
+# the 3456-byte down_proj rows at 4 and 8 rows a program; each with and without "wmac" (ASM 2, one asm block
+# a weight word). After the wait (`ACQBULK`, griddepcontrol.wait) is what a program does once its codes are
+# ready; barriers there are shared-memory round trips on its critical path; registers bound the programs an
+# SM holds, and so how many load their weights before it.
+WHOLE_ROWS = (  # (label, BLOCK_N, tiles in bytes, wvec)
+    ("o_proj / head (1280 B rows)", 8, (2048,), False),
+    ("o_proj / head (1280 B rows)", 8, (1024, 256), False),
+    ("o_proj / head (1280 B rows)", 8, (1024, 256), True),
+    ("o_proj / head (1280 B rows)", 16, (1024, 256), True),
+    ("down_proj (3456 B rows)", 4, (4096,), False),
+    ("down_proj (3456 B rows)", 8, (4096,), False),
 )
 PREQUANT_PTRS = {"X": BF, "P": "*i32", "Q": "*i32", "S": "*fp32", "QS": "*i32", "G": "*fp32", "Y": BF}
 
 
-def wsplit_main() -> None:
+def whole_main() -> None:
     from mmfree.ops.ternary import prequant
 
     print(f"\n13B whole-row prequant GEMVs, static sm_90 SASS, triton {triton.__version__}, 4 warps")
     print(
-        f"{'call':<28} {'tiles (bytes)':<18} {'wvec':<4} {'regs':>5} {'SASS':>6} {'after wait':>10} "
-        f"{'barriers':>8} {'programs/SM':>11}"
+        f"{'call':<28} {'rows':>4} {'tiles (bytes)':<13} {'wvec':<4} {'wmac':<4} {'regs':>5} {'SASS':>6} "
+        f"{'after wait':>10} {'barriers':>8} {'programs/SM':>11}"
     )
-    for label, bn, kq, three in WSPLIT_ROWS:
-        split = prequant.whole_split(kq, three)
-        assert split is not None
-        for tiles in ((triton.next_power_of_2(kq),), split):
-            for lanes in (0, 128):
-                c = {"RESIDUAL": True, "ASM": True, "PDL": True, "LATE": False, "QNEXT": True, "ONE": True,
-                     "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": 0, "BQ3": 0, "LANES": lanes}  # fmt: skip
-                c.update(dict(zip(("BQ2", "BQ3"), tiles[1:])))
-                regs, _, lines = compile_sass(prequant._bitlinear_kernel, PREQUANT_PTRS, set(), c, 4, {"Kq"})
-                wait = next(i for i, line in enumerate(lines) if "ACQBULK" in line)
-                bars = sum("BAR." in line for line in lines[wait:])
-                per_sm = min(65536 // (128 * ((regs + 7) // 8 * 8)), 16)  # 64K registers, 64 warps an SM
-                name = " + ".join(str(t) for t in tiles)
-                print(
-                    f"{label:<28} {name:<18} {'yes' if lanes else 'no':<4} {regs:>5} {len(lines):>6} "
-                    f"{len(lines) - wait:>10} {bars:>8} {per_sm:>11}"
-                )
+    for label, bn, tiles, wvec in WHOLE_ROWS:
+        for asm in (1, 2):
+            c = {"RESIDUAL": True, "ASM": asm, "PDL": True, "LATE": False, "QNEXT": True, "ONE": True,
+                 "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": tiles[1] if len(tiles) > 1 else 0,
+                 "LANES": 128 if wvec else 0}  # fmt: skip
+            regs, _, lines = compile_sass(prequant._bitlinear_kernel, PREQUANT_PTRS, set(), c, 4, {"Kq"})
+            wait = next(i for i, line in enumerate(lines) if "ACQBULK" in line)
+            bars = sum("BAR." in line for line in lines[wait:])
+            per_sm = min(65536 // (128 * ((regs + 7) // 8 * 8)), 16)  # 64K registers, 64 warps an SM
+            name = " + ".join(str(t) for t in tiles)
+            print(
+                f"{label:<28} {bn:>4} {name:<13} {'yes' if wvec else 'no':<4} {'yes' if asm == 2 else 'no':<4} "
+                f"{regs:>5} {len(lines):>6} {len(lines) - wait:>10} {bars:>8} {per_sm:>11}"
+            )
 
 
 if __name__ == "__main__":
@@ -262,7 +264,7 @@ if __name__ == "__main__":
 
     if "--scan" in sys.argv[1:]:
         scan_main()
-    elif "--wsplit" in sys.argv[1:]:
-        wsplit_main()
+    elif "--whole" in sys.argv[1:]:
+        whole_main()
     else:
         main()

@@ -361,7 +361,7 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     with pytest.raises(
         ValueError,
         match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
-        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wsplit', 'wsplit3', 'wvec'\]",
+        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wmac', 'wsplit', 'wvec'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):
@@ -426,16 +426,15 @@ def test_silu_handoff_gives_the_same_bits(B: int, extra: str, monkeypatch) -> No
 
 @pytest.mark.interpret
 @needs_triton
-@pytest.mark.parametrize("kq", [12, 20, 28, 52])
+@pytest.mark.parametrize("kq", [12, 20, 40])
 def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
-    """ "wsplit": a whole packed row of kq bytes taken as two or three power-of-two tiles (12 = 8 + 4, 28 =
-    16 + 8 + 4, 52 = 32 + 16 + 4 bytes) gives the one padded tile's outputs, on the prequant BitLinear GEMV
-    with a residual add (whole-row tiles forced: BLOCK_Q 64), with and without "wvec"'s tile loads."""
+    """ "wsplit": a whole packed row of kq bytes taken as two power-of-two tiles (12 = 8 + 4, 20 = 16 + 4, 40
+    = 32 + 8 bytes) gives the one padded tile's outputs, on the prequant BitLinear GEMV with a residual add
+    (whole-row tiles forced: BLOCK_Q 64), with and without "wvec"'s tile loads."""
     g = torch.Generator().manual_seed(kq)
     K, N = 4 * kq, 24
-    split = fused_ops.prequant.whole_split(kq, three=True)
-    assert split is not None and len(split) == (2 if kq in (12, 20) else 3) and sum(split) < 64
-    assert len(fused_ops.prequant.whole_split(kq) or ()) in (0, 2)  # "wsplit" alone: two tiles at most
+    split = fused_ops.prequant.whole_split(kq)
+    assert split is not None and sum(split) < 64 and sum(split) >= kq
     packed = torch.randint(0, 255, (N, kq), generator=g, dtype=torch.uint8)  # [N, K / 4]
     packed[(packed & 3) == 3] -= 1  # 2-bit codes 0..2 in the low pair (enough for equal sums)
     proj = fused_ops.TernaryProj(packed, torch.rand(K, generator=g) + 0.5, 1e-6, torch.tensor(0.03))
@@ -446,7 +445,7 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
     for wsplit, wvec in ((False, False), (True, False), (True, True)):
         y = torch.randn(2, N, generator=torch.Generator().manual_seed(1))  # [B, N] residual stream
         fused_ops.prequant.bitlinear_step(
-            x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit, wsplit3=wsplit, wvec=wvec)
+            x, x, w1, 1e-6, 1, proj, y, True, cfg._replace(wsplit=wsplit, wvec=wvec)
         )
         outs.append(y)
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])  # "wvec": only a layout hint
@@ -454,13 +453,12 @@ def test_whole_row_split_tiles_give_the_same_bits(kq: int) -> None:
 
 
 def test_whole_split_tiles_at_the_presets_rows() -> None:
-    """The tiles "wsplit" / "wsplit3" give the presets' whole rows (bytes): fewer padded words than one
-    power-of-two tile, or None."""
+    """The tiles "wsplit" gives the presets' whole rows (bytes): fewer padded words than one power-of-two
+    tile, or None."""
     split = fused_ops.prequant.whole_split
     assert split(1280) == (1024, 256)  # 13B o_proj and head: one tile would be 2048
     assert split(640) == (512, 128)  # 2.7B
     assert split(3456) is None  # 13B down_proj: 2048 + 2048 pads as much as 4096
-    assert split(3456, three=True) == (2048, 1024, 512)
-    assert split(1728, three=True) == (1024, 512, 256)  # 2.7B down_proj
-    assert split(2048) is None and split(2048, three=True) is None  # a power of two: one tile
+    assert split(1728) is None  # 2.7B down_proj: 1024 + 1024
+    assert split(2048) is None  # a power of two: one tile
     assert split(10) is None  # not whole words

@@ -85,24 +85,24 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True, "SILU": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True,
-               "BQ2": 0, "BQ3": 0, "LANES": 0}, 4))
+               "BQ2": 0, "LANES": 0}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "QNEXT": True}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},
-               {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True, "BQ2": 0, "BQ3": 0, "LANES": 0}, 4))
+               {**gemv, "RESIDUAL": True, "LATE": True, "QNEXT": True, "BQ2": 0, "LANES": 0}, 4))
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**one, "HAS_LB": True, "OFFICIAL": False, "SILU": False}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**one, "RESIDUAL": True,
-               "BQ2": 0, "BQ3": 0, "LANES": 0}, 4))
+               "BQ2": 0, "LANES": 0}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},  # "wsplit": 1024 + 256 bytes
-               {**one, "RESIDUAL": True, "BLOCK_N": 8, "BLOCK_Q": 1024, "BQ2": 256, "BQ3": 0, "LANES": 0}, 4))
-out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},  # 2048 + 1024 + 512 bytes
-               {**one, "RESIDUAL": True, "BLOCK_Q": 2048, "BQ2": 1024, "BQ3": 512, "LANES": 0}, 4))
-for bn, tiles in ((8, (1024, 256, 0)), (4, (2048, 1024, 512)), (16, (512, 0, 0))):  # "wvec": 1-3 words a thread
+               {**one, "RESIDUAL": True, "BLOCK_N": 8, "BLOCK_Q": 1024, "BQ2": 256, "LANES": 0}, 4))
+out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},  # "wmac": one asm a word
+               {**one, "ASM": 2, "RESIDUAL": True, "BQ2": 0, "LANES": 0}, 4))
+out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**gemv, "ASM": 2, "QNEXT": True}, 4))
+for asm in (1, 2):  # "wvec": 2 words a thread (13B o_proj / head), with and without "wmac"
     out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF},
-                   {**one, "RESIDUAL": True, "BLOCK_N": bn, "BLOCK_Q": tiles[0], "BQ2": tiles[1], "BQ3": tiles[2],
-                    "LANES": 128}, 4))
+                   {**one, "ASM": asm, "RESIDUAL": True, "BLOCK_N": 8, "BLOCK_Q": 1024, "BQ2": 256, "LANES": 128}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, {**one, "LATE": True}, 4))
 assert all(".target sm_90" in p and "griddepcontrol" in p for p in out)
 print("compiled prequant", len(out))
@@ -119,6 +119,8 @@ for bw, bn, w in ((64, 8, 4), (128, 16, 8), (512, 16, 8)):
         out.append(ptx(fd._bitlinear_kernel, {"X": BF, "H": "*fp32", "W1": BF, "W2": BF, "G": "*fp32",
                        "P": "*i32", "Y": BF}, {**c, "LATE": mode == 0, "MODE": mode, "RESIDUAL": mode != 1}, w))
     out.append(ptx(fd._glu_in_kernel, {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "*i32", "U": BF}, c, w))
+out.append(ptx(fd._glu_in_kernel, {"X": BF, "WM": BF, "W2": BF, "G": "*fp32", "P": "*i32", "U": BF},  # "wmac"
+               {"ASM": 2, "PDL": True, "BLOCK_N": 16, "BW": 128}, 8))
 # the 1.3B down_proj's row under its register cap (fold.FOLD_MAX_REGS), as `fold.bitlinear_step` launches it
 c = {"ASM": True, "PDL": True, "BLOCK_N": 16, "BW": 512, "LATE": True, "MODE": 0, "RESIDUAL": True}
 src = ASTSource(fn=fd._bitlinear_kernel, signature={n: "constexpr" if n in c else {"X": BF, "H": "*fp32",

@@ -265,12 +265,15 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   power-of-two tiles (`prequant.whole_split`: 320 words = 256 + 64 at 13B, where one tile pads to 512),
 #   so no thread multiplies padded words after the wait (head 15.2 -> 13.1 µs at 13B, 10.0 -> 8.4 µs at
 #   2.7B; o_proj within 0.2 µs);
-# - "wsplit3" (with "wsplit"; built in session 17 after its device time ran out, untimed): three tiles where
-#   two would still pad (13B down_proj: 3456 = 2048 + 1024 + 512 bytes, against one 4096-byte tile);
-# - "wvec" (with "whole"; session 18, timing next): a whole-row tile of fewer than 4 words a thread per row
-#   loads as 1-3 consecutive words a thread (`prequant._whole_tile`), so all warps lie along K and the four
-#   activation vectors need no shared-memory conversion after the wait (static sm_90 SASS after the wait:
-#   13B o_proj / head 1024 + 256-byte tiles 13 -> 5 barriers, "wsplit3" down_proj 25 -> 7, 2.7B o_proj 11 -> 5);
+# - "wvec" (with "whole"; session 18): a whole-row tile of 2-3 words a thread per row (13B o_proj and head:
+#   256 + 64 words) loads them as consecutive words (`prequant._whole_tile`), so all warps lie along K and
+#   the four activation vectors need no shared-memory conversion after the wait (static sm_90 SASS after
+#   the wait: 13 -> 5 barriers; H200, part `s18_wvec13`: 13B step 1540.9 / 1541.2 -> 1534.8 / 1537.8 µs,
+#   head 12.9 -> 12.1-12.3 µs);
+# - "wmac" (with "dp4a"; session 18, timing next): the four dp4a of a weight word (and its shifts and masks)
+#   as one inline-asm block per word (`fused_parts._MAC4_ASM`), so each word's accumulator takes the
+#   register of the word it consumes: fewer registers (static sm_90: 13B down_proj 4 x 4 whole tile 94 -> 80,
+#   8 x 4 162 -> 126; 16-row 1280-byte tiles 95 -> 72; GLU input 96 -> 80), the same instructions and sums;
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -278,7 +281,7 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 # Only "prequant", "fold" and "pieces" change the bits (a code can flip at a rounding tie); the rest change
 # speed.
 # Removed after H200 runs found them slower or no faster (docs/inference.md, BENCHMARKS.md): "single",
-# "splitk", "qtrigger", "l2fill", "csum", "pieces3".
+# "splitk", "qtrigger", "l2fill", "csum", "pieces3", "wsplit3".
 KNOWN_OPTIONS = frozenset(
     {
         "dp4a",
@@ -292,8 +295,8 @@ KNOWN_OPTIONS = frozenset(
         "pieces",
         "silu",
         "wsplit",
-        "wsplit3",
         "wvec",
+        "wmac",
     }
 )
 
@@ -326,7 +329,7 @@ class _Launch(NamedTuple):
     block_k: int
     warps: int
     stages: int = 3  # Triton's default on CUDA (what the GEMV path has always run with)
-    asm: bool = False  # dp4a as one instruction (CUDA) or spelled out (the interpreter)
+    asm: int = 0  # dp4a spelled out (0: interpreter), one instruction (1), an asm block a word (2: "wmac")
     pdl: bool = False  # programmatic dependent launch
     prequant: bool = False  # the codes from one quantization launch, then a pure GEMV (`prequant.py`)
     late: bool = False  # prequant GEMVs load their epilogue operands after the K loop (PREQUANT_TILES)
@@ -334,7 +337,6 @@ class _Launch(NamedTuple):
     fold_tile: tuple[int, int, int] | None = None  # "fold" takes this call: (BLOCK_N, warps, BW), `fold.py`
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
     wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
-    wsplit3: bool = False  # with wsplit, three tiles where two would still pad ("wsplit3")
     wvec: bool = False  # whole-row tiles loaded so that their warps lie along K ("wvec")
 
     @property
@@ -394,7 +396,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             fold_tile=ftile,
             pieces=pre and "pieces" in OPTIONS,
             wsplit=pre and "wsplit" in OPTIONS,
-            wsplit3=pre and "wsplit3" in OPTIONS,
             wvec=pre and "wvec" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
@@ -420,10 +421,9 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         late=late,
         qnext=qnext,
         fold_tile=ftile,
-        asm=True,
+        asm=2 if "wmac" in OPTIONS else 1,
         pieces=pre and "pieces" in OPTIONS,
         wsplit=pre and "wsplit" in OPTIONS,
-        wsplit3=pre and "wsplit3" in OPTIONS,
         wvec=pre and "wvec" in OPTIONS,
     )
 

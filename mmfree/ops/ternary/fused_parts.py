@@ -388,10 +388,46 @@ def _act_words(QW, i0, Kw, BW: tl.constexpr):
     return c0, c1, c2, c3
 
 
+# `_mac4` for one weight word in one PTX block ("wmac" option): $0 = $6 + the dot of the word's four quarters
+# ($1 >> 2j) & 0x03030303 with the activation words $2..$5, in registers of its own (t, u), so no input is
+# overwritten before it is read. Triton emits an element-wise op for every element of the tile before the
+# next op; with the four dp4a as four ops, every word's accumulator is live beside every weight word.
+_MAC4_ASM = tl.constexpr("""{
+.reg .b32 t, u;
+and.b32 t, $1, 0x03030303;
+dp4a.s32.s32 u, t, $2, $6;
+shr.u32 t, $1, 2;
+and.b32 t, t, 0x03030303;
+dp4a.s32.s32 u, t, $3, u;
+shr.u32 t, $1, 4;
+and.b32 t, t, 0x03030303;
+dp4a.s32.s32 u, t, $4, u;
+shr.u32 t, $1, 6;
+and.b32 t, t, 0x03030303;
+dp4a.s32.s32 $0, t, $5, u;
+}""")
+
+
 @triton.jit
 def _mac4(acc, p, c0, c1, c2, c3, ASM: tl.constexpr):
     # acc `[BN, BW]` + the weight words p `[BN, BW]` times `_act_words`' four vectors: quarter j of weight
     # word m meets activation word j Kw + m (one dp4a per quarter)
+    if ASM == 2:  # "wmac": one asm block a word, so the word's register dies where its sum is made
+        return tl.inline_asm_elementwise(
+            _MAC4_ASM,
+            "=r,r,r,r,r,r,r",
+            [
+                p,
+                tl.broadcast_to(c0[None, :], acc.shape),
+                tl.broadcast_to(c1[None, :], acc.shape),
+                tl.broadcast_to(c2[None, :], acc.shape),
+                tl.broadcast_to(c3[None, :], acc.shape),
+                acc,
+            ],
+            dtype=tl.int32,
+            is_pure=True,
+            pack=1,
+        )
     for j in tl.static_range(4):
         wj = (p >> (2 * j)) & 0x03030303  # [BN, BW]: codes w + 1 of quarter j
         acc = _dp4a(wj, tl.broadcast_to(_pick(j, c0, c1, c2, c3)[None, :], acc.shape), acc, ASM)
@@ -407,13 +443,10 @@ def _y_rows(acc, qsum, g, s, X):
 
 
 @triton.jit
-def _y_rows2(acc, acc2, qsum, g, s, X, acc3=None):
-    # `_y_rows` of a row held as two (or three) accumulators `[BN, BW]`, `[BN, BW2]` (, `[BN, BW3]`): a whole
-    # row in power-of-two pieces ("wsplit"); the exact int32 sums of all, then the same scaling and rounding
-    t = tl.sum(acc, axis=1) + tl.sum(acc2, axis=1)
-    if acc3 is not None:
-        t += tl.sum(acc3, axis=1)
-    return _y(t[None, :], qsum, g, s, X, 0)
+def _y_rows2(acc, acc2, qsum, g, s, X):
+    # `_y_rows` of a row held as two accumulators `[BN, BW]`, `[BN, BW2]`: a whole row in two power-of-two
+    # pieces ("wsplit"); the exact int32 sums of both, then the same scaling and rounding
+    return _y((tl.sum(acc, axis=1) + tl.sum(acc2, axis=1))[None, :], qsum, g, s, X, 0)
 
 
 @triton.jit

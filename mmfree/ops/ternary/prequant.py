@@ -303,13 +303,14 @@ def _words_gemv(
 @triton.jit
 def _whole_tile(P, rn, nmask, i0, Kq, BQ: tl.constexpr, LANES: tl.constexpr):
     # `_tile` (PATH 1) of a whole-row GEMV: `[BN, BQ / 4]` words. With LANES (the launch's threads, "wvec")
-    # and BQ / 4 words between LANES and 4 LANES, the load gives each thread BQ / 4 / LANES consecutive words
-    # (a contiguity hint), so Triton lays all warps along K: the tile's column slice is then the layout of a
-    # 1-D load of BQ / 4 activation words, which `_mac4` broadcasts with no shared-memory conversion (with 4
-    # words a thread, a 256-word tile on 4 warps takes 2 warps along its rows, and each of the four
-    # activation vectors crossed shared memory between two barriers after the wait)
+    # and BQ / 4 words 2 or 3 times LANES, the load gives each thread 2-3 consecutive words (a contiguity
+    # hint, where Triton would give 4), so it lays all warps along K: the tile's column slice is then the
+    # layout of a 1-D load of BQ / 4 activation words, which `_mac4` broadcasts with no shared-memory
+    # conversion (at 4 words a thread, a 256-word tile on 4 warps takes 2 warps along its rows, and each of
+    # the four activation vectors crossed shared memory between two barriers after the wait). One word a
+    # thread (128-word tiles) made the 1.3B and 2.7B heads slower (H200: 6.1 -> 12.5 µs, 8.4 -> 10.7 µs)
     BW: tl.constexpr = BQ // 4
-    if LANES > 0 and BW >= LANES and BW < 4 * LANES:
+    if LANES > 0 and BW >= 2 * LANES and BW < 4 * LANES:
         VEC: tl.constexpr = BW // LANES
         iw = i0 // 4 + tl.max_contiguous(tl.arange(0, BW), VEC)
         Kw = Kq // 4
@@ -323,11 +324,10 @@ def _bitlinear_kernel(
     B, N, Kq, stride_y,
     RESIDUAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr, QNEXT: tl.constexpr,
     ONE: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr, BQ2: tl.constexpr = 0,
-    BQ3: tl.constexpr = 0, LANES: tl.constexpr = 0,
+    LANES: tl.constexpr = 0,
 ):  # fmt: skip
     # with BQ2 > 0 (ONE, "wsplit") the whole row is two tiles: bytes 0 .. BLOCK_Q and BLOCK_Q .. BLOCK_Q + BQ2,
-    # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048); with BQ3 > 0 a third
-    # tile follows (3456 = 2048 + 1024 + 512 with 128 padded bytes, against 4096). LANES: `_whole_tile`
+    # both powers of two (1280 = 1024 + 256 bytes, where one tile would pad to 2048). LANES: `_whole_tile`
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     if ONE:
         p = _whole_tile(P, rn, nmask, 0, Kq, BLOCK_Q, LANES)
@@ -337,8 +337,6 @@ def _bitlinear_kernel(
         n = _tile(P, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     if BQ2 > 0:
         p2 = _whole_tile(P, rn, nmask, BLOCK_Q, Kq, BQ2, LANES)  # [BN, BQ2 / 4] the next (or last) words
-    if BQ3 > 0:
-        p3 = _whole_tile(P, rn, nmask, BLOCK_Q + BQ2, Kq, BQ3, LANES)  # [BN, BQ3 / 4] the row's last words
     g = tl.load(G)
     if not LATE:
         res = _residual(Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)  # [1, BN]
@@ -353,12 +351,7 @@ def _bitlinear_kernel(
     if BQ2 > 0:
         d0, d1, d2, d3 = _act_words(qrow, BLOCK_Q, Kq // 4, BQ2 // 4)
         acc2 = _mac4(tl.zeros([BLOCK_N, BQ2 // 4], dtype=tl.int32), p2, d0, d1, d2, d3, ASM)
-        if BQ3 > 0:
-            e0, e1, e2, e3 = _act_words(qrow, BLOCK_Q + BQ2, Kq // 4, BQ3 // 4)
-            acc3 = _mac4(tl.zeros([BLOCK_N, BQ3 // 4], dtype=tl.int32), p3, e0, e1, e2, e3, ASM)
-            y = _y_rows2(acc, acc2, qs, g, s, X, acc3)
-        else:
-            y = _y_rows2(acc, acc2, qs, g, s, X)
+        y = _y_rows2(acc, acc2, qs, g, s, X)
     else:
         y = _y_rows(acc, qs, g, s, X)
     _linear_store(y, res, Y, rows, rmask, rn, nmask, stride_y, RESIDUAL)
@@ -458,24 +451,19 @@ def quant_pieces(kp: int, pieces: bool) -> tuple[int, int, int]:
     return warps, max(1, block // threads), 0
 
 
-def whole_split(kq: int, three: bool = False) -> tuple[int, ...] | None:
+def whole_split(kq: int) -> tuple[int, int] | None:
     """("wsplit") A whole packed row of kq bytes as two power-of-two tiles (BLOCK_Q, BQ2) in bytes, the first
     the largest that fits, the second the rest rounded up, where that holds fewer padded words than one tile:
-    1280 = 1024 + 256 (13B o_proj and head; one tile would be 2048), 640 = 512 + 128; None where it does not.
-    With `three` ("wsplit3") the rest may take two tiles: 3456 = 2048 + 1024 + 512 (13B down_proj, 128 bytes
-    padded against 640)."""
+    1280 = 1024 + 256 (13B o_proj and head; one tile would be 2048), 640 = 512 + 128; None where it does not
+    (3456, the 13B down_proj: 2048 + 2048 pads as much as 4096)."""
     kw = kq // 4
     if kq % 4 or kw < 2 or kw & (kw - 1) == 0:
         return None
-    tiles, rest = [], kw
-    while rest > 0 and len(tiles) < (2 if three else 1):
-        tiles.append(1 << (rest.bit_length() - 1))
-        rest -= tiles[-1]
-    if rest > 0:
-        tiles.append(triton.next_power_of_2(rest))
-    if sum(tiles) >= triton.next_power_of_2(kw):
+    first = 1 << (kw.bit_length() - 1)
+    second = triton.next_power_of_2(kw - first)
+    if first + second >= triton.next_power_of_2(kw):
         return None
-    return tuple(4 * t for t in tiles)
+    return 4 * first, 4 * second
 
 
 def _launch_gemv(
@@ -554,11 +542,9 @@ def bitlinear_step(
     consts = dict(RESIDUAL=residual)
     if cfg.wvec and cfg.block_q >= kq:  # a whole-row tile ("wvec": `_whole_tile`)
         consts["LANES"] = 32 * cfg.warps
-    split = whole_split(kq, cfg.wsplit3) if cfg.wsplit and cfg.block_q >= kq else None
-    if split is not None:  # the whole row as two or three power-of-two tiles
+    split = whole_split(kq) if cfg.wsplit and cfg.block_q >= kq else None
+    if split is not None:  # the whole row as two power-of-two tiles
         consts["BQ2"] = split[1]
-        if len(split) == 3:
-            consts["BQ3"] = split[2]
         _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg._replace(block_q=split[0]), one=True)
         return
     _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg)
