@@ -98,9 +98,9 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec", "1.3b", 1),
-        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec,wmac", "2.7b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec,wmac", "1.3b", 1),
-        ("dp4a,pdl,wmac", "370m", 1),
+        ("dp4a,prequant,pdl,qnext,fold,wmac", "370m", 1),
+        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec,keep", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -110,8 +110,8 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     default's; so do "fold"'s and "pieces"'). "silu" passes SiLU(h) computed by the MLGRU kernel to the
     output gate's quantization: the same values, so the same bits (1.3B: fold kernels; 2.7B: prequant pairs).
     "wsplit" takes 2.7B's whole 640-byte rows (o_proj, head) as 512 + 128 bytes: exact sums, the same bits;
-    "wvec" only changes how those tiles (and 1.3B's 512-byte head rows) are laid over the threads; "wmac"
-    only groups each weight word's instructions (prequant, fold and the default dp4a kernels)."""
+    "wvec" only changes how those tiles are laid over the threads; "wmac" only groups each weight word's
+    instructions (fold kernels); "keep" only sets L2 eviction policies (2.7B: prequant MLGRU kernels)."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)

@@ -270,10 +270,14 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   the four activation vectors need no shared-memory conversion after the wait (static sm_90 SASS after
 #   the wait: 13 -> 5 barriers; H200, part `s18_wvec13`: 13B step 1540.9 / 1541.2 -> 1534.8 / 1537.8 µs,
 #   head 12.9 -> 12.1-12.3 µs);
-# - "wmac" (with "dp4a"; session 18, timing next): the four dp4a of a weight word (and its shifts and masks)
-#   as one inline-asm block per word (`fused_parts._MAC4_ASM`), so each word's accumulator takes the
-#   register of the word it consumes: fewer registers (static sm_90: 13B down_proj 4 x 4 whole tile 94 -> 80,
-#   8 x 4 162 -> 126; 16-row 1280-byte tiles 95 -> 72; GLU input 96 -> 80), the same instructions and sums;
+# - "wmac" (with "fold"; session 18): the fold kernels' four dp4a of a weight word (and its shifts and
+#   masks) as one inline-asm block a word (`fused_parts._MAC4_ASM`), so each word's accumulator takes the
+#   register of the word it consumes: fewer registers, the same instructions and sums. H200, part
+#   `s18_mac_small`: 1.3B step 355.0 / 355.3 -> 348.7 / 349.0 µs, 370M 252.1 / 251.7 -> 249.9 / 250.8; on
+#   the 13B prequant kernels (part `s18_mac13`) it was slower (GLU input 13.7 -> 15.0 µs), so only fold;
+# - "keep" (with "prequant"; session 18, timing next): the quantization kernels' norm weights and the MLGRU
+#   kernel's state, lower bound and state store with L2 policy evict_last, so the 3.2 GB of weights streamed
+#   per 13B token do not evict them (they load once a token, some just before a wait);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -297,6 +301,7 @@ KNOWN_OPTIONS = frozenset(
         "wsplit",
         "wvec",
         "wmac",
+        "keep",
     }
 )
 
@@ -338,6 +343,7 @@ class _Launch(NamedTuple):
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
     wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
     wvec: bool = False  # whole-row tiles loaded so that their warps lie along K ("wvec")
+    keep: bool = False  # the quantization kernels' norm weights and the MLGRU state kept in L2 ("keep")
 
     @property
     def dot(self) -> bool:
@@ -397,6 +403,7 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             pieces=pre and "pieces" in OPTIONS,
             wsplit=pre and "wsplit" in OPTIONS,
             wvec=pre and "wvec" in OPTIONS,
+            keep=pre and "keep" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -421,10 +428,11 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         late=late,
         qnext=qnext,
         fold_tile=ftile,
-        asm=2 if "wmac" in OPTIONS else 1,
+        asm=2 if "wmac" in OPTIONS and ftile is not None else 1,
         pieces=pre and "pieces" in OPTIONS,
         wsplit=pre and "wsplit" in OPTIONS,
         wvec=pre and "wvec" in OPTIONS,
+        keep=pre and "keep" in OPTIONS,
     )
 
 
