@@ -359,6 +359,7 @@ part s18_mac_small 200 python3 benchmarks/decode_kernels.py --presets 1.3b,370m 
   dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+wmac,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+wmac
 # "keep" (evict_last L2 policy on the quantization kernels' norm weights and the MLGRU state, so the weight
 # stream does not evict them; "wmac" now fold-only): sm_90 compiles, GPU bits cases, then without / with twice
+# (commit a3106b7, reverted after this run: no faster, and triton 3.6 rejected its defaulted string constexpr)
 part s18_keep_tests 300 bash -c "python3 -m pytest -q -p no:cacheprovider tests/ops/test_compile_sm90.py && \
   python3 -m pytest -m gpu -q -p no:cacheprovider tests/infer/test_fused_gpu.py -k 'wvec or wmac or keep'"
 part s18_keep 300 python3 benchmarks/decode_kernels.py --presets 13b,2.7b --quick --options dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+keep,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec,dp4a+pdl+prequant+qnext+fold+whole+pieces+silu+wsplit+wvec+keep

@@ -322,11 +322,6 @@ def test_prequant_step(gate_form: str, dtype: torch.dtype, B: int, monkeypatch) 
     split_logits, split_states = _step_outputs(model, tokens, states)  # 3-word rows as 2 + 1: same sums
     assert torch.equal(split_logits, pre_logits)
     assert all(torch.equal(a, b) for a, b in zip(split_states, pre_states))
-    monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,keep"))
-    assert fused_ops._config(B, 48, 48, words).keep
-    keep_logits, keep_states = _step_outputs(model, tokens, states)  # L2 eviction hints: the same bits
-    assert torch.equal(keep_logits, pre_logits)
-    assert all(torch.equal(a, b) for a, b in zip(keep_states, pre_states))
     _assert_rows_close(pre_logits, base_logits, 1e-4, 3e-2, "prequant vs dp4a logits")
     for idx, (a, b) in enumerate(zip(pre_states, base_states)):
         _assert_rows_close(a, b, 1e-4, 3e-2, f"prequant vs dp4a state {idx}")
@@ -365,8 +360,8 @@ def test_fused_options_parse_and_refuse_unknown_names() -> None:
     assert fused_ops.parse_options(" dp4a , pdl,") == frozenset({"dp4a", "pdl"})
     with pytest.raises(
         ValueError,
-        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'keep', 'late', "
-        r"'pdl', 'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wmac', 'wsplit', 'wvec'\]",
+        match=r"unknown fused-kernel option\(s\) \['dp4'\].*known: \['dp4a', 'early', 'fold', 'late', 'pdl', "
+        r"'pieces', 'prequant', 'qnext', 'silu', 'whole', 'wmac', 'wsplit', 'wvec'\]",
     ):
         fused_ops.parse_options("dp4,pdl")
     with pytest.raises(ValueError, match="'early' and 'late' exclude each other"):

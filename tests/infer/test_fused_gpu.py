@@ -100,7 +100,6 @@ _GPU_MODELS: dict[str, torch.nn.Module] = {}  # one random bf16 model per preset
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec,wmac", "1.3b", 1),
         ("dp4a,prequant,pdl,qnext,fold,wmac", "370m", 1),
-        ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit,wvec,keep", "2.7b", 1),
     ],
 )
 def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, monkeypatch) -> None:
@@ -111,7 +110,7 @@ def test_fused_options_give_the_same_bits(options: str, preset: str, B: int, mon
     output gate's quantization: the same values, so the same bits (1.3B: fold kernels; 2.7B: prequant pairs).
     "wsplit" takes 2.7B's whole 640-byte rows (o_proj, head) as 512 + 128 bytes: exact sums, the same bits;
     "wvec" only changes how those tiles are laid over the threads; "wmac" only groups each weight word's
-    instructions (fold kernels); "keep" only sets L2 eviction policies (2.7B: prequant MLGRU kernels)."""
+    instructions (fold kernels)."""
     if preset not in _GPU_MODELS:
         _GPU_MODELS.clear()
         _GPU_MODELS[preset] = _model(0, 0, "official", True, torch.bfloat16, device="cuda", preset=preset)
@@ -166,3 +165,36 @@ def test_whole_row_tile_gives_the_same_bits(monkeypatch) -> None:
         assert [c.block_q >= k // 4 for c, k in zip(cfgs, (2048, 5632))] == [tile[2] == 4096] * 2
         runs.append(_greedy_steps(model, ids))
     _assert_same_bits(*runs)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("residual", [True, False])
+def test_wvec_tiles_give_the_same_bits(residual: bool, monkeypatch) -> None:
+    """ "wvec" where it applies: the 13B 5120-wide input (1280-byte rows as 1024 + 256-byte tiles, the first
+    of 256 words, 2 a thread on 4 warps), one prequant BitLinear call (output gate MODE 2, o_proj-shaped,
+    and a head-like call without residual, 1000 outputs) with and without it, in bf16: the same exact sums,
+    so the same bits."""
+    g = torch.Generator(device="cuda").manual_seed(5)
+    K, N = 5120, 1000
+    packed = torch.randint(0, 255, (N, K // 4), generator=g, dtype=torch.uint8, device="cuda")
+    packed[(packed & 3) == 3] -= 1  # codes 0..2 in the low pair
+    proj = fused_ops.TernaryProj(packed, torch.rand(K, device="cuda") + 0.5, 1e-6, torch.tensor(0.02).cuda())
+    x = torch.randn(1, K, device="cuda", dtype=torch.bfloat16)  # [1, K]
+    h = torch.randn(1, K, device="cuda")  # [1, K] fp32 state
+    w1 = (torch.rand(K, device="cuda") + 0.5).to(torch.bfloat16)
+    outs = []
+    for options in ("dp4a,prequant,pdl,qnext,whole,wsplit", "dp4a,prequant,pdl,qnext,whole,wsplit,wvec"):
+        monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options(options))
+        cfg = fused_ops._config(1, N, K, (packed,), "bitlinear")
+        assert cfg.wsplit and cfg.block_q >= K // 4 and cfg.wvec == options.endswith("wvec")
+        y = (
+            torch.randn(1, N, device="cuda", generator=g).to(torch.bfloat16)
+            if not outs
+            else outs[0][1].clone()
+        )
+        start = y.clone()
+        fused_ops.prequant.bitlinear_step(x, h, w1, 1e-6, 2, proj, y, residual, cfg)
+        outs.append((y, start))
+    assert torch.equal(outs[0][0], outs[1][0])
+    assert not torch.equal(outs[0][0], outs[0][1])

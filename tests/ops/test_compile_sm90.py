@@ -21,8 +21,6 @@ pytest.importorskip("triton")
 REPO = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import inspect
-
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
@@ -36,9 +34,6 @@ from mmfree.ops.ternary import prequant as pq
 
 
 def ptx(kernel, ptrs, consts, warps):
-    # constexpr parameters not given take their defaults
-    consts = {**{p.name: p.default for p in kernel.params if p.is_constexpr and p.default is not inspect._empty},
-              **consts}
     sig = {n: "constexpr" if n in consts else ptrs.get(n, "i32") for n in kernel.arg_names}
     cx = {(kernel.arg_names.index(k),): v for k, v in consts.items()}
     src = ASTSource(fn=kernel, signature=sig, constexprs=cx)
@@ -79,9 +74,7 @@ quant = {"PDL": True, "T": 512, "EA": 16, "EB": 0}
 out = [ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2}, 16),
        ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 2, "EA": 8, "EB": 2}, 16),  # two pieces
        ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "T": 128}, 4),
-       ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 3, "EA": 8, "EB": 2}, 16),  # "silu"
-       ptx(pq._quant_kernel, qp, {**quant, "MODE": 1, "EA": 8, "EB": 2, "EV": "evict_last"}, 16)]  # "keep"
-assert "evict_last" in out[-1] and "evict_last" not in out[0]  # the policy reaches the loads
+       ptx(pq._quant_kernel, {**qp, "H": "*fp32"}, {**quant, "MODE": 3, "EA": 8, "EB": 2}, 16)]  # "silu"
 gemv = {"ASM": True, "PDL": True, "LATE": False, "QNEXT": False, "ONE": False, "BLOCK_N": 16, "BLOCK_Q": 256}
 one = {**gemv, "ONE": True, "QNEXT": True, "BLOCK_N": 4, "BLOCK_Q": 4096}  # a whole 13B row in one tile
 words = {"X": BF, "Q": "*i32", "S": "*fp32", "QS": "*i32", "SH": "*fp32"}
@@ -91,10 +84,6 @@ out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": 
 out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
                "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},
                {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True, "SILU": True}, 4))
-out.append(ptx(pq._mlgru_in_kernel, {**words, "PI": "*i32", "PF": "*i32", "PG": "*i32", "GI": "*fp32",
-               "GF": "*fp32", "GG": "*fp32", "LB": "*fp32", "H": "*fp32", "OUT": BF},  # "keep"
-               {**gemv, "HAS_LB": True, "OFFICIAL": True, "QNEXT": True, "LATE": True, "SILU": True,
-                "EV": "evict_last"}, 4))
 out.append(ptx(pq._bitlinear_kernel, {**words, "P": "*i32", "G": "*fp32", "Y": BF}, {**gemv, "RESIDUAL": True,
                "BQ2": 0, "LANES": 0}, 4))
 out.append(ptx(pq._glu_in_kernel, {**words, "P": "*i32", "G": "*fp32", "U": BF}, gemv, 4))

@@ -275,9 +275,6 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   register of the word it consumes: fewer registers, the same instructions and sums. H200, part
 #   `s18_mac_small`: 1.3B step 355.0 / 355.3 -> 348.7 / 349.0 µs, 370M 252.1 / 251.7 -> 249.9 / 250.8; on
 #   the 13B prequant kernels (part `s18_mac13`) it was slower (GLU input 13.7 -> 15.0 µs), so only fold;
-# - "keep" (with "prequant"; session 18, timing next): the quantization kernels' norm weights and the MLGRU
-#   kernel's state, lower bound and state store with L2 policy evict_last, so the 3.2 GB of weights streamed
-#   per 13B token do not evict them (they load once a token, some just before a wait);
 # - "silu" (with "prequant", official gate form): the MLGRU kernel also stores SiLU(h) (fp32, one value per
 #   output, computed once), which the output gate's quantization (MODE 3) reads instead of computing a
 #   sigmoid of the whole row on one SM (or in every fold program); the same values, the same bits (13B
@@ -301,7 +298,6 @@ KNOWN_OPTIONS = frozenset(
         "wsplit",
         "wvec",
         "wmac",
-        "keep",
     }
 )
 
@@ -343,7 +339,6 @@ class _Launch(NamedTuple):
     pieces: bool = False  # the quantization kernel's two-piece rows ("pieces", `prequant.quant_pieces`)
     wsplit: bool = False  # a whole-row BitLinear GEMV tile as two power-of-two tiles ("wsplit")
     wvec: bool = False  # whole-row tiles loaded so that their warps lie along K ("wvec")
-    keep: bool = False  # the quantization kernels' norm weights and the MLGRU state kept in L2 ("keep")
 
     @property
     def dot(self) -> bool:
@@ -403,7 +398,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
             pieces=pre and "pieces" in OPTIONS,
             wsplit=pre and "wsplit" in OPTIONS,
             wvec=pre and "wvec" in OPTIONS,
-            keep=pre and "keep" in OPTIONS,
         )
     tiles = (PREQUANT_TILES if pre else WORDS_TILES) if path == 1 else GEMV_TILES
     bn, bq_max, warps, *late_row = next(t[1:] for t in tiles if t[0] >= N)
@@ -432,7 +426,6 @@ def _config(B: int, N: int, K: int, packed: tuple[torch.Tensor, ...], kind: str 
         pieces=pre and "pieces" in OPTIONS,
         wsplit=pre and "wsplit" in OPTIONS,
         wvec=pre and "wvec" in OPTIONS,
-        keep=pre and "keep" in OPTIONS,
     )
 
 

@@ -280,29 +280,28 @@ def _y(acc, qsum, g, s, X, PATH: tl.constexpr):
 
 
 @triton.jit
-def _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB: tl.constexpr, EV: tl.constexpr = ""):
+def _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB: tl.constexpr):
     # the MLGRU epilogue's inputs that no other kernel of a decode step writes: the lower bound `[1, BN]` (0
-    # without one) and the fp32 state `[ROWS, BN]` of the step before (EV: their L2 eviction policy)
+    # without one) and the fp32 state `[ROWS, BN]` of the step before
     lb = 0.0
     if HAS_LB:
-        lb = tl.load(LB + rn, mask=nmask, other=0.0, eviction_policy=EV).to(tl.float32)[None, :]
+        lb = tl.load(LB + rn, mask=nmask, other=0.0).to(tl.float32)[None, :]
     hm = rmask[:, None] & nmask[None, :]
-    return lb, tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0, eviction_policy=EV)
+    return lb, tl.load(H + rows[:, None] * stride_h + rn[None, :], mask=hm, other=0.0)
 
 
 @triton.jit
 def _mlgru_store(yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB: tl.constexpr,
-                 OFFICIAL: tl.constexpr, SH=None, SILU: tl.constexpr = False, EV: tl.constexpr = ""):  # fmt: skip
+                 OFFICIAL: tl.constexpr, SH=None, SILU: tl.constexpr = False):  # fmt: skip
     # MLGRU epilogue on `_mlgru_prev`'s lb, hp: f = sigmoid(yf) (lifted by the lower bound), h = f h_prev +
     # SiLU(yi) (1 - f) in place in the fp32 state H; OUT receives g ("official") or sigmoid(g) * h ("paper").
-    # With SILU also `_silu_h(h)` into SH (fp32, H's layout), for the output gate's MODE 3. EV: the L2
-    # eviction policy of the state's store
+    # With SILU also `_silu_h(h)` into SH (fp32, H's layout), for the output gate's MODE 3.
     f = tl.sigmoid(yf)
     if HAS_LB:
         f = lb + (1.0 - lb) * f
     hm = rmask[:, None] & nmask[None, :]
     h = f * hp + (yi * tl.sigmoid(yi)) * (1.0 - f)
-    tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm, eviction_policy=EV)
+    tl.store(H + rows[:, None] * stride_h + rn[None, :], h, mask=hm)
     if SILU:
         tl.store(SH + rows[:, None] * stride_h + rn[None, :], _silu_h(h, X), mask=hm)
     if OFFICIAL:

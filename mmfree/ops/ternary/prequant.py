@@ -61,7 +61,6 @@ def _quant_kernel(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
     MODE: tl.constexpr, PDL: tl.constexpr, T: tl.constexpr, EA: tl.constexpr, EB: tl.constexpr,
-    EV: tl.constexpr = "",
 ):  # fmt: skip
     # program (row, n): row `row` held whole in registers (one load of each input, then dependent block
     # reductions) through BitLinear norm n (weight WA, WB or WC): Q `[NORMS, B, Kp]` int8 codes (columns
@@ -69,11 +68,10 @@ def _quant_kernel(
     # repeats the MODE transform, so the norms run on three SMs at once. The row is one `[T, EA]` piece
     # (column t EA + j), or with EB > 0 that and a `[T, EB]` piece after it (column T EA + t EB + j): a
     # width such as 5120 = 512 x (8 + 2) then needs no padded lanes. Each reduction sums a thread's values
-    # of both pieces first (axis 1), then across the block once. EV: the norm weights' L2 eviction policy
-    # ("keep" option: "evict_last")
+    # of both pieces first (axis 1), then across the block once.
     _quant_row(
         X, H, W1, WA, WB, WC, Q, S, QS, B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c,
-        tl.program_id(0), tl.program_id(1), MODE, PDL, False, T, EA, EB, EV,
+        tl.program_id(0), tl.program_id(1), MODE, PDL, False, T, EA, EB,
     )  # fmt: skip
 
 
@@ -99,20 +97,20 @@ def _quant_row(
     X, H, W1, WA, WB, WC, Q, S, QS,
     B, K, Kp, stride_x, stride_h, eps1, eps_a, eps_b, eps_c, row, n,
     MODE: tl.constexpr, PDL: tl.constexpr, CG: tl.constexpr, T: tl.constexpr, EA: tl.constexpr,
-    EB: tl.constexpr, EV: tl.constexpr = "",
+    EB: tl.constexpr,
 ):  # fmt: skip
     # `_quant_kernel`'s work for one (row, norm n) on the calling program's T threads; with CG the inputs X
     # and H load from L2 past L1 (a GEMV's tail reading a row other programs of its launch just wrote:
     # `benchmarks/boundary_probes.py tail`)
     ka = _piece(T, EA, 0)  # [T, EA]
     ma = ka < K
-    w1a = tl.load(W1 + ka, mask=ma, other=0.0, eviction_policy=EV).to(tl.float32)  # the weights first: with
-    wa = _norm_weight(WA, WB, WC, n, ka, ma, EV)  # PDL they load while the previous kernel finishes
+    w1a = tl.load(W1 + ka, mask=ma, other=0.0).to(tl.float32)  # the weights first: with PDL they load
+    wa = _norm_weight(WA, WB, WC, n, ka, ma)  # while the previous kernel finishes
     if EB > 0:
         kb = _piece(T, EB, T * EA)  # [T, EB]
         mb = kb < K
-        w1b = tl.load(W1 + kb, mask=mb, other=0.0, eviction_policy=EV).to(tl.float32)
-        wb = _norm_weight(WA, WB, WC, n, kb, mb, EV)
+        w1b = tl.load(W1 + kb, mask=mb, other=0.0).to(tl.float32)
+        wb = _norm_weight(WA, WB, WC, n, kb, mb)
     eps = tl.where(n == 0, eps_a, tl.where(n == 1, eps_b, eps_c))
     _wait_inputs(PDL)
     xr = X + row * stride_x
@@ -159,14 +157,14 @@ def _ld_row(P, k, m, CG: tl.constexpr):
 
 
 @triton.jit
-def _norm_weight(WA, WB, WC, n, k, m, EV: tl.constexpr = ""):
-    # BitLinear norm n's weight (WA, WB or WC) at columns k, in fp32 (EV: L2 eviction policy)
+def _norm_weight(WA, WB, WC, n, k, m):
+    # BitLinear norm n's weight (WA, WB or WC) at columns k, in fp32
     if n == 0:
-        w = tl.load(WA + k, mask=m, other=0.0, eviction_policy=EV).to(tl.float32)
+        w = tl.load(WA + k, mask=m, other=0.0).to(tl.float32)
     elif n == 1:
-        w = tl.load(WB + k, mask=m, other=0.0, eviction_policy=EV).to(tl.float32)
+        w = tl.load(WB + k, mask=m, other=0.0).to(tl.float32)
     else:
-        w = tl.load(WC + k, mask=m, other=0.0, eviction_policy=EV).to(tl.float32)
+        w = tl.load(WC + k, mask=m, other=0.0).to(tl.float32)
     return w
 
 
@@ -199,9 +197,7 @@ def _mlgru_in_kernel(
     B, N, Kq, stride_h, stride_o,
     HAS_LB: tl.constexpr, OFFICIAL: tl.constexpr, ASM: tl.constexpr, PDL: tl.constexpr, LATE: tl.constexpr,
     QNEXT: tl.constexpr, ONE: tl.constexpr, SILU: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_Q: tl.constexpr,
-    EV: tl.constexpr = "",
 ):  # fmt: skip
-    # EV: the L2 eviction policy of the state, its lower bound and SiLU(h) ("keep" option: "evict_last")
     rows, rmask, rn, nmask = _row_block(B, N, BLOCK_N)
     p_i = _tile(PI, rn, nmask, 0, Kq, BLOCK_Q, 1)  # [BN, BQ / 4] words, before the codes are ready
     p_f = _tile(PF, rn, nmask, 0, Kq, BLOCK_Q, 1)
@@ -212,7 +208,7 @@ def _mlgru_in_kernel(
         n_g = _tile(PG, rn, nmask, BLOCK_Q, Kq, BLOCK_Q, 1)
     g_i, g_f, g_g = tl.load(GI), tl.load(GF), tl.load(GG)
     if not LATE:
-        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB, EV)  # [1, BN], [1, BN]
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)  # [1, BN], [1, BN]
     _wait_inputs(PDL)
     if not LATE:
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
@@ -255,7 +251,7 @@ def _mlgru_in_kernel(
             n_f = _tile(PF, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
             n_g = _tile(PG, rn, nmask, i0 + 2 * BLOCK_Q, Kq, BLOCK_Q, 1)
     if LATE:
-        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB, EV)
+        lb, hp = _mlgru_prev(LB, H, rows, rmask, rn, nmask, stride_h, HAS_LB)
         s_i, qs_i = _row_scales(S, QS, 0, rows, rmask, B)
         s_f, qs_f = _row_scales(S, QS, 1, rows, rmask, B)
         s_g, qs_g = _row_scales(S, QS, 2, rows, rmask, B)
@@ -263,9 +259,8 @@ def _mlgru_in_kernel(
     yf = _y_rows(acc_f, qs_f, g_f, s_f, X)
     yg = _y_rows(acc_g, qs_g, g_g, s_g, X)
     _mlgru_store(
-        yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL, SH, SILU,
-        EV,
-    )  # fmt: skip
+        yi, yf, yg, lb, hp, H, OUT, X, rows, rmask, rn, nmask, stride_h, stride_o, HAS_LB, OFFICIAL, SH, SILU
+    )
 
 
 @triton.jit
@@ -428,8 +423,8 @@ def quantize_rows(
     _quant_kernel[(B, nn)](
         x, h, w1, wa[0], wb[0], wc[0], q, s, qs,
         B, K, 4 * kq, x.stride(0), h.stride(0), float(eps1), float(wa[1]), float(wb[1]), float(wc[1]),
-        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, EV="evict_last" if cfg.keep else "",
-        num_warps=warps, **({"launch_pdl": True} if cfg.pdl else {}),
+        MODE=mode, PDL=cfg.pdl, T=32 * warps, EA=ea, EB=eb, num_warps=warps,
+        **({"launch_pdl": True} if cfg.pdl else {}),
     )  # fmt: skip
     return q.view(torch.int32), s, qs
 
@@ -520,10 +515,7 @@ def mlgru_input_step(
         i.scale, f.scale, g.scale, lower_bound if lower_bound is not None else state, state, out,
         silu_out if silu_out is not None else state, B, N, kq, state.stride(0), out.stride(0),
     )  # fmt: skip
-    consts = dict(
-        HAS_LB=lower_bound is not None, OFFICIAL=official, SILU=silu_out is not None,
-        EV="evict_last" if cfg.keep else "",
-    )  # fmt: skip
+    consts = dict(HAS_LB=lower_bound is not None, OFFICIAL=official, SILU=silu_out is not None)
     _launch_gemv(_mlgru_in_kernel, N, kq, args, consts, cfg)
 
 
