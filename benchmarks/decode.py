@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from decode_kernels import copy_bandwidth, parse_tile, set_tile  # benchmarks/ (the script's own folder)
+from decode_kernels import copy_bandwidth, set_tile  # benchmarks/ (the script's own folder)
 from torch import nn
 
 import mmfree.ops.ternary.fused as fused_ops
@@ -176,21 +176,24 @@ def llama_runner(model: nn.Module) -> tuple[Callable, Callable]:
     return prefill, step
 
 
-def parse_kind(kind: str) -> tuple[str, frozenset[str] | None, tuple[int, int, int] | None]:
-    """`fused+dp4a+pdl@32x8` -> ("fused", {"dp4a", "pdl"}, (32, 8, 256)); `fused+none` -> no option; a plain
-    kind keeps the default options (None) and tiles."""
+def parse_kind(kind: str) -> tuple[str, frozenset[str] | None, str]:
+    """`fused+dp4a+pdl@32x8` -> ("fused", {"dp4a", "pdl"}, "32x8"); `fused+none` -> no option; a plain kind
+    keeps the default options (None) and tiles ("")."""
     head, _, tile = kind.partition("@")
     base, *opts = head.split("+")
     if (opts or tile) and base != "fused":
         raise SystemExit(f"--models {kind}: only `fused` takes +options or @tiles")
     options = fused_ops.parse_options(",".join(o for o in opts if o != "none")) if opts else None
-    return base, options, parse_tile(tile)
+    set_tile(tile)  # refuses a malformed tile before any model is built
+    set_tile("default")
+    return base, options, tile
 
 
-def set_kernels(options: frozenset[str] | None, tile: tuple[int, int, int] | None) -> None:
-    """Selects the fused kernels' options and batch-1 tile for the Decoders made next (their graphs keep it)."""
+def set_kernels(options: frozenset[str] | None, tile: str) -> None:
+    """Selects the fused kernels' options and batch-1 tiles (`decode_kernels.set_tile`'s text; "" the
+    defaults) for the Decoders made next (their graphs keep them)."""
     fused_ops.OPTIONS = DEFAULT_OPTIONS if options is None else options
-    set_tile(tile)
+    set_tile(tile or "default")
 
 
 DEFAULT_OPTIONS = fused_ops.OPTIONS
@@ -276,7 +279,7 @@ def gpu_main(args: argparse.Namespace) -> None:
             del model, pre, step, gen
             _free()
         del shared
-        set_kernels(None, None)
+        set_kernels(None, "")
     print_tables(rows, ctx_rows, bw, time.time() - start)
 
 

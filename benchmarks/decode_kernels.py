@@ -14,6 +14,7 @@ captured the same way; that row is the ground truth.
 
     python benchmarks/decode_kernels.py --presets 370m,13b --options ,dp4a,pdl,dp4a+pdl
     python benchmarks/decode_kernels.py --presets 13b --options dp4a --tiles default,16x4,64x8,64x8x512
+    python benchmarks/decode_kernels.py --presets 13b --tiles default,8192:16x4x256+16x4x128
     python benchmarks/decode_kernels.py --presets 1.3b,13b --options dp4a+prequant+pdl --probes none,noquant,nogemv
     python benchmarks/decode_kernels.py --presets 1.3b --options dp4a+prequant+pdl+fold --fold-tiles default,glu:32x8
     python benchmarks/decode_kernels.py --presets 13b --fold-tiles default,bitlinear:8x8@1024x8192 --quant-warps 32,16
@@ -88,11 +89,30 @@ def parse_warps(text: str) -> list[int]:
     return vals
 
 
-def set_tile(tile: tuple[int, int, int] | None) -> None:
-    """Installs one batch-1 tile for every layer width (None: the defaults) for the kernels launched next."""
-    fused_ops.GEMV_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[0]
-    fused_ops.WORDS_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[1]
-    fused_ops.PREQUANT_TILES = ((2**62, tile[0], tile[2], tile[1]),) if tile else DEFAULT_TILES[2]
+def set_tile(text: str) -> None:
+    """Installs batch-1 tiles for the kernels launched next: `"default"` the tables in `fused.py`; one tile
+    (`"32x8"`, `parse_tile`) for every layer width and path; or a prequant table by outputs per projection,
+    `"8192:16x4x256+16x4x128"` (rows of up to 8192 outputs, then the rest), after the default table's first
+    row and with its later rows' "late" flag, so that only the tiles of wider layers change (13B: MLGRU
+    input 5120 outputs, GLU input 13824)."""
+    fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES = DEFAULT_TILES
+    if ":" not in text and "+" not in text:
+        tile = parse_tile(text)
+        if tile:
+            fused_ops.GEMV_TILES = fused_ops.WORDS_TILES = fused_ops.PREQUANT_TILES = (
+                (2**62, tile[0], tile[2], tile[1]),
+            )
+        return
+    first, *rest = DEFAULT_TILES[2]
+    late = rest[-1][4] if rest else True
+    table = [first]
+    for part in text.split("+"):
+        bound, _, spec = part.rpartition(":")
+        tile = parse_tile(spec)
+        if (bound and not bound.isdigit()) or tile is None:
+            raise SystemExit(f"prequant tile {part!r} must read [MAX_OUTPUTS:]BLOCK_NxWARPSxBLOCK_Q")
+        table.append((int(bound) if bound else 2**62, tile[0], tile[2], tile[1], late))
+    fused_ops.PREQUANT_TILES = tuple(table)
 
 
 def set_fold_tiles(text: str) -> None:
@@ -321,7 +341,7 @@ def run(args: argparse.Namespace) -> None:
         ]
         for opt, tile, ftile, probe, qwarps, wtile, caps in grid:
             fused_ops.OPTIONS = fused_ops.parse_options(opt.replace("+", ","))
-            set_tile(parse_tile(tile))
+            set_tile(tile)
             set_fold_tiles(ftile)
             prequant.QUANT_MAX_WARPS = qwarps
             set_whole_tiles(wtile)
@@ -338,7 +358,7 @@ def run(args: argparse.Namespace) -> None:
                 rows.append((preset, name, f"error: {type(err).__name__}"[:26], float("nan"), "-", "-"))
         fused_ops.OPTIONS = DEFAULT_OPTIONS
         prequant.QUANT_MAX_WARPS = DEFAULT_QUANT_WARPS
-        set_tile(None)
+        set_tile("default")
         set_fold_tiles("default")
         set_whole_tiles("default")
         set_fold_caps("default")
@@ -357,7 +377,8 @@ def main() -> None:
     axes = (
         ("--options", "+".join(sorted(DEFAULT_OPTIONS)), 'option sets, options joined by "+" ("" = none: the '
          "byte path); default: the library's default set"),
-        ("--tiles", "default", "batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, or default"),
+        ("--tiles", "default", "batch-1 tiles BLOCK_NxWARPS[xBLOCK_Q bytes] for every layer width, a prequant "
+         'table [MAX_OUTPUTS:]BLOCK_NxWARPSxBLOCK_Q joined by "+", or default'),
         ("--fold-tiles", "default", 'fold tile sets ("fold" option): default, or KIND:BLOCK_NxWARPS / KIND:off '
          'joined by "+"'),
         ("--probes", "none", "none, noquant (GEMVs alone), nogemv (quantization kernels alone); see above"),

@@ -78,3 +78,26 @@ def test_fold_caps() -> None:
             dk.set_fold_caps("104")
     finally:
         fold.FOLD_MAX_REGS = saved
+
+
+def test_set_tile() -> None:
+    """One tile everywhere, or a prequant table by outputs (the default's first row and late flags kept)."""
+    from mmfree.ops.ternary import fused as fused_ops
+
+    default = fused_ops.PREQUANT_TILES
+    try:
+        dk.set_tile("16x2")
+        assert fused_ops.PREQUANT_TILES == fused_ops.WORDS_TILES == ((2**62, 16, 256, 2),)
+        dk.set_tile("8192:16x4x256+16x4x128")
+        table = fused_ops.PREQUANT_TILES
+        assert table == (default[0], (8192, 16, 256, 4, True), (2**62, 16, 128, 4, True))
+        # the 13B widths: MLGRU input 5120 outputs, GLU input 13824
+        assert next(t for t in fused_ops.PREQUANT_TILES if t[0] >= 5120)[2] == 256
+        assert next(t for t in fused_ops.PREQUANT_TILES if t[0] >= 13824)[2] == 128
+        for bad in ("x:16x4", "8192:16x4x12"):
+            with pytest.raises(SystemExit):
+                dk.set_tile(bad)
+    finally:
+        dk.set_tile("default")
+    restored = fused_ops.PREQUANT_TILES
+    assert restored == default
