@@ -124,6 +124,8 @@ def test_gpu_configs_of_the_batch1_calls(monkeypatch) -> None:
     looped = cfg(5120, 13824)  # no kind: neither fold nor whole; the table's looped tile
     assert looped.block_q == 256 and looped.late and looped.fold_tile is None
     assert cfg(5120, 5120, "mlgru").block_q == 256  # "whole" is for BitLinear calls only
+    glu = cfg(13824, 5120, "glu")  # 13B GLU input: PREQUANT_TILES' row over 8192 outputs, 128-byte tiles
+    assert (glu.block_q, glu.block_n, glu.warps, glu.late) == (128, 16, 4, True) and glu.fold_tile is None
     assert cfg(64, 32768, "bitlinear").block_q == 256  # an 8192-byte row: past every WHOLE_TILES row
     assert cfg(5120, 13824, "bitlinear", b=2).block_q < 3456  # batch 1 only
     monkeypatch.setattr(fused_ops, "OPTIONS", fused_ops.parse_options("dp4a,prequant,qnext,fold"))

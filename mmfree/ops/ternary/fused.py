@@ -23,7 +23,7 @@ kernel (programmatic dependent launch), so a step's launches overlap.
   stores or adds to a residual stream in place.
 - `_glu_in_kernel`: `mlp_norm`, then the gate/up projection (rows j and I + j), epilogue `SiLU(gate) * up`.
 
-With the default options ("dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit") a batch-1 call on
+With the default options ("dp4a,prequant,pdl,fold,whole,pieces,silu,wsplit,wvec,wmac") a batch-1 call on
 whole-word rows does not run these kernels: it runs one `fold.py` kernel where the row fits (the codes
 derived in every program), else `prequant.py`'s pair (the codes once per row, then a pure word GEMV with the
 same epilogues). These kernels serve the tensor-core path from `DOT_MIN_BATCH` rows and every other option
@@ -224,9 +224,15 @@ WORDS_TILES: tuple[tuple[int, int, int, int], ...] = (
 # The fifth field: the GEMV loads its epilogue operands after the K loop ("late"), not before its wait. H200,
 # 2026-11-29 (session 9), `decode_kernels.py --options dp4a+prequant+pdl,dp4a+prequant+pdl+late`, whole
 # step: early 0.411 / late 0.453 ms at 370M; early 0.654 / late 0.562 at 1.3B; early 2.331 / late 2.020 at 13B.
+# The third row (session 18): over 8192 outputs (the 13B GLU input, 13824) 128-byte tiles, ten passes of the
+# K loop instead of five. H200, parts `s18_glu13` / `s18_noq`, `decode_kernels.py --presets 13b --tiles
+# default,8192:16x4x256+16x4x128`: 13B step 1553.6 -> 1519.2 and 1532.6 -> 1514.0 µs (GLU input 13.9-14.1 ->
+# 13.5-13.6 µs); 8 rows at 256 bytes gave 1518.5. Session 15 had timed 16x4x128 for every width, where it
+# made the MLGRU input slower.
 PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
     (1024, 8, 256, 4, False),
-    (2**62, 16, 256, 4, True),
+    (8192, 16, 256, 4, True),
+    (2**62, 16, 128, 4, True),
 )
 # The "whole" option's tiles for the prequant BitLinear GEMV (o_proj, down_proj), (largest packed row in bytes
 # as a power of two, BLOCK_N, num_warps): the first row that holds the call's row takes it whole in one tile
@@ -243,7 +249,7 @@ PREQUANT_TILES: tuple[tuple[int, int, int, int, bool], ...] = (
 WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (4096, 4, 4))
 
 # Options of the batch-1 kernels (`MMFREE_FUSED_OPTIONS=dp4a,pdl`, "" or "none" for none, or this set;
-# default "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit", the fastest measured on an H200). Each
+# default "dp4a,prequant,pdl,fold,whole,pieces,silu,wsplit,wvec,wmac", the fastest measured on an H200). Each
 # option's measurements are in docs/inference.md and BENCHMARKS.md:
 # - "dp4a": the GEMV multiplies 32-bit words of 16 codes, four codes per `dp4a` (the packed row length,
 #   K / 4 bytes, must be a multiple of 4);
@@ -253,7 +259,10 @@ WHOLE_TILES: tuple[tuple[int, int, int], ...] = ((512, 16, 4), (2048, 8, 4), (40
 #   (+ scale, code sum) and the GEMVs stream weight words against them (`prequant.py`; another sum order);
 # - "early" / "late" (with "prequant"): every GEMV loads its epilogue operands before its wait / after its K
 #   loop, instead of as PREQUANT_TILES' row says;
-# - "qnext" (with "prequant"): the GEMV loop loads each next tile's activation words with its weight tile;
+# - "qnext" (with "prequant"; a default until session 18): the GEMV loop loads each next tile's activation
+#   words with its weight tile. Only the looped prequant GEMVs read it (at batch 1: the 2.7B and 13B MLGRU
+#   and GLU inputs); with the 128-byte GLU tiles it was no faster (part `s18_noq`, without / with, whole
+#   step µs: 13B 1507.9 / 1511.0 and 1494.5 / 1509.5, 2.7B 662.2 / 669.0 and 665.9 / 667.1), so off;
 # - "fold" (with "prequant"): a call whose packed row fits `fold.FOLD_TILES` quantizes its input inside the
 #   GEMV (one launch instead of two; `fold.py`; its row sums run in another order than prequant's);
 # - "whole" (with "prequant"): the batch-1 BitLinear GEMVs that stay prequant pairs take each packed row in
@@ -316,7 +325,7 @@ def parse_options(text: str) -> frozenset[str]:
 
 
 OPTIONS: frozenset[str] = parse_options(
-    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,qnext,fold,whole,pieces,silu,wsplit")
+    os.environ.get("MMFREE_FUSED_OPTIONS", "dp4a,prequant,pdl,fold,whole,pieces,silu,wsplit,wvec,wmac")
 )
 
 
