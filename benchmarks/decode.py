@@ -42,7 +42,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from decode_kernels import copy_bandwidth, set_tile  # benchmarks/ (the script's own folder)
+from decode_kernels import copy_bandwidth, set_tile, tile_tables  # benchmarks/ (the script's own folder)
 from torch import nn
 
 import mmfree.ops.ternary.fused as fused_ops
@@ -184,8 +184,7 @@ def parse_kind(kind: str) -> tuple[str, frozenset[str] | None, str]:
     if (opts or tile) and base != "fused":
         raise SystemExit(f"--models {kind}: only `fused` takes +options or @tiles")
     options = fused_ops.parse_options(",".join(o for o in opts if o != "none")) if opts else None
-    set_tile(tile)  # refuses a malformed tile before any model is built
-    set_tile("default")
+    tile_tables(tile)  # refuses a malformed tile before any model is built
     return base, options, tile
 
 

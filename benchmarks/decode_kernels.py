@@ -89,20 +89,18 @@ def parse_warps(text: str) -> list[int]:
     return vals
 
 
-def set_tile(text: str) -> None:
-    """Installs batch-1 tiles for the kernels launched next: `"default"` the tables in `fused.py`; one tile
-    (`"32x8"`, `parse_tile`) for every layer width and path; or a prequant table by outputs per projection,
-    `"8192:16x4x256+16x4x128"` (rows of up to 8192 outputs, then the rest), after the default table's first
-    row and with its later rows' "late" flag, so that only the tiles of wider layers change (13B: MLGRU
-    input 5120 outputs, GLU input 13824)."""
-    fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES = DEFAULT_TILES
+def tile_tables(text: str) -> tuple[tuple[tuple, ...], tuple[tuple, ...], tuple[tuple, ...]]:
+    """(GEMV_TILES, WORDS_TILES, PREQUANT_TILES) for a batch-1 tile text: `"default"` the tables in `fused.py`;
+    one tile (`"32x8"`, `parse_tile`) for every layer width and path; or a prequant table by outputs per
+    projection, `"8192:16x4x256+16x4x128"` (rows of up to 8192 outputs, then the rest), after the default
+    table's first row and with its later rows' "late" flag, so that only the tiles of wider layers change
+    (13B: MLGRU input 5120 outputs, GLU input 13824). A malformed text exits with a message."""
     if ":" not in text and "+" not in text:
         tile = parse_tile(text)
-        if tile:
-            fused_ops.GEMV_TILES = fused_ops.WORDS_TILES = fused_ops.PREQUANT_TILES = (
-                (2**62, tile[0], tile[2], tile[1]),
-            )
-        return
+        if tile is None:
+            return DEFAULT_TILES
+        one = ((2**62, tile[0], tile[2], tile[1]),)
+        return one, one, one
     first, *rest = DEFAULT_TILES[2]
     late = rest[-1][4] if rest else True
     table = [first]
@@ -112,7 +110,12 @@ def set_tile(text: str) -> None:
         if (bound and not bound.isdigit()) or tile is None:
             raise SystemExit(f"prequant tile {part!r} must read [MAX_OUTPUTS:]BLOCK_NxWARPSxBLOCK_Q")
         table.append((int(bound) if bound else 2**62, tile[0], tile[2], tile[1], late))
-    fused_ops.PREQUANT_TILES = tuple(table)
+    return DEFAULT_TILES[0], DEFAULT_TILES[1], tuple(table)
+
+
+def set_tile(text: str) -> None:
+    """Installs `tile_tables(text)` for the kernels launched next."""
+    fused_ops.GEMV_TILES, fused_ops.WORDS_TILES, fused_ops.PREQUANT_TILES = tile_tables(text)
 
 
 def set_fold_tiles(text: str) -> None:

@@ -11,7 +11,7 @@ and code sum. Viewed as int32, those codes are the activation words of the dp4a 
 weight word m encodes. The GEMV kernels are then pure streams of weight words:
 per tile, four L2-resident activation words per weight word and one `dp4a` per quarter, no reduction before
 the first tile, and two tiles in flight per projection (the next one loads while this one is multiplied;
-with QNEXT, the default "qnext" option, the next tile's activation words load with it). The epilogues are
+with QNEXT, the "qnext" option, the next tile's activation words load with it). The epilogues are
 the default kernels' (`fused_parts.py`), with their operands loaded before or after the K loop as
 PREQUANT_TILES says per layer width (see `_mlgru_in_kernel`). A tile that covers the whole packed row (ONE:
 `BLOCK_Q` >= Kq, as the "whole" option gives the BitLinear GEMVs) has no loop: the rows load before the
@@ -540,9 +540,10 @@ def bitlinear_step(
     q, s, qs = quantize_rows(x, h, w1, eps1, ((proj.norm_weight, proj.eps),), mode, kq, cfg, scratch)
     args = (x, proj.packed.view(torch.int32), q, s, qs, proj.scale, out, B, N, kq, out.stride(0))
     consts = dict(RESIDUAL=residual)
-    if cfg.wvec and cfg.block_q >= kq:  # a whole-row tile ("wvec": `_whole_tile`)
+    whole = cfg.block_q >= kq  # the row in one tile: ONE, no K loop
+    if cfg.wvec and whole:  # `_whole_tile`'s loads
         consts["LANES"] = 32 * cfg.warps
-    split = whole_split(kq) if cfg.wsplit and cfg.block_q >= kq else None
+    split = whole_split(kq) if cfg.wsplit and whole else None
     if split is not None:  # the whole row as two power-of-two tiles
         consts["BQ2"] = split[1]
         _launch_gemv(_bitlinear_kernel, N, kq, args, consts, cfg._replace(block_q=split[0]), one=True)
